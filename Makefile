@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine: `make test` and `make demo`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test demo install bench importtime clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,sandbox,cli]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# pytest exits 5 when it collected no test: a run that tested nothing must not look green.
+test: $(STAMP)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
+	exit $$rc
+
+demo: $(STAMP)
+	$(VENV)/bin/qcflow demo
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+importtime: $(STAMP)
+	$(PY) benchmarks/importtime.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache qcflow-data

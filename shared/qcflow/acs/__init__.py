@@ -1,0 +1,1 @@
+"""Alibaba Cloud API plumbing: ACS3-HMAC-SHA256 signing and one async HTTP client."""

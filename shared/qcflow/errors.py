@@ -1,0 +1,129 @@
+"""One small error hierarchy for the whole package.
+
+Callers catch at the level they care about: ``RetryableError`` (try again later, with
+backoff) or ``PermanentError`` (retrying cannot help; record it and move on). For service
+errors the decision is made on the service's error ``Code`` — HTTP statuses are ambiguous
+across Alibaba Cloud products (throttling arrives as 400 or 503, ``Success: false`` as 200).
+"""
+
+from __future__ import annotations
+
+
+class QcflowError(Exception):
+    """Base of every error qcflow raises on purpose.
+
+    ``code`` is the service's error code when one exists (``Throttling.User``,
+    ``SignatureDoesNotMatch``…), ``request_id`` the service's RequestId for support tickets.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+        action: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+        self.http_status = http_status
+        self.action = action
+
+    def __str__(self) -> str:
+        parts = []
+        if self.action:
+            parts.append(self.action)
+        if self.code:
+            parts.append(self.code)
+        head = " ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.http_status is not None:
+            text += f" (HTTP {self.http_status})"
+        if self.request_id:
+            text += f" [RequestId {self.request_id}]"
+        return text
+
+
+class RetryableError(QcflowError):
+    """A fault that may pass: throttling, a busy or failing server, a broken connection."""
+
+    retryable = True
+
+
+class PermanentError(QcflowError):
+    """A fault that retrying cannot fix: bad credentials, bad input, unknown objects."""
+
+
+class ConfigError(PermanentError):
+    """A missing or invalid setting; the message names the environment variable."""
+
+
+class ThrottledError(RetryableError):
+    """The service's quota was exceeded (``Throttling``, ``Throttling.User``, ``Throttling.Api``…)."""
+
+
+class ServiceUnavailableError(RetryableError):
+    """The service failed on its side (``InternalError``, ``ServiceUnavailable``, 5xx without a code)."""
+
+
+class TransportError(RetryableError):
+    """The request did not get an answer: connect/read timeout, reset or dropped connection."""
+
+
+class AuthError(PermanentError):
+    """The service refused the credentials or the signature, or the caller lacks permission."""
+
+
+class RequestError(PermanentError):
+    """The service rejected the request itself: invalid parameter, unknown id, business failure."""
+
+
+class NotFoundError(PermanentError):
+    """The thing asked for does not exist (an object key, a ContactId)."""
+
+
+_RETRYABLE_PREFIXES: tuple[tuple[str, type[RetryableError]], ...] = (
+    ("Throttling", ThrottledError),
+    ("ServiceUnavailable", ServiceUnavailableError),
+    ("InternalError", ServiceUnavailableError),
+    ("ServiceBusy", ServiceUnavailableError),
+    ("SystemBusy", ServiceUnavailableError),
+    ("ServerBusy", ServiceUnavailableError),
+    ("RequestTimeout", ServiceUnavailableError),
+)
+_AUTH_PREFIXES = (
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidAccessKeyId",
+    "InvalidSecurityToken",
+    "InvalidTimeStamp",
+    "SignatureNonceUsed",
+    "Forbidden",
+    "NoPermission",
+    "AccessDenied",
+)
+
+
+def error_class_for_code(code: str | None, http_status: int | None = None) -> type[QcflowError]:
+    """Choose the error class from the service's error ``Code``.
+
+    The HTTP status is used only when the body carried no code at all (a proxy's HTML page,
+    an empty 502): then 5xx is taken as transient and anything else as permanent.
+    """
+    if code:
+        for prefix, cls in _RETRYABLE_PREFIXES:
+            if code.startswith(prefix):
+                return cls
+        if code.startswith(_AUTH_PREFIXES):
+            return AuthError
+        if "NotFound" in code or "NotExist" in code:
+            return NotFoundError
+        return RequestError
+    if http_status is not None and http_status >= 500:
+        return ServiceUnavailableError
+    return RequestError

@@ -1,0 +1,1 @@
+"""Typed shapes of everything qcflow reads or sends: CCC, SCA, FC events."""

@@ -1,0 +1,378 @@
+"""Smart Conversation Analysis (Qualitycheck 2019-01-15): ``UploadAudioData`` and ``GetResult``.
+
+Requests travel as a compact JSON text in the ``JsonStr`` query parameter, camelCase keys,
+nothing null. Responses arrive PascalCase with Tea list wrappers, which are removed on
+parsing (see ``qcflow.models.tea``) so that results read as plain lists.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator, model_validator
+from pydantic import create_model
+
+from qcflow.models import tea
+from qcflow.models.base import CamelModel, PascalModel
+
+IntOrStr = int | str
+SCA_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_SCA_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+#: GetResult statuses of a task.
+STATUS_RUNNING = 0
+STATUS_FINISHED = 1
+STATUS_FAILED = 6
+
+
+def format_sca_time(moment: datetime, zone: ZoneInfo) -> str:
+    """``yyyy-MM-dd HH:mm:ss`` in SCA's time zone (an aware ``moment`` is converted first)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(zone)
+    return moment.strftime(SCA_TIME_FORMAT)
+
+
+def parse_sca_time(text: str, zone: ZoneInfo) -> datetime:
+    """The aware datetime of a ``yyyy-MM-dd HH:mm:ss`` text in SCA's time zone."""
+    return datetime.strptime(text, SCA_TIME_FORMAT).replace(tzinfo=zone)
+
+
+# --------------------------------------------------------------------------- UploadAudioData
+
+_REMARKS = {f"remark{i}": (IntOrStr | None, None) for i in range(1, 26)}
+_CallRemarks: type[CamelModel] = create_model("_CallRemarks", __base__=CamelModel, **_REMARKS)  # type: ignore[call-overload]
+
+
+class UploadCall(_CallRemarks):  # type: ignore[misc, valid-type]
+    """One recording in ``UploadAudioData``'s ``callList`` (``remark1``…``remark25`` included)."""
+
+    voice_file_url: str = Field(min_length=1, description="public http(s) URL, valid >= 12 h")
+    file_name: str | None = None
+    call_id: str | None = Field(default=None, description="send the ContactId: GetResult's Recording.Id")
+    call_uuid: str | None = Field(default=None, description="dedup key; SCA compares it with the last 2 h only")
+    call_type: int | None = Field(default=None, description="1 outbound, 3 inbound")
+    call_start_time: int | None = Field(default=None, description="milliseconds since the epoch")
+    caller: str | None = None
+    callee: str | None = None
+    customer_service_id: IntOrStr | None = None
+    customer_service_name: str | None = None
+    skill_group_id: IntOrStr | None = None
+    skill_group_name: str | None = None
+    business: str | None = None
+    json_param_str: str | None = None
+    scheme_task_config_id: int | None = None
+
+
+class UploadAudioDataJson(CamelModel):
+    """``UploadAudioData``'s ``JsonStr``: the documented top-level fields."""
+
+    call_list: list[UploadCall] = Field(min_length=1)
+    auto_split: Literal[0, 1] | None = Field(default=None, description="1 mono (SCA splits speakers), 0 dual-track")
+    sample_rate: Literal[8, 16] | None = None
+    callback_url: str | None = None
+    service_channel: int | None = None
+    client_channel: int | None = None
+    service_channel_keywords: list[str] | None = None
+    recognize_role_data_set_id: int | None = None
+    vocab_id: IntOrStr | None = None
+    model_id: IntOrStr | None = None
+    base_model_id: IntOrStr | None = None
+    is_scheme_data: int | None = None
+    rule_ids: list[IntOrStr] | None = None
+    rule_business_names: list[str] | None = None
+
+
+class UploadAudioDataResponse(PascalModel):
+    """``Data`` is the new task's id."""
+
+    success: bool | None = None
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    data: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        if not self.data:
+            raise ValueError("UploadAudioData answered without a taskId")
+        return self.data
+
+
+# --------------------------------------------------------------------------- GetResult query
+
+_RANGE_REMARKS = (5, 13, 14)
+_FILTER_REMARKS: dict[str, Any] = {}
+for _i in range(1, 26):
+    _FILTER_REMARKS[f"remark{_i}"] = ((int | None) if _i in _RANGE_REMARKS else (str | None), None)
+    _FILTER_REMARKS[f"remark{_i}_list"] = (list[IntOrStr] | None, None)
+for _i in _RANGE_REMARKS:
+    _FILTER_REMARKS[f"remark{_i}_type"] = (int | None, None)
+    _FILTER_REMARKS[f"end_remark{_i}"] = (int | None, None)
+_RemarkFilters: type[CamelModel] = create_model("_RemarkFilters", __base__=CamelModel, **_FILTER_REMARKS)  # type: ignore[call-overload]
+
+
+class GetResultQuery(_RemarkFilters):  # type: ignore[misc, valid-type]
+    """``GetResult``'s ``JsonStr``: every filter of the API page.
+
+    Times are ``yyyy-MM-dd HH:mm:ss`` in SCA's zone (``format_sca_time``); ``startTime`` /
+    ``endTime`` filter on the task's *upload* time. ``pageSize`` is 1..99. Past record
+    10,000 only the next page may be asked for, carrying the previous page's last
+    ``lastDataId``.
+    """
+
+    page_number: int | None = Field(default=None, ge=1)
+    page_size: int | None = Field(default=None, ge=1, le=99)
+    required_fields: str | None = None
+    exclude_fields: str | None = None
+    is_scheme_data: int | None = None
+    task_id: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    call_start_time: str | None = None
+    call_end_time: str | None = None
+    assignment_start_time: str | None = None
+    assignment_end_time: str | None = None
+    review_start_time: str | None = None
+    review_end_time: str | None = None
+    dataset_id: int | None = None
+    source_type: int | None = None
+    data_type: int | None = None
+    source_data_type: int | None = None
+    source_data_type_list: list[int] | None = None
+    customer_name: str | None = None
+    customer_id: str | None = None
+    session_group_id: str | None = None
+    session_group_exists: bool | None = None
+    customer_service_name: str | None = None
+    customer_service_id: str | None = None
+    skill_group_name: str | None = None
+    caller: str | None = None
+    callee: str | None = None
+    call_id: str | None = None
+    file_name: str | None = None
+    file_id: str | None = None
+    rule_ids: list[IntOrStr] | None = None
+    scheme_id_list: list[int] | None = None
+    scheme_task_config_id: int | None = None
+    resolver: str | None = None
+    reviewer: str | None = None
+    status: int | None = None
+    hit_status: int | None = None
+    review_status: int | None = None
+    complain_status: int | None = None
+    score_type: int | None = None
+    total_score: int | None = None
+    duration: int | None = None
+    duration_type: int | None = None
+    end_duration: int | None = None
+    dialogue_size: int | None = None
+    dialogue_size_type: int | None = None
+    end_dialogue_size: int | None = None
+    last_data_id: str | None = None
+    sort_field: str | None = None
+    sort_type: Literal["asc", "desc"] | None = None
+
+    @field_validator("required_fields", "exclude_fields", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return ",".join(str(item).strip() for item in value)
+        return value
+
+    @field_validator(
+        "start_time",
+        "end_time",
+        "call_start_time",
+        "call_end_time",
+        "assignment_start_time",
+        "assignment_end_time",
+        "review_start_time",
+        "review_end_time",
+    )
+    @classmethod
+    def _sca_time(cls, value: str | None) -> str | None:
+        if value is not None and not _SCA_TIME.match(value):
+            raise ValueError(f"{value!r} is not in the form yyyy-MM-dd HH:mm:ss")
+        return value
+
+
+# --------------------------------------------------------------------------- GetResult answer
+
+
+class AsrSentence(PascalModel):
+    words: str | None = None
+    begin: int | None = None
+    end: int | None = None
+    emotion_value: int | None = None
+    speech_rate: int | None = None
+    role: str | None = None
+    identity: str | None = None
+
+
+class KeyWord(PascalModel):
+    from_: int | None = Field(default=None, alias="From")
+    to: int | None = None
+    val: str | None = None
+    cid: str | None = None
+
+
+class Phrase(PascalModel):
+    words: str | None = None
+    begin: int | None = None
+    end: int | None = None
+    emotion_value: int | None = None
+    role: str | None = None
+
+
+class Hit(PascalModel):
+    key_words: list[KeyWord] | None = Field(default=None, alias="KeyWords")
+    cid: list[str] | None = None
+    phrase: Phrase | None = None
+
+
+class HitRule(PascalModel):
+    """One rule that hit, with its hits; ``Conditions`` are kept as plain (unwrapped) data."""
+
+    type: str | None = None
+    name: str | None = None
+    rid: str | None = None
+    review_result: int | None = None
+    score: int | None = None
+    scheme_id: int | None = None
+    scheme_version: int | None = None
+    hits: list[Hit] | None = None
+    conditions: list[dict[str, Any]] | None = None
+
+
+class HitScore(PascalModel):
+    score_name: str | None = None
+    score_number: str | None = None
+    score_id: str | None = None
+    rule_id: str | None = None
+
+
+class Recording(PascalModel):
+    """The file as uploaded; ``Id`` is the ``callId`` sent (the ContactId)."""
+
+    id: str | None = None
+    call_id: str | None = None
+    primary_id: str | None = None
+    name: str | None = None
+    url: str | None = None
+    duration: int | None = None
+    caller: str | None = None
+    callee: str | None = None
+    call_type: int | None = None
+    call_time: str | None = None
+    business: str | None = None
+    data_set_name: str | None = None
+    dialogue_size: int | None = None
+    task_config_id: int | None = None
+    task_config_name: str | None = None
+    customer_name: str | None = None
+
+
+class Agent(PascalModel):
+    id: str | None = None
+    name: str | None = None
+    skill_group: str | None = None
+
+
+class ReviewHistory(PascalModel):
+    type: int | None = None
+    operator: int | None = None
+    operator_name: str | None = None
+    time_str: str | None = None
+    time: int | None = None
+    score: int | None = None
+    old_score: int | None = None
+    review_result: int | None = None
+    complain_result: int | None = None
+    review_manager_type: str | None = None
+    comments: str | None = None
+    review_right_rule: list[dict[str, Any]] | None = None
+
+
+class ResultInfo(PascalModel):
+    """One task's result. ``Status``: 0 running, 1 finished, anything else failed."""
+
+    task_id: str | None = None
+    status: int | None = None
+    score: int | None = None
+    error_message: str | None = None
+    create_time: str | None = None
+    create_time_long: str | None = None
+    last_data_id: str | None = None
+    task_name: str | None = None
+    vid: str | None = None
+    assignment_time: str | None = None
+    review_status: int | None = None
+    review_result: int | None = None
+    review_type: int | None = None
+    review_time: str | None = None
+    review_time_long: str | None = None
+    reviewer: str | None = None
+    resolver: str | None = None
+    comments: str | None = None
+    asr_result: list[AsrSentence] | None = None
+    hit_result: list[HitRule] | None = None
+    hit_score: list[HitScore] | None = None
+    recording: Recording | None = None
+    agent: Agent | None = None
+    review_history_list: list[ReviewHistory] | None = None
+    scheme_id_list: list[int] | None = None
+    scheme_name_list: list[str] | None = None
+    review_type_id_list: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        return tea.unwrap(data)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == STATUS_FINISHED
+
+    @property
+    def running(self) -> bool:
+        return self.status == STATUS_RUNNING
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in (STATUS_RUNNING, STATUS_FINISHED)
+
+
+class GetResultResponse(PascalModel):
+    """A page of results; ``results`` is ``Data.ResultInfo`` unwrapped (empty when none)."""
+
+    success: bool | None = None
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    page_number: int | None = None
+    page_size: int | None = None
+    count: int | None = None
+    result_count_id: str | None = None
+    results: list[ResultInfo] = Field(default_factory=list, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_results(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "results" in data:
+            return data
+        data = dict(data)
+        wrapped = data.pop("Data", None)
+        items = tea.unwrap({"Data": wrapped})["Data"] if wrapped is not None else None
+        if isinstance(items, dict):
+            items = items.get("ResultInfo")
+        data["results"] = items or []
+        return data
+
+    def to_wire(self) -> dict[str, Any]:
+        """The answer as the service sends it, Tea wrappers included."""
+        body = super().to_wire()
+        body["Data"] = {"ResultInfo": tea.wrap([item.to_wire() for item in self.results])}
+        return body
