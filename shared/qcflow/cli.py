@@ -1,0 +1,106 @@
+"""The ``qcflow`` command line (optional extra ``qcflow[cli]``; not part of the FC layer)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from datetime import datetime, timezone
+
+try:
+    import click
+except ImportError:  # pragma: no cover - exercised only without the [cli] extra
+    click = None  # type: ignore[assignment]
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+if click is not None:
+
+    @click.group()
+    @click.version_option(package_name="qcflow")
+    def main() -> None:
+        """qcflow: every CCC recording quality-inspected by SCA, every result in your OSS."""
+
+    @main.group()
+    def sandbox() -> None:
+        """The local CCC + SCA emulator."""
+
+    @sandbox.command("serve")
+    @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (keep it loopback).")
+    @click.option("--port", default=8790, show_default=True, type=int, help="Port; 0 picks a free one.")
+    @click.option("--access-key-id", default=None, help="Accepted AccessKey id (default: qcflow-sandbox-id).")
+    @click.option("--access-key-secret", default=None, help="Accepted AccessKey secret (default: qcflow-sandbox-secret).")
+    @click.option("--task-seconds", default=2.0, show_default=True, type=float, help="Seconds from upload to a finished task.")
+    @click.option("--task-jitter-seconds", default=1.0, show_default=True, type=float, help="Random extra seconds per task.")
+    @click.option("--task-failure-rate", default=0.0, show_default=True, type=float, help="Share of tasks that end failed (status 6).")
+    @click.option("--get-result-quota", default=1000, show_default=True, type=int, help="GetResult calls per window; 0 lifts it.")
+    @click.option("--upload-quota", default=3000, show_default=True, type=int, help="UploadAudioData calls per window; 0 lifts it.")
+    @click.option("--ccc-quota", default=0, show_default=True, type=int, help="GetUploadAudioDataParams calls per window; 0 lifts it.")
+    @click.option("--quota-window-seconds", default=60.0, show_default=True, type=float, help="The quota window.")
+    @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer.")
+    @click.option("--latency-jitter", default=0.0, show_default=True, type=float, help="Random extra latency, up to this.")
+    @click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of answers that are 503 ServiceUnavailable.")
+    @click.option("--throttle-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Throttling.User.")
+    @click.option("--failure-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Success: false.")
+    @click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share of connections dropped mid-answer.")
+    @click.option("--fault-action", "fault_actions", multiple=True, help="Limit faults to this API (repeatable).")
+    @click.option("--fault-seed", default=None, type=int, help="Seed for repeatable faults.")
+    @click.option("--preload", default=0, show_default=True, type=int, help="Finished results to pre-load.")
+    @click.option("--preload-start", default=None, help="ISO time of the first pre-loaded upload (default: a day ago).")
+    @click.option("--preload-end", default=None, help="ISO time after the last pre-loaded upload (default: now).")
+    @click.option("--stop-after", default=None, type=float, help="Stop by itself after this many seconds.")
+    def serve(**opts: object) -> None:
+        """Serve GetUploadAudioDataParams, UploadAudioData and GetResult on one port."""
+        from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, FaultOptions, PreloadOptions, QuotaOptions, SandboxOptions
+        from qcflow.sandbox.server import SandboxServer
+
+        def quota(value: object) -> int | None:
+            return int(value) or None  # type: ignore[call-overload]
+
+        options = SandboxOptions(
+            access_key_id=str(opts["access_key_id"] or DEFAULT_ACCESS_KEY_ID),
+            access_key_secret=str(opts["access_key_secret"] or DEFAULT_ACCESS_KEY_SECRET),
+            task_seconds=float(opts["task_seconds"]),  # type: ignore[arg-type]
+            task_jitter_seconds=float(opts["task_jitter_seconds"]),  # type: ignore[arg-type]
+            task_failure_rate=float(opts["task_failure_rate"]),  # type: ignore[arg-type]
+            quotas=QuotaOptions(
+                get_result=quota(opts["get_result_quota"]),
+                upload_audio_data=quota(opts["upload_quota"]),
+                get_upload_audio_data_params=quota(opts["ccc_quota"]),
+                window_seconds=float(opts["quota_window_seconds"]),  # type: ignore[arg-type]
+            ),
+            faults=FaultOptions(
+                server_error_rate=float(opts["error_rate"]),  # type: ignore[arg-type]
+                throttle_rate=float(opts["throttle_rate"]),  # type: ignore[arg-type]
+                business_failure_rate=float(opts["failure_rate"]),  # type: ignore[arg-type]
+                drop_rate=float(opts["drop_rate"]),  # type: ignore[arg-type]
+                latency_seconds=float(opts["latency"]),  # type: ignore[arg-type]
+                latency_jitter_seconds=float(opts["latency_jitter"]),  # type: ignore[arg-type]
+                actions=frozenset(opts["fault_actions"]),  # type: ignore[arg-type]
+                seed=opts["fault_seed"],  # type: ignore[arg-type]
+            ),
+            preload=PreloadOptions(
+                count=int(opts["preload"]),  # type: ignore[call-overload]
+                start=_parse_time(opts["preload_start"]),  # type: ignore[arg-type]
+                end=_parse_time(opts["preload_end"]),  # type: ignore[arg-type]
+            ),
+        )
+        server = SandboxServer(options, host=str(opts["host"]), port=int(opts["port"]))  # type: ignore[call-overload]
+        click.echo(f"qcflow sandbox listening on {server.url} (access key id {options.access_key_id})", err=False)
+        click.echo(f"  QCFLOW_CCC_ENDPOINT={server.url} QCFLOW_SCA_ENDPOINT={server.url}; stats at {server.url}/__sandbox/stats")
+        sys.stdout.flush()
+        if opts["stop_after"] is not None:
+            timer = threading.Timer(float(opts["stop_after"]), server.stop)  # type: ignore[arg-type]
+            timer.daemon = True
+            timer.start()
+        server.serve_forever()
+
+else:  # pragma: no cover
+
+    def main() -> None:
+        sys.exit("qcflow's command line needs its extra: pip install 'qcflow[cli]'")

@@ -1,0 +1,224 @@
+"""The sandbox as an ASGI application: one port for CCC and SCA, dispatched on the action.
+
+Order of checks per request, as on the real gateway: signature → quota → injected faults
+→ the API itself. Every answer carries a RequestId; errors have Alibaba Cloud's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from qcflow.sandbox.auth import IncomingRequest, Verifier, parse_params
+from qcflow.sandbox.ccc import RECORDING_PATH, CccState
+from qcflow.sandbox.errors import ApiFailure
+from qcflow.sandbox.options import SandboxOptions
+from qcflow.sandbox.results import ScaState
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CCC_VERSION = "2020-07-01"
+SCA_VERSION = "2019-01-15"
+ACTIONS = {"GetUploadAudioDataParams": ("CCC", CCC_VERSION), "UploadAudioData": ("Qualitycheck", SCA_VERSION), "GetResult": ("Qualitycheck", SCA_VERSION)}
+MAX_BODY = 4 * 1024 * 1024
+STATS_PATH = "/__sandbox/stats"
+
+log = logging.getLogger("qcflow.sandbox")
+
+
+class DroppedConnection(Exception):
+    """Raised after the answer has started, so the server closes the connection mid-answer."""
+
+
+class QuotaTracker:
+    """Sliding-window call counts per access key and API, like the per-account quotas."""
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str], deque[float]] = {}
+
+    def admit(self, key_id: str, action: str, limit: int | None, window: float, now: float) -> bool:
+        if limit is None:
+            return True
+        calls = self._calls.setdefault((key_id, action), deque())
+        horizon = now - window
+        while calls and calls[0] <= horizon:
+            calls.popleft()
+        if len(calls) >= limit:
+            return False
+        calls.append(now)
+        return True
+
+
+class SandboxApp:
+    """CCC ``GetUploadAudioDataParams`` and SCA ``UploadAudioData``/``GetResult`` on one port."""
+
+    def __init__(self, options: SandboxOptions | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.options = options or SandboxOptions()
+        self.clock = clock
+        self.verifier = Verifier(self.options.access_key_id, self.options.access_key_secret, self.options.max_clock_skew_seconds)
+        self.sca = ScaState(self.options, clock)
+        self.ccc = CccState(self.options.access_key_secret, clock)
+        self.quotas = QuotaTracker()
+        self.stats: Counter[str] = Counter()
+        self._faults = random.Random(self.options.faults.seed)
+        preload = self.options.preload
+        if preload.count:
+            end = preload.end or datetime.fromtimestamp(clock(), timezone.utc)
+            start = preload.start or end - timedelta(days=1)
+            self.sca.preload(preload.count, start, end, preload.failed_rate)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        path = scope.get("path") or "/"
+        query = parse_params(scope.get("query_string") or b"")
+        if scope["method"] == "GET" and path == STATS_PATH:
+            await _respond(send, 200, self.snapshot())
+            return
+        recording = RECORDING_PATH.match(path)
+        if scope["method"] in ("GET", "HEAD") and recording:
+            await self._recording(send, recording.group(1), query)
+            return
+        content_type = next((v for k, v in headers if k == "content-type"), "")
+        form = parse_params(body) if content_type.startswith("application/x-www-form-urlencoded") else {}
+        request = IncomingRequest(scope["method"], path, query, headers, body, form)
+        action = request.header("x-acs-action") or form.get("Action") or query.get("Action") or ""
+        request_id = str(uuid.uuid4()).upper()
+        host = request.header("host") or "sandbox"
+        status, answer = await self._answer(request, action, {**query, **form}, host)
+        answer["RequestId"] = request_id
+        self.stats[f"{action or '-'} {answer.get('Code', '200')}"] += 1
+        faults = self.options.faults
+        if faults.applies_to(action) and (faults.latency_seconds or faults.latency_jitter_seconds):
+            await asyncio.sleep(faults.latency_seconds + self._faults.uniform(0, faults.latency_jitter_seconds))
+        if isinstance(answer.get("_raw"), bytes):
+            raw: bytes = answer["_raw"]
+            payload = b'{"RequestId":"' + request_id.encode() + b'",' + raw[raw.index(b",") + 1 :]
+            await _send_bytes(send, status, payload)
+        else:
+            await _respond(send, status, answer)
+
+    async def _answer(self, request: IncomingRequest, action: str, params: dict[str, str], host: str) -> tuple[int, dict[str, Any]]:
+        product = ACTIONS.get(action, ("Unknown", ""))[0]
+        try:
+            now = self.clock()
+            key_id = self.verifier.verify(request, now)
+            if action not in ACTIONS:
+                raise ApiFailure(404, "InvalidAction.NotFound", f"Specified api {action or '(none)'} is not found, please check your url and method.")
+            version = request.header("x-acs-version") or params.get("Version")
+            if version != ACTIONS[action][1]:
+                raise ApiFailure(400, "InvalidVersion", f"Specified parameter Version {version} is not valid for {action}.")
+            quotas = self.options.quotas
+            if not self.quotas.admit(key_id, action, quotas.limit_for(action), quotas.window_seconds, now):
+                raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
+            self._inject_faults(action, product)
+            return 200, self._dispatch(action, params, request)
+        except ApiFailure as failure:
+            return _failure_body(failure, product, host)
+
+    def _inject_faults(self, action: str, product: str) -> None:
+        faults = self.options.faults
+        if not faults.applies_to(action):
+            return
+        roll = self._faults.random
+        if faults.drop_rate and roll() < faults.drop_rate:
+            raise ApiFailure(200, "__drop__", "connection dropped")
+        if faults.server_error_rate and roll() < faults.server_error_rate:
+            raise ApiFailure(503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
+        if faults.throttle_rate and roll() < faults.throttle_rate:
+            raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
+        if faults.business_failure_rate and roll() < faults.business_failure_rate:
+            raise ApiFailure(200, "InternalError", "The request processing has failed due to some unknown error.", business=True)
+
+    def _dispatch(self, action: str, params: dict[str, str], request: IncomingRequest) -> dict[str, Any]:
+        if action == "GetUploadAudioDataParams":
+            scheme = "http"
+            base_url = f"{scheme}://{request.header('host')}"
+            return self.ccc.params(params.get("ContactId"), params.get("InstanceId"), base_url)
+        if action == "UploadAudioData":
+            task_id = self.sca.upload_audio_data(params.get("JsonStr"))
+            return {"Success": True, "Code": "200", "Message": "successful", "Data": task_id}
+        return {"_raw": self.sca.get_result(params.get("JsonStr"))}
+
+    async def _recording(self, send: Send, contact_id: str, query: dict[str, str]) -> None:
+        try:
+            data = self.ccc.recording(contact_id, query.get("Expires"), query.get("Signature"))
+        except ApiFailure as failure:
+            body = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{failure.code}</Code><Message>{failure.message}</Message></Error>"
+            await _send_bytes(send, failure.status, body.encode(), b"application/xml")
+            return
+        await _send_bytes(send, 200, data, b"video/x-matroska")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counts for operators and benchmarks: answers by action and code, tasks held."""
+        return {"answers": dict(self.stats), "tasks": self.sca.task_count()}
+
+
+def _failure_body(failure: ApiFailure, product: str, host: str) -> tuple[int, dict[str, Any]]:
+    if failure.code == "__drop__":
+        return 200, {"_drop": True}
+    if failure.business:
+        if product == "CCC":
+            return 200, {"Code": failure.code, "HttpStatusCode": 500, "Message": failure.message}
+        return 200, {"Success": False, "Code": failure.code, "Message": failure.message}
+    body: dict[str, Any] = {
+        "HostId": host,
+        "Code": failure.code,
+        "Message": failure.message,
+        "Recommend": f"https://api.aliyun.com/troubleshoot?q={failure.code}&product={product}",
+    }
+    if product == "CCC":
+        body["HttpStatusCode"] = failure.status
+    return failure.status, body
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
+    if body.get("_drop"):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json;charset=utf-8"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"RequestId":', "more_body": True})
+        raise DroppedConnection("sandbox fault: connection dropped mid-answer")
+    await _send_bytes(send, status, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+async def _send_bytes(send: Send, status: int, payload: bytes, content_type: bytes = b"application/json;charset=utf-8") -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

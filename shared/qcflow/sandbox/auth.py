@@ -1,0 +1,149 @@
+"""Signature checks, as Alibaba Cloud's API gateway does them.
+
+ACS3-HMAC-SHA256 (what current SDKs send) is verified by rebuilding the canonical request
+from whatever ``SignedHeaders`` list the caller sent (the official SDK signs more headers
+than the minimum, and varies them), after decoding the query and re-encoding it canonically
+(the SDK puts ``+`` for spaces on the wire). The older RPC signature (``Signature`` in the
+query, HMAC-SHA1, for ``Action=…`` callers) is verified too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl, quote
+
+from qcflow.acs import signer
+from qcflow.sandbox.errors import ApiFailure
+
+REQUIRED_SIGNED = ("host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
+
+
+@dataclass
+class IncomingRequest:
+    """What the verifier needs of an HTTP request (header names lower-cased, values as sent)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: list[tuple[str, str]]
+    body: bytes
+    form: dict[str, str]
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key == name]
+
+
+class Verifier:
+    """Accepts one key pair (the sandbox's account) and refuses replays and stale requests."""
+
+    def __init__(self, access_key_id: str, access_key_secret: str, max_skew_seconds: float = 900.0) -> None:
+        self.access_key_id = access_key_id
+        self.access_key_secret = access_key_secret
+        self.max_skew_seconds = max_skew_seconds
+        self._nonces: dict[str, float] = {}
+
+    def verify(self, request: IncomingRequest, now: float | None = None) -> str:
+        """The caller's access key id, or an ``ApiFailure`` like the gateway's."""
+        now = time.time() if now is None else now
+        if request.header("authorization"):
+            key_id = self._verify_acs3(request, now)
+        elif "Signature" in request.query or "Signature" in request.form:
+            key_id = self._verify_rpc(request, now)
+        else:
+            raise ApiFailure(400, "MissingAuthorization", "The request is not signed: no Authorization header and no Signature parameter.")
+        return key_id
+
+    # ------------------------------------------------------------------ ACS3
+
+    def _verify_acs3(self, request: IncomingRequest, now: float) -> str:
+        try:
+            auth = signer.parse_authorization(request.header("authorization") or "")
+        except ValueError as exc:
+            raise ApiFailure(400, "IncompleteSignature", f"The request signature does not conform to Aliyun standards: {exc}.") from None
+        if auth.access_key_id != self.access_key_id:
+            raise ApiFailure(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        missing = [name for name in REQUIRED_SIGNED if name not in auth.signed_headers or request.header(name) is None]
+        if request.header("x-acs-security-token") is not None and "x-acs-security-token" not in auth.signed_headers:
+            missing.append("x-acs-security-token")
+        if missing:
+            raise ApiFailure(400, "IncompleteSignature", f"The request signature does not cover the required headers: {', '.join(missing)}.")
+        self._check_time(request.header("x-acs-date") or "", now)
+        payload_hash = request.header("x-acs-content-sha256") or ""
+        if payload_hash != hashlib.sha256(request.body).hexdigest():
+            raise ApiFailure(400, "SignatureDoesNotMatch", "x-acs-content-sha256 does not match the request body.")
+        headers: dict[str, str] = {}
+        for name in auth.signed_headers:
+            values = request.header_values(name)
+            if not values:
+                raise ApiFailure(400, "IncompleteSignature", f"Signed header {name} is not in the request.")
+            headers[name] = ",".join(sorted(value.strip() for value in values))
+        canonical, _ = signer.canonical_request(request.method, request.path or "/", request.query, headers, payload_hash)
+        expected = signer.signature(self.access_key_secret, canonical)
+        if not hmac.compare_digest(expected, auth.signature):
+            string_to_sign = f"{signer.ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+            raise ApiFailure(
+                400,
+                "SignatureDoesNotMatch",
+                f"Specified signature does not match our calculation. The canonical request is: {canonical!r}; the string to sign is: {string_to_sign!r}",
+            )
+        self._check_nonce(request.header("x-acs-signature-nonce") or "", now)
+        return auth.access_key_id
+
+    # ------------------------------------------------------------------ RPC (HMAC-SHA1)
+
+    def _verify_rpc(self, request: IncomingRequest, now: float) -> str:
+        params = {**request.query, **request.form}
+        if params.get("AccessKeyId") != self.access_key_id:
+            raise ApiFailure(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        if params.get("SignatureMethod") != "HMAC-SHA1":
+            raise ApiFailure(400, "InvalidParameter.SignatureMethod", "Only HMAC-SHA1 is supported for RPC signatures.")
+        self._check_time(params.get("Timestamp", ""), now)
+        given = params.pop("Signature", "")
+        canonical = "&".join(f"{_enc(k)}={_enc(v)}" for k, v in sorted(params.items()))
+        string_to_sign = f"{request.method.upper()}&{_enc('/')}&{_enc(canonical)}"
+        digest = hmac.new((self.access_key_secret + "&").encode(), string_to_sign.encode(), hashlib.sha1).digest()
+        if not hmac.compare_digest(base64.b64encode(digest).decode(), given):
+            raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation. The string to sign is: {string_to_sign!r}")
+        self._check_nonce(params.get("SignatureNonce", ""), now)
+        return self.access_key_id
+
+    # ------------------------------------------------------------------ shared
+
+    def _check_time(self, stamp: str, now: float) -> None:
+        try:
+            moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            raise ApiFailure(400, "InvalidTimeStamp.Format", f"Specified time stamp or date value {stamp!r} is not well formatted.") from None
+        if abs(now - moment) > self.max_skew_seconds:
+            raise ApiFailure(400, "InvalidTimeStamp.Expired", f"Specified time stamp or date value is expired (request {stamp}, server {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%dT%H:%M:%SZ}).")
+
+    def _check_nonce(self, nonce: str, now: float) -> None:
+        if not nonce:
+            raise ApiFailure(400, "MissingSignatureNonce", "SignatureNonce is mandatory.")
+        if nonce in self._nonces:
+            raise ApiFailure(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+        self._nonces[nonce] = now
+        if len(self._nonces) > 50_000:
+            horizon = now - self.max_skew_seconds
+            self._nonces = {k: v for k, v in self._nonces.items() if v >= horizon}
+
+
+def _enc(value: str) -> str:
+    return quote(value, safe="~", encoding="utf-8")
+
+
+def parse_params(raw: bytes | str) -> dict[str, str]:
+    """Decode a query string or form body (``+`` and ``%20`` both mean space); last value wins."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return dict(parse_qsl(text, keep_blank_values=True))

@@ -1,0 +1,86 @@
+"""What a sandbox can be told: credentials, quotas, faults, task timing, pre-loaded results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: Documented defaults (README): the sandbox accepts this key pair unless told otherwise.
+DEFAULT_ACCESS_KEY_ID = "qcflow-sandbox-id"
+DEFAULT_ACCESS_KEY_SECRET = "qcflow-sandbox-secret"
+
+
+@dataclass(frozen=True)
+class QuotaOptions:
+    """Calls allowed per API per ``window_seconds``, as SCA's quota page states (per account).
+
+    ``None`` lifts a quota. Benchmarks scale time by shrinking ``window_seconds`` and the
+    limits together.
+    """
+
+    get_result: int | None = 1000
+    upload_audio_data: int | None = 3000
+    get_upload_audio_data_params: int | None = None  # CCC publishes no figure
+    window_seconds: float = 60.0
+
+    def limit_for(self, action: str) -> int | None:
+        return {
+            "GetResult": self.get_result,
+            "UploadAudioData": self.upload_audio_data,
+            "GetUploadAudioDataParams": self.get_upload_audio_data_params,
+        }.get(action)
+
+    @classmethod
+    def unlimited(cls) -> QuotaOptions:
+        return cls(get_result=None, upload_audio_data=None, get_upload_audio_data_params=None)
+
+
+@dataclass(frozen=True)
+class FaultOptions:
+    """Faults injected before a request is served, each with its own probability (0..1).
+
+    ``actions`` limits them to some APIs (empty: all). ``seed`` makes a run repeatable.
+    """
+
+    server_error_rate: float = 0.0  # HTTP 503 ServiceUnavailable
+    throttle_rate: float = 0.0  # HTTP 400 Throttling.User, quota or not
+    business_failure_rate: float = 0.0  # HTTP 200 with Success: false (SCA) / Code != OK (CCC)
+    drop_rate: float = 0.0  # the connection is closed mid-answer
+    latency_seconds: float = 0.0  # added to every answer
+    latency_jitter_seconds: float = 0.0  # uniform extra 0..jitter
+    actions: frozenset[str] = frozenset()
+    seed: int | None = None
+
+    def applies_to(self, action: str) -> bool:
+        return not self.actions or action in self.actions
+
+
+@dataclass(frozen=True)
+class PreloadOptions:
+    """``count`` finished results with upload times spread evenly over [start, end)."""
+
+    count: int = 0
+    start: datetime | None = None
+    end: datetime | None = None
+    failed_rate: float = 0.0  # share of pre-loaded tasks that failed (status 6)
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    access_key_id: str = DEFAULT_ACCESS_KEY_ID
+    access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET
+    #: Tasks finish (status 1) this long after upload (plus up to ``task_jitter_seconds``)…
+    task_seconds: float = 2.0
+    task_jitter_seconds: float = 1.0
+    #: …or fail (status 6) with this probability.
+    task_failure_rate: float = 0.0
+    #: SCA compares callUuid with uploads of this many past seconds (2 hours).
+    call_uuid_window_seconds: float = 7200.0
+    #: Requests whose x-acs-date is further than this from the sandbox's clock are refused.
+    max_clock_skew_seconds: float = 900.0
+    #: SCA's GetResult time zone (UNCONFIRMED; Asia/Shanghai assumed, as qcflow's default).
+    time_zone: str = "Asia/Shanghai"
+    quotas: QuotaOptions = field(default_factory=QuotaOptions)
+    faults: FaultOptions = field(default_factory=FaultOptions)
+    preload: PreloadOptions = field(default_factory=PreloadOptions)
+    seed: int = 7
