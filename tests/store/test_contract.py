@@ -1,0 +1,354 @@
+"""The ObjectStore contract, run against every adapter (``store`` is parametrized).
+
+Assertions are on what the store holds and returns (keys, bytes, sizes, order), never on the
+mere absence of errors: the OSS SDK V2 returns an *empty* listing silently when it cannot
+parse an answer, so "no exception" proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.request
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from qcflow.errors import NotFoundError, PermanentError, RequestError
+from qcflow.store import InvalidKeyError, InvalidMetadataError, ObjectStore, ObjectWriter
+
+ODD_KEYS = ["dir/with space.txt", "plus+sign", "per%20cent", "ünï/cødé-日本.json", "a&b=c?d#e", "tilde~star*"]
+
+
+def keys(infos: Any) -> list[str]:
+    return [i.key for i in infos]
+
+
+def is_oss(store: ObjectStore) -> bool:
+    return type(store).__name__ == "OssStore"
+
+
+# ---------------------------------------------------------------- basics
+def test_store_satisfies_protocol(store: ObjectStore) -> None:
+    assert isinstance(store, ObjectStore)
+    assert store.url
+
+
+def test_put_get_round_trip(store: ObjectStore) -> None:
+    data = bytes(range(256)) * 3
+    etag = store.put("state/a.bin", data, content_type="application/x-test", metadata={"run-id": "r-1", "n": "42"})
+    got = store.get("state/a.bin")
+    assert got.body == data
+    assert got.size == len(data)
+    assert got.key == "state/a.bin"
+    assert got.etag == etag and etag
+    assert got.content_type == "application/x-test"
+    assert dict(got.metadata) == {"run-id": "r-1", "n": "42"}
+    assert isinstance(got.last_modified, datetime) and got.last_modified.tzinfo is not None
+
+    info = store.head("state/a.bin")
+    assert (info.key, info.size, info.etag, info.content_type) == ("state/a.bin", len(data), etag, "application/x-test")
+    assert dict(info.metadata) == {"run-id": "r-1", "n": "42"}
+
+
+def test_default_content_type_and_empty_metadata(store: ObjectStore) -> None:
+    store.put("k", b"x")
+    got = store.get("k")
+    assert got.content_type == "application/octet-stream"
+    assert dict(got.metadata) == {}
+
+
+def test_put_overwrites_and_changes_etag(store: ObjectStore) -> None:
+    e1 = store.put("k", b"one", metadata={"v": "1"})
+    e2 = store.put("k", b"two-two", content_type="text/plain")
+    assert e1 != e2
+    got = store.get("k")
+    assert (got.body, got.etag, got.content_type, dict(got.metadata)) == (b"two-two", e2, "text/plain", {})
+
+
+def test_empty_object(store: ObjectStore) -> None:
+    store.put("empty", b"")
+    assert store.get("empty").body == b""
+    assert store.head("empty").size == 0
+
+
+@pytest.mark.parametrize("op", ["get", "head"])
+def test_missing_key_is_not_found(store: ObjectStore, op: str) -> None:
+    with pytest.raises(NotFoundError) as info:
+        getattr(store, op)("state/nope.json")
+    assert isinstance(info.value, PermanentError)
+
+
+def test_odd_keys_round_trip(store: ObjectStore) -> None:
+    for i, key in enumerate(ODD_KEYS):
+        store.put(key, f"body-{i}".encode())
+    for i, key in enumerate(ODD_KEYS):
+        assert store.get(key).body == f"body-{i}".encode()
+        assert store.head(key).size == len(f"body-{i}")
+    assert keys(store.list()) == sorted(ODD_KEYS, key=lambda k: k.encode())
+    store.delete("plus+sign")
+    with pytest.raises(NotFoundError):
+        store.get("plus+sign")
+    assert store.get("per%20cent").body == b"body-2"  # a literal %, not an encoded space
+
+
+# ----------------------------------------------------------- validation
+BAD_KEYS = ["", "/abs", "a//b", "a/", "../x", "a/../b", "./a", "a/./b", "a\\b", "tab\there", "nl\nx", "del\x7f",
+            ".qcflow-tmp/x", "x" * 1024]
+
+
+@pytest.mark.parametrize("bad", BAD_KEYS)
+def test_bad_keys_rejected_everywhere(store: ObjectStore, bad: str) -> None:
+    calls = [
+        lambda: store.get(bad), lambda: store.head(bad), lambda: store.put(bad, b"x"),
+        lambda: store.create_if_absent(bad, b"x"), lambda: store.delete(bad),
+        lambda: store.open_writer(bad), lambda: store.signed_get_url(bad, timedelta(minutes=1)),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidKeyError):
+            call()
+    assert list(store.list()) == []
+
+
+@pytest.mark.parametrize("bad_prefix", ["/x", "a//", "../", "a\\"])
+def test_bad_list_prefix_rejected(store: ObjectStore, bad_prefix: str) -> None:
+    with pytest.raises(InvalidKeyError):
+        list(store.list(bad_prefix))
+
+
+@pytest.mark.parametrize("meta", [{"Upper": "x"}, {"under_score": "x"}, {"ok": "ünïcode"}, {"ok": "a\nb"},
+                                  {"qcflow-claim": "x"}, {"": "x"}])
+def test_bad_metadata_rejected(store: ObjectStore, meta: dict[str, str]) -> None:
+    with pytest.raises(InvalidMetadataError):
+        store.put("k", b"x", metadata=meta)
+    with pytest.raises(InvalidMetadataError):
+        store.create_if_absent("k", b"x", metadata=meta)
+    with pytest.raises(NotFoundError):
+        store.head("k")
+
+
+def test_key_error_is_permanent_and_clear(store: ObjectStore) -> None:
+    with pytest.raises(InvalidKeyError, match=r"'\.\.' segment") as info:
+        store.get("state/../../etc/passwd")
+    assert isinstance(info.value, PermanentError)
+
+
+# ------------------------------------------------------- create_if_absent
+def test_create_if_absent_once(store: ObjectStore) -> None:
+    assert store.create_if_absent("state/ledger/job-1.json", b'{"by":"a"}', content_type="application/json",
+                                  metadata={"owner": "a"}) is True
+    assert store.create_if_absent("state/ledger/job-1.json", b'{"by":"b"}', metadata={"owner": "b"}) is False
+    got = store.get("state/ledger/job-1.json")
+    assert got.body == b'{"by":"a"}'
+    assert got.content_type == "application/json"
+    assert dict(got.metadata) == {"owner": "a"}  # no internal bookkeeping leaks out
+    assert keys(store.list("state/")) == ["state/ledger/job-1.json"]
+
+
+def test_create_if_absent_after_delete(store: ObjectStore) -> None:
+    assert store.create_if_absent("lease", b"1")
+    store.delete("lease")
+    assert store.create_if_absent("lease", b"2")
+    assert store.get("lease").body == b"2"
+
+
+def test_create_if_absent_race_has_exactly_one_winner(store: ObjectStore) -> None:
+    n = 20
+    barrier = threading.Barrier(n)
+    results: dict[int, bool] = {}
+    errors: list[BaseException] = []
+
+    def claim(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = store.create_if_absent("state/ledger/race.json", f"winner-{i}".encode(),
+                                                metadata={"who": str(i)})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(results) == n
+    winners = [i for i, won in results.items() if won]
+    assert len(winners) == 1, winners
+    got = store.get("state/ledger/race.json")
+    assert got.body == f"winner-{winners[0]}".encode()
+    assert dict(got.metadata) == {"who": str(winners[0])}
+
+
+# ---------------------------------------------------------------- listing
+def test_list_order_sizes_prefix_and_start_after(store: ObjectStore) -> None:
+    names = ["a-c", "a/b", "a/b/c", "a.txt", "a0", "b", "results/dt=2024-01-02/hour=00/part-1.jsonl",
+             "results/dt=2024-01-02/hour=01/part-1.jsonl", "results/dt=2024-01-03/hour=00/part-1.jsonl"]
+    # "a/b" and "a/b/c" cannot both exist on a filesystem; keep the set portable.
+    names.remove("a/b/c")
+    for i, name in enumerate(names):
+        store.put(name, b"x" * (i + 1))
+    listed = list(store.list())
+    expected = sorted(names, key=lambda k: k.encode())
+    assert keys(listed) == expected
+    assert expected.index("a-c") < expected.index("a/b")  # '-' sorts before '/'
+    assert {i.key: i.size for i in listed} == {name: i + 1 for i, name in enumerate(names)}
+    assert all(i.etag for i in listed)
+    assert all(isinstance(i.last_modified, datetime) for i in listed)
+
+    assert keys(store.list("a/")) == ["a/b"]
+    assert keys(store.list("a")) == [k for k in expected if k.startswith("a")]
+    assert keys(store.list("results/dt=2024-01-02")) == [
+        "results/dt=2024-01-02/hour=00/part-1.jsonl", "results/dt=2024-01-02/hour=01/part-1.jsonl"]
+    assert keys(store.list("results/", start_after="results/dt=2024-01-02/hour=00/part-1.jsonl")) == [
+        "results/dt=2024-01-02/hour=01/part-1.jsonl", "results/dt=2024-01-03/hour=00/part-1.jsonl"]
+    assert keys(store.list(start_after="a0")) == [k for k in expected if k > "a0"]
+    assert keys(store.list(start_after="a/")) == [k for k in expected if k > "a/"]
+    assert list(store.list("zzz")) == []
+
+
+def test_list_is_lazy(store: ObjectStore) -> None:
+    for i in range(3):
+        store.put(f"p/{i}", b"x")
+    it = store.list("p/")
+    assert iter(it) is it  # an iterator, not a materialised list
+    assert next(it).key == "p/0"
+    assert [i.key for i in it] == ["p/1", "p/2"]
+
+
+def test_list_pages_across_many_pages(store: ObjectStore) -> None:
+    n = 11
+    for i in range(n):
+        store.put(f"state/leases/{i:03d}", b"l" * i)
+    store.put("state/other", b"o")
+    if is_oss(store):
+        store.list_page_size = 3  # type: ignore[attr-defined]
+        calls = []
+        real = store._client.list_objects_v2  # type: ignore[attr-defined]
+
+        def counting(request: Any, **kw: Any) -> Any:
+            calls.append(request.continuation_token)
+            return real(request, **kw)
+
+        store._client.list_objects_v2 = counting  # type: ignore[attr-defined]
+        listed = list(store.list("state/leases/"))
+        assert len(calls) == 4  # 3 + 3 + 3 + 2
+        assert calls[0] is None and all(calls[1:])
+    else:
+        listed = list(store.list("state/leases/"))
+    assert keys(listed) == [f"state/leases/{i:03d}" for i in range(n)]
+    assert [i.size for i in listed] == list(range(n))
+
+
+# ------------------------------------------------------------------ delete
+def test_delete_is_idempotent(store: ObjectStore) -> None:
+    store.put("d/x", b"1")
+    store.delete("d/x")
+    store.delete("d/x")
+    store.delete("never/existed")
+    with pytest.raises(NotFoundError):
+        store.head("d/x")
+    assert list(store.list("d/")) == []
+
+
+# ------------------------------------------------------------------ writer
+PART = 100 * 1024  # OSS's minimum part size
+
+
+def _payload(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def test_writer_multipart_round_trip(store: ObjectStore) -> None:
+    data = _payload(5 * PART + 12345)
+    with store.open_writer("results/dt=2024-01-01/hour=00/part-a.jsonl", content_type="application/x-ndjson",
+                           metadata={"rows": "7"}, part_size=PART) as w:
+        assert isinstance(w, ObjectWriter)
+        for off in range(0, len(data), 70_000):  # chunks that do not align with parts
+            w.write(data[off:off + 70_000])
+    if is_oss(store):
+        assert len(w._parts) >= 4  # type: ignore[attr-defined] - it really was a multipart upload
+    got = store.get("results/dt=2024-01-01/hour=00/part-a.jsonl")
+    assert got.size == len(data)
+    assert got.body == data
+    assert got.etag == w.etag
+    assert got.content_type == "application/x-ndjson"
+    assert dict(got.metadata) == {"rows": "7"}
+    assert [(i.key, i.size) for i in store.list("results/")] == [("results/dt=2024-01-01/hour=00/part-a.jsonl", len(data))]
+
+
+def test_writer_small_write_and_empty(store: ObjectStore) -> None:
+    with store.open_writer("small", part_size=PART) as w:
+        w.write(b"line\n")
+    assert store.get("small").body == b"line\n"
+    with store.open_writer("nothing", part_size=PART):
+        pass
+    assert store.get("nothing").body == b""
+
+
+class Crash(Exception):
+    pass
+
+
+def test_writer_crash_leaves_nothing(store: ObjectStore) -> None:
+    with pytest.raises(Crash):
+        with store.open_writer("results/crash.jsonl", part_size=PART) as w:
+            for _ in range(6):
+                w.write(_payload(PART))
+            if is_oss(store):
+                assert len(w._parts) >= 3  # type: ignore[attr-defined] - parts were uploaded
+            raise Crash("killed mid-write")
+    with pytest.raises(NotFoundError):
+        store.get("results/crash.jsonl")
+    assert list(store.list()) == []
+    if is_oss(store):
+        import alibabacloud_oss_v2 as oss
+
+        uploads = store._client.list_multipart_uploads(  # type: ignore[attr-defined]
+            oss.ListMultipartUploadsRequest(bucket=store.bucket, prefix=store.prefix + "/"))  # type: ignore[attr-defined]
+        assert not uploads.uploads  # the multipart upload was aborted
+
+
+def test_writer_abort_leaves_nothing(store: ObjectStore) -> None:
+    with store.open_writer("aborted", part_size=PART) as w:
+        w.write(_payload(3 * PART))
+        w.abort()
+    with pytest.raises(NotFoundError):
+        store.head("aborted")
+    with pytest.raises(RequestError):
+        w.write(b"more")
+
+
+def test_writer_replaces_atomically(store: ObjectStore) -> None:
+    store.put("results/r.jsonl", b"old\n")
+    data = _payload(4 * PART)
+    with store.open_writer("results/r.jsonl", part_size=PART) as w:
+        w.write(data)
+        assert store.get("results/r.jsonl").body == b"old\n"  # nothing visible before commit
+    assert store.get("results/r.jsonl").body == data
+
+
+# ------------------------------------------------------------- signed URLs
+def test_signed_get_url_fetches_object(store: ObjectStore) -> None:
+    """For OSS this checks plumbing only: moto does not verify signatures."""
+    store.put("share/ünï code+%.txt", b"shared bytes", content_type="text/plain")
+    url = store.signed_get_url("share/ünï code+%.txt", timedelta(minutes=10))
+    if is_oss(store):
+        import httpx
+
+        assert "x-oss-signature-version=OSS4-HMAC-SHA256" in url  # V4 presign, as in production
+        assert "x-oss-security-token=" in url  # the STS token travels with the URL
+        resp = httpx.get(url)
+        assert resp.status_code == 200
+        assert resp.content == b"shared bytes"
+    else:
+        assert url.startswith("file://")
+        with urllib.request.urlopen(url) as resp:  # noqa: S310 - a file: URL we just made
+            assert resp.read() == b"shared bytes"
+
+
+@pytest.mark.parametrize("expires", [timedelta(0), timedelta(days=8)])
+def test_signed_url_lifetime_bounds(store: ObjectStore, expires: timedelta) -> None:
+    with pytest.raises(RequestError):
+        store.signed_get_url("k", expires)
