@@ -1,0 +1,46 @@
+"""The layer stays lean: runtime modules never import the official SDKs, the sandbox or CLI tools."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME_DIRS = [ROOT / "shared" / "qcflow", ROOT / "functions"]
+OPTIONAL_PARTS = {"sandbox", "cli.py"}  # extras, never imported by the functions
+FORBIDDEN_PREFIXES = ("alibabacloud_tea", "alibabacloud_ccc", "alibabacloud_qualitycheck", "alibabacloud_credentials", "darabonba", "Tea")
+
+
+def imported_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_no_official_sdk_import_in_runtime_sources() -> None:
+    offenders = []
+    for folder in RUNTIME_DIRS:
+        for path in folder.rglob("*.py"):
+            for name in imported_names(path):
+                if name.startswith(FORBIDDEN_PREFIXES):
+                    offenders.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not offenders, offenders
+
+
+def test_runtime_import_loads_no_sdk_sandbox_or_cli() -> None:
+    code = (
+        "import sys, qcflow.config, qcflow.credentials, qcflow.ccc, qcflow.sca, qcflow.models.events;"
+        "print(__import__('json').dumps(sorted(m for m in sys.modules)))"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    # (httpx imports click/rich for its own CLI when they are installed; the layer has neither)
+    bad = [m for m in loaded if m.startswith(FORBIDDEN_PREFIXES) or m.startswith(("qcflow.sandbox", "qcflow.cli", "uvicorn", "alibabacloud_oss_v2"))]
+    assert not bad, bad
