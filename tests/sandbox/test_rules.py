@@ -182,6 +182,10 @@ async def test_signature_checks() -> None:
         with pytest.raises(AuthError) as info:
             await sca_client(server, clock=clock, creds=Credentials("qcflow-sandbox-id", "bad")).get_result(GetResultQuery())
         assert info.value.code == "SignatureDoesNotMatch" and info.value.http_status == 400
+        # the error (which ends up in logs) never carries the STS token or the secret
+        with pytest.raises(AuthError) as info:
+            await sca_client(server, clock=clock, creds=Credentials("qcflow-sandbox-id", "bad-secret", "STS-TOKEN-VALUE")).get_result(GetResultQuery())
+        assert "STS-TOKEN-VALUE" not in str(info.value) and "bad-secret" not in str(info.value)
         # a request whose signature does not cover x-acs-date is incomplete
         request = sca_client(server, clock=clock).acs.build_request("GetResult", {"JsonStr": "{}"})
         auth = request.headers["Authorization"].replace("x-acs-date;", "")

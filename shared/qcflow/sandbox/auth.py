@@ -92,11 +92,9 @@ class Verifier:
         expected = signer.signature(self.access_key_secret, canonical)
         if not hmac.compare_digest(expected, auth.signature):
             string_to_sign = f"{signer.ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-            raise ApiFailure(
-                400,
-                "SignatureDoesNotMatch",
-                f"Specified signature does not match our calculation. The canonical request is: {canonical!r}; the string to sign is: {string_to_sign!r}",
-            )
+            # Like the real gateway, show the string to sign (a hash), never the canonical
+            # request: it holds the STS token, and error messages end up in logs.
+            raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation. server string to sign is:{string_to_sign}")
         self._check_nonce(request.header("x-acs-signature-nonce") or "", now)
         return auth.access_key_id
 
@@ -114,7 +112,8 @@ class Verifier:
         string_to_sign = f"{request.method.upper()}&{_enc('/')}&{_enc(canonical)}"
         digest = hmac.new((self.access_key_secret + "&").encode(), string_to_sign.encode(), hashlib.sha1).digest()
         if not hmac.compare_digest(base64.b64encode(digest).decode(), given):
-            raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation. The string to sign is: {string_to_sign!r}")
+            digest_hex = hashlib.sha256(string_to_sign.encode()).hexdigest()  # the text holds SecurityToken
+            raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation (sha256 of the server's string to sign: {digest_hex}).")
         self._check_nonce(params.get("SignatureNonce", ""), now)
         return self.access_key_id
 
