@@ -1,0 +1,35 @@
+"""The README stays true to the code: every setting and sandbox option it must document."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from qcflow.config import Settings, env_name
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [env_name(name) for name in Settings.model_fields if f"`{env_name(name)}`" not in README]
+    assert not missing, missing
+
+
+def test_documented_settings_exist() -> None:
+    documented = set(re.findall(r"`(QCFLOW_[A-Z_]+)`", README))
+    known = {env_name(name) for name in Settings.model_fields}
+    assert documented <= known, documented - known
+
+
+def test_sandbox_options_in_readme_exist() -> None:
+    from click.testing import CliRunner
+
+    from qcflow.cli import main
+
+    help_text = CliRunner().invoke(main, ["sandbox", "serve", "--help"]).output
+    for option in set(re.findall(r"`(--[a-z-]+)", README)):
+        assert option in help_text, option
+
+
+def test_two_setup_commands() -> None:
+    assert "make test" in README and "make demo" in README
