@@ -175,7 +175,25 @@ async def test_shared_rate_limiter_paces_concurrent_callers() -> None:
 
 async def test_max_elapsed_bounds_the_whole_call() -> None:
     script = Script(error(400, "Throttling.User"))
-    policy = RetryPolicy(max_attempts=1000, backoff_initial_seconds=0.05, backoff_max_seconds=0.05, max_elapsed_seconds=0.3)
+    policy = RetryPolicy(max_attempts=1000, backoff_initial_seconds=0.2, backoff_max_seconds=0.2, max_elapsed_seconds=0.5)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     with pytest.raises(ThrottledError):
         await sca(script, policy).get_result(GetResultQuery())
-    assert len(script.requests) < 20
+    assert loop.time() - start < 0.5 and len(script.requests) < 10
+
+
+@pytest.mark.parametrize(
+    ("response", "cls"),
+    [
+        (httpx.Response(429, text="Too Many Requests"), ThrottledError),
+        (httpx.Response(408, text="timeout"), ServiceUnavailableError),
+        (httpx.Response(500, json={"Code": "UnknownError", "Message": "x", "RequestId": "R"}), ServiceUnavailableError),
+        (httpx.Response(200, json={"Success": False, "Code": "500", "Message": "x", "RequestId": "R"}), ServiceUnavailableError),
+        (httpx.Response(302, headers={"location": "https://elsewhere"}, text=""), RequestError),
+    ],
+)
+async def test_classification_without_a_usual_code(response: httpx.Response, cls: type) -> None:
+    with pytest.raises(cls):
+        await sca(Script(response), RetryPolicy(max_attempts=1)).get_result(GetResultQuery())
+

@@ -57,3 +57,23 @@ def test_credentials_from_fc_context_both_runtimes() -> None:
     assert credentials_from_fc_context(Py310Context()).access_key_id == "ctx-id"
     env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s"}
     assert credentials_from_fc_context(Py312Context(), env).access_key_id == "env-id"
+
+
+@pytest.mark.parametrize("token", ["QXZ9\n", "QX\u00e9Z9", " QXZ9", ""])
+def test_credentials_refuse_values_that_break_headers(token: str) -> None:
+    from qcflow.credentials import Credentials
+
+    with pytest.raises(ConfigError, match="security_token") as info:
+        Credentials("id", "secret", token)
+    assert token.strip() not in str(info.value) or not token.strip()
+
+
+def test_fc_context_credentials_are_stripped() -> None:
+    class Creds:
+        access_key_id, access_key_secret, security_token = " id ", "secret\n", "CAIStoken\n"
+
+    class Context:
+        credentials = Creds()
+
+    creds = credentials_from_fc_context(Context())
+    assert (creds.access_key_id, creds.access_key_secret, creds.security_token) == ("id", "secret", "CAIStoken")

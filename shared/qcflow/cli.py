@@ -47,7 +47,8 @@ if click is not None:
     @click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of answers that are 503 ServiceUnavailable.")
     @click.option("--throttle-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Throttling.User.")
     @click.option("--failure-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Success: false.")
-    @click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share of connections dropped mid-answer.")
+    @click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share of connections dropped mid-answer, unprocessed.")
+    @click.option("--lost-answer-rate", default=0.0, show_default=True, type=float, help="Share of requests processed whose answer is then lost.")
     @click.option("--fault-action", "fault_actions", multiple=True, help="Limit faults to this API (repeatable).")
     @click.option("--fault-seed", default=None, type=int, help="Seed for repeatable faults.")
     @click.option("--preload", default=0, show_default=True, type=int, help="Finished results to pre-load.")
@@ -79,6 +80,7 @@ if click is not None:
                 throttle_rate=float(opts["throttle_rate"]),  # type: ignore[arg-type]
                 business_failure_rate=float(opts["failure_rate"]),  # type: ignore[arg-type]
                 drop_rate=float(opts["drop_rate"]),  # type: ignore[arg-type]
+                lost_answer_rate=float(opts["lost_answer_rate"]),  # type: ignore[arg-type]
                 latency_seconds=float(opts["latency"]),  # type: ignore[arg-type]
                 latency_jitter_seconds=float(opts["latency_jitter"]),  # type: ignore[arg-type]
                 actions=frozenset(opts["fault_actions"]),  # type: ignore[arg-type]

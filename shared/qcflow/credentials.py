@@ -26,6 +26,16 @@ class Credentials:
     access_key_secret: str
     security_token: str | None = None
 
+    def __post_init__(self) -> None:
+        # Values end up in HTTP headers: refuse what would break a request (and then leak
+        # into an HTTP library's error text), naming the field, never the value.
+        for name in ("access_key_id", "access_key_secret", "security_token"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not value or not value.isascii() or not value.isprintable() or value != value.strip():
+                raise ConfigError(f"credentials: {name} is empty or holds spaces, control or non-ASCII characters")
+
     def __repr__(self) -> str:  # never print the secret or the token
         token = ", security_token=***" if self.security_token else ""
         return f"Credentials(access_key_id={self.access_key_id!r}, access_key_secret=***{token})"
@@ -64,5 +74,5 @@ def credentials_from_fc_context(context: Any, environ: Mapping[str, str] | None 
         token = getattr(fc_creds, "security_token", None) or getattr(fc_creds, "securityToken", None)
         if not secret:
             raise ConfigError("FC context credentials carry no access_key_secret")
-        return Credentials(key_id, secret, token or None)
+        return Credentials(str(key_id).strip(), str(secret).strip(), str(token).strip() if token else None)
     return credentials_from_env(environ)

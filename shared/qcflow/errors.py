@@ -14,6 +14,9 @@ class QcflowError(Exception):
 
     ``code`` is the service's error code when one exists (``Throttling.User``,
     ``SignatureDoesNotMatch``…), ``request_id`` the service's RequestId for support tickets.
+    ``prior_attempt_uncertain`` is set when an earlier attempt of the same call got no
+    answer (timeout, dropped connection): the service may have acted on it, so e.g. a
+    "duplicate" refusal may mean "already done".
     """
 
     retryable: bool = False
@@ -33,6 +36,7 @@ class QcflowError(Exception):
         self.request_id = request_id
         self.http_status = http_status
         self.action = action
+        self.prior_attempt_uncertain = False
 
     def __str__(self) -> str:
         parts = []
@@ -46,6 +50,8 @@ class QcflowError(Exception):
             text += f" (HTTP {self.http_status})"
         if self.request_id:
             text += f" [RequestId {self.request_id}]"
+        if self.prior_attempt_uncertain:
+            text += " (an earlier attempt got no answer and may have been applied)"
         return text
 
 
@@ -95,6 +101,7 @@ _RETRYABLE_PREFIXES: tuple[tuple[str, type[RetryableError]], ...] = (
     ("SystemBusy", ServiceUnavailableError),
     ("ServerBusy", ServiceUnavailableError),
     ("RequestTimeout", ServiceUnavailableError),
+    ("UnknownError", ServiceUnavailableError),  # Alibaba Cloud's generic HTTP 500
 )
 _AUTH_PREFIXES = (
     "SignatureDoesNotMatch",
@@ -116,6 +123,8 @@ def error_class_for_code(code: str | None, http_status: int | None = None) -> ty
     an empty 502): then 5xx is taken as transient and anything else as permanent.
     """
     if code:
+        if code.isdigit():  # SCA's Success:false answers may carry an HTTP-like number
+            return ServiceUnavailableError if int(code) >= 500 else (ThrottledError if code == "429" else RequestError)
         for prefix, cls in _RETRYABLE_PREFIXES:
             if code.startswith(prefix):
                 return cls
@@ -124,6 +133,8 @@ def error_class_for_code(code: str | None, http_status: int | None = None) -> ty
         if "NotFound" in code or "NotExist" in code:
             return NotFoundError
         return RequestError
-    if http_status is not None and http_status >= 500:
+    if http_status == 429:
+        return ThrottledError
+    if http_status is not None and (http_status >= 500 or http_status == 408):
         return ServiceUnavailableError
     return RequestError

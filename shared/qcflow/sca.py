@@ -18,11 +18,22 @@ from qcflow.acs.client import AcsClient, RateLimiter, client_from_settings
 from qcflow.acs.limits import rate_limiter
 from qcflow.config import Settings
 from qcflow.credentials import CredentialsProvider
-from qcflow.errors import ServiceUnavailableError
+from qcflow.errors import RequestError, ServiceUnavailableError
 from qcflow.models.base import first_problem
 from qcflow.models.sca import GetResultQuery, GetResultResponse, UploadAudioDataJson, UploadAudioDataResponse
 
 SCA_VERSION = "2019-01-15"
+#: The Code SCA answers when a callUuid was uploaded in the last 2 hours. UNCONFIRMED: the
+#: API pages do not name it; the sandbox answers "CallUuidRepeated".
+DUPLICATE_CALL_UUID_CODES = frozenset({"CallUuidRepeated"})
+
+
+class DuplicateCallUuidError(RequestError):
+    """SCA refused the whole request because a ``callUuid`` in it was uploaded in the last 2 h.
+
+    With ``prior_attempt_uncertain`` set, the duplicate is most likely this very call's
+    earlier attempt, whose answer was lost: the recording is probably already submitted.
+    """
 
 
 def sca_succeeded(body: Mapping[str, Any]) -> bool:
@@ -68,9 +79,16 @@ class ScaClient:
 
     async def upload_audio_data(self, request: UploadAudioDataJson) -> UploadAudioDataResponse:
         """Submit recordings for inspection; the answer's ``task_id`` identifies the task."""
-        response = await self.acs.call(
-            "UploadAudioData", self._query(request), limiter=self.upload_limiter, is_success=sca_succeeded
-        )
+        try:
+            response = await self.acs.call(
+                "UploadAudioData", self._query(request), limiter=self.upload_limiter, is_success=sca_succeeded
+            )
+        except RequestError as exc:
+            if exc.code not in DUPLICATE_CALL_UUID_CODES:
+                raise
+            duplicate = DuplicateCallUuidError(exc.message, code=exc.code, request_id=exc.request_id, http_status=exc.http_status, action=exc.action)
+            duplicate.prior_attempt_uncertain = exc.prior_attempt_uncertain
+            raise duplicate from None
         answer = _parse(UploadAudioDataResponse, response.body, response.request_id, "UploadAudioData")
         if not answer.data:
             raise ServiceUnavailableError(

@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_before_delay, wait_random_exponential
 
 from qcflow import __version__
 from qcflow.acs import signer
 from qcflow.acs.endpoint import Endpoint, parse_endpoint
 from qcflow.credentials import CredentialsProvider
-from qcflow.errors import QcflowError, RetryableError, ServiceUnavailableError, TransportError, error_class_for_code
+from qcflow.errors import QcflowError, RequestError, RetryableError, ServiceUnavailableError, TransportError, error_class_for_code
 
 if TYPE_CHECKING:
     from qcflow.config import Settings
@@ -152,7 +152,8 @@ class AcsClient:
         policy = self.retry
         stop = stop_after_attempt(policy.max_attempts)
         if policy.max_elapsed_seconds is not None:
-            stop = stop | stop_after_delay(policy.max_elapsed_seconds)
+            # no new attempt that would start after the bound (each attempt has its timeouts)
+            stop = stop | stop_before_delay(policy.max_elapsed_seconds)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
             stop=stop,
@@ -160,10 +161,23 @@ class AcsClient:
             before_sleep=_log_retry,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                response = await self._attempt(action, query, method, limiter, is_success)
-                return ApiResponse(response.body, response.request_id, response.http_status, attempt.retry_state.attempt_number)
+        uncertain = False
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        response = await self._attempt(action, query, method, limiter, is_success)
+                    except TransportError as exc:
+                        # connected and sent, or not? only "connect" failures are known not to have landed
+                        uncertain = uncertain or not isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+                        raise
+                    except QcflowError as exc:
+                        exc.prior_attempt_uncertain = uncertain
+                        raise
+                    return ApiResponse(response.body, response.request_id, response.http_status, attempt.retry_state.attempt_number)
+        except TransportError as exc:
+            exc.prior_attempt_uncertain = uncertain
+            raise
         raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
 
     async def _attempt(
@@ -179,18 +193,21 @@ class AcsClient:
             async with limiter:
                 pass
         request = self.build_request(action, query, method=method)
+        # httpx's messages may quote header values (credentials): only its class name is kept.
         try:
             response = await self.http.send(request)
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+            raise RequestError(f"the request could not be sent ({type(exc).__name__})", action=action) from None
         except httpx.TimeoutException as exc:
             raise TransportError(f"no answer in time ({type(exc).__name__})", action=action) from exc
         except httpx.TransportError as exc:
-            raise TransportError(f"connection failed ({type(exc).__name__}: {exc})", action=action) from exc
+            raise TransportError(f"connection failed ({type(exc).__name__})", action=action) from exc
         body = _json_body(response)
         request_id = _request_id(body, response)
         if body is None:
             cls: type[QcflowError] = error_class_for_code(None, response.status_code)
-            if response.status_code < 400:
-                cls = ServiceUnavailableError
+            if response.status_code < 300:
+                cls = ServiceUnavailableError  # a garbled or cut answer: the service's fault
             raise cls(
                 f"answer is not a JSON object: {response.text[:200]!r}",
                 request_id=request_id,

@@ -20,7 +20,7 @@ from qcflow.models.base import CamelModel, PascalModel
 
 IntOrStr = int | str
 SCA_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_SCA_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_SCA_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 #: GetResult statuses of a task.
 STATUS_RUNNING = 0
@@ -194,8 +194,14 @@ class GetResultQuery(_RemarkFilters):  # type: ignore[misc, valid-type]
     )
     @classmethod
     def _sca_time(cls, value: str | None) -> str | None:
-        if value is not None and not _SCA_TIME.match(value):
-            raise ValueError(f"{value!r} is not in the form yyyy-MM-dd HH:mm:ss")
+        if value is None:
+            return value
+        try:
+            if not _SCA_TIME.fullmatch(value):
+                raise ValueError
+            datetime.strptime(value, SCA_TIME_FORMAT)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date and time in the form yyyy-MM-dd HH:mm:ss") from None
         return value
 
 

@@ -32,6 +32,7 @@ SCA_VERSION = "2019-01-15"
 ACTIONS = {"GetUploadAudioDataParams": ("CCC", CCC_VERSION), "UploadAudioData": ("Qualitycheck", SCA_VERSION), "GetResult": ("Qualitycheck", SCA_VERSION)}
 MAX_BODY = 4 * 1024 * 1024
 STATS_PATH = "/__sandbox/stats"
+DROP = "__drop__"
 
 log = logging.getLogger("qcflow.sandbox")
 
@@ -102,12 +103,13 @@ class SandboxApp:
         content_type = next((v for k, v in headers if k == "content-type"), "")
         form = parse_params(body) if content_type.startswith("application/x-www-form-urlencoded") else {}
         request = IncomingRequest(scope["method"], path, query, headers, body, form)
-        action = request.header("x-acs-action") or form.get("Action") or query.get("Action") or ""
+        claimed = request.header("x-acs-action") or form.get("Action") or query.get("Action") or ""
         request_id = str(uuid.uuid4()).upper()
         host = request.header("host") or "sandbox"
-        status, answer = await self._answer(request, action, {**query, **form}, host)
+        action, status, answer = await self._answer(request, claimed, {**query, **form}, host)
         answer["RequestId"] = request_id
-        self.stats[f"{action or '-'} {answer.get('Code', '200')}"] += 1
+        outcome = "dropped" if answer.get("_drop") else answer.get("Code", "200")
+        self.stats[f"{action or '-'} {outcome}"] += 1
         faults = self.options.faults
         if faults.applies_to(action) and (faults.latency_seconds or faults.latency_jitter_seconds):
             await asyncio.sleep(faults.latency_seconds + self._faults.uniform(0, faults.latency_jitter_seconds))
@@ -118,31 +120,38 @@ class SandboxApp:
         else:
             await _respond(send, status, answer)
 
-    async def _answer(self, request: IncomingRequest, action: str, params: dict[str, str], host: str) -> tuple[int, dict[str, Any]]:
+    async def _answer(self, request: IncomingRequest, claimed: str, params: dict[str, str], host: str) -> tuple[str, int, dict[str, Any]]:
+        """(the action, HTTP status, body); the action is the signed one once verified."""
+        action = claimed
         product = ACTIONS.get(action, ("Unknown", ""))[0]
         try:
             now = self.clock()
-            key_id = self.verifier.verify(request, now)
+            caller = self.verifier.verify(request, now)
+            action = caller.action
+            product = ACTIONS.get(action, ("Unknown", ""))[0]
             if action not in ACTIONS:
                 raise ApiFailure(404, "InvalidAction.NotFound", f"Specified api {action or '(none)'} is not found, please check your url and method.")
-            version = request.header("x-acs-version") or params.get("Version")
-            if version != ACTIONS[action][1]:
-                raise ApiFailure(400, "InvalidVersion", f"Specified parameter Version {version} is not valid for {action}.")
+            if caller.version != ACTIONS[action][1]:
+                raise ApiFailure(400, "InvalidVersion", f"Specified parameter Version {caller.version} is not valid for {action}.")
             quotas = self.options.quotas
-            if not self.quotas.admit(key_id, action, quotas.limit_for(action), quotas.window_seconds, now):
+            if not self.quotas.admit(caller.access_key_id, action, quotas.limit_for(action), quotas.window_seconds, now):
                 raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
-            self._inject_faults(action, product)
-            return 200, self._dispatch(action, params, request)
+            self._inject_faults(action)
+            answer = self._dispatch(action, params, request)
+            faults = self.options.faults
+            if faults.lost_answer_rate and faults.applies_to(action) and self._faults.random() < faults.lost_answer_rate:
+                return action, 200, {"_drop": True}  # done, but the caller never hears of it
+            return action, 200, answer
         except ApiFailure as failure:
-            return _failure_body(failure, product, host)
+            return (action, *_failure_body(failure, product, host))
 
-    def _inject_faults(self, action: str, product: str) -> None:
+    def _inject_faults(self, action: str) -> None:
         faults = self.options.faults
         if not faults.applies_to(action):
             return
         roll = self._faults.random
         if faults.drop_rate and roll() < faults.drop_rate:
-            raise ApiFailure(200, "__drop__", "connection dropped")
+            raise ApiFailure(200, DROP, "connection dropped before the request was processed")
         if faults.server_error_rate and roll() < faults.server_error_rate:
             raise ApiFailure(503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
         if faults.throttle_rate and roll() < faults.throttle_rate:
@@ -175,7 +184,7 @@ class SandboxApp:
 
 
 def _failure_body(failure: ApiFailure, product: str, host: str) -> tuple[int, dict[str, Any]]:
-    if failure.code == "__drop__":
+    if failure.code == DROP:
         return 200, {"_drop": True}
     if failure.business:
         if product == "CCC":

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, quote
@@ -44,6 +45,20 @@ class IncomingRequest:
         return [value for key, value in self.headers if key == name]
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who called and what, as far as the signature vouches for it."""
+
+    access_key_id: str
+    action: str
+    version: str
+
+
+def same_text(expected: str, given: str) -> bool:
+    """Constant-time comparison that also copes with non-ASCII input (a forged value)."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogateescape"), given.encode("utf-8", "surrogateescape"))
+
+
 class Verifier:
     """Accepts one key pair (the sandbox's account) and refuses replays and stale requests."""
 
@@ -51,22 +66,20 @@ class Verifier:
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
         self.max_skew_seconds = max_skew_seconds
-        self._nonces: dict[str, float] = {}
+        self._nonces: OrderedDict[str, float] = OrderedDict()  # in arrival order, for cheap expiry
 
-    def verify(self, request: IncomingRequest, now: float | None = None) -> str:
-        """The caller's access key id, or an ``ApiFailure`` like the gateway's."""
+    def verify(self, request: IncomingRequest, now: float | None = None) -> Caller:
+        """Who is calling which action (from signed material only), or an ``ApiFailure``."""
         now = time.time() if now is None else now
         if request.header("authorization"):
-            key_id = self._verify_acs3(request, now)
-        elif "Signature" in request.query or "Signature" in request.form:
-            key_id = self._verify_rpc(request, now)
-        else:
-            raise ApiFailure(400, "MissingAuthorization", "The request is not signed: no Authorization header and no Signature parameter.")
-        return key_id
+            return self._verify_acs3(request, now)
+        if "Signature" in request.query or "Signature" in request.form:
+            return self._verify_rpc(request, now)
+        raise ApiFailure(400, "MissingAuthorization", "The request is not signed: no Authorization header and no Signature parameter.")
 
     # ------------------------------------------------------------------ ACS3
 
-    def _verify_acs3(self, request: IncomingRequest, now: float) -> str:
+    def _verify_acs3(self, request: IncomingRequest, now: float) -> Caller:
         try:
             auth = signer.parse_authorization(request.header("authorization") or "")
         except ValueError as exc:
@@ -90,17 +103,17 @@ class Verifier:
             headers[name] = ",".join(sorted(value.strip() for value in values))
         canonical, _ = signer.canonical_request(request.method, request.path or "/", request.query, headers, payload_hash)
         expected = signer.signature(self.access_key_secret, canonical)
-        if not hmac.compare_digest(expected, auth.signature):
+        if not same_text(expected, auth.signature):
             string_to_sign = f"{signer.ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
             # Like the real gateway, show the string to sign (a hash), never the canonical
             # request: it holds the STS token, and error messages end up in logs.
             raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation. server string to sign is:{string_to_sign}")
         self._check_nonce(request.header("x-acs-signature-nonce") or "", now)
-        return auth.access_key_id
+        return Caller(auth.access_key_id, request.header("x-acs-action") or "", request.header("x-acs-version") or "")
 
     # ------------------------------------------------------------------ RPC (HMAC-SHA1)
 
-    def _verify_rpc(self, request: IncomingRequest, now: float) -> str:
+    def _verify_rpc(self, request: IncomingRequest, now: float) -> Caller:
         params = {**request.query, **request.form}
         if params.get("AccessKeyId") != self.access_key_id:
             raise ApiFailure(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
@@ -111,11 +124,15 @@ class Verifier:
         canonical = "&".join(f"{_enc(k)}={_enc(v)}" for k, v in sorted(params.items()))
         string_to_sign = f"{request.method.upper()}&{_enc('/')}&{_enc(canonical)}"
         digest = hmac.new((self.access_key_secret + "&").encode(), string_to_sign.encode(), hashlib.sha1).digest()
-        if not hmac.compare_digest(base64.b64encode(digest).decode(), given):
+        if not same_text(base64.b64encode(digest).decode(), given):
             digest_hex = hashlib.sha256(string_to_sign.encode()).hexdigest()  # the text holds SecurityToken
             raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation (sha256 of the server's string to sign: {digest_hex}).")
         self._check_nonce(params.get("SignatureNonce", ""), now)
-        return self.access_key_id
+        # the action and version are what was signed, never an unsigned x-acs-* header
+        for name in ("Action", "Version"):
+            if not params.get(name):
+                raise ApiFailure(400, f"MissingParameter.{name}", f"{name} is mandatory for this request.")
+        return Caller(self.access_key_id, params["Action"], params["Version"])
 
     # ------------------------------------------------------------------ shared
 
@@ -130,12 +147,15 @@ class Verifier:
     def _check_nonce(self, nonce: str, now: float) -> None:
         if not nonce:
             raise ApiFailure(400, "MissingSignatureNonce", "SignatureNonce is mandatory.")
+        horizon = now - self.max_skew_seconds  # older requests fail the time check anyway
+        while self._nonces:
+            oldest, seen = next(iter(self._nonces.items()))
+            if seen >= horizon:
+                break
+            del self._nonces[oldest]
         if nonce in self._nonces:
             raise ApiFailure(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
         self._nonces[nonce] = now
-        if len(self._nonces) > 50_000:
-            horizon = now - self.max_skew_seconds
-            self._nonces = {k: v for k, v in self._nonces.items() if v >= horizon}
 
 
 def _enc(value: str) -> str:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from qcflow.sandbox.auth import same_text
 from qcflow.sandbox.errors import ApiFailure
 
 CONTACT_ID = re.compile(r"^job-\d{1,30}$")
@@ -89,7 +90,7 @@ class CccState:
             expires_at = int(expires or "")
         except ValueError:
             raise ApiFailure(403, "AccessDenied", "Expires is missing or invalid.") from None
-        if not signature or not hmac.compare_digest(signature, self.url_signature(contact_id, expires_at)):
+        if not signature or not same_text(self.url_signature(contact_id, expires_at), signature):
             raise ApiFailure(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
         if expires_at < self.clock():
             raise ApiFailure(403, "AccessDenied", "Request has expired.")

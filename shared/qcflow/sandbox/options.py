@@ -45,7 +45,8 @@ class FaultOptions:
     server_error_rate: float = 0.0  # HTTP 503 ServiceUnavailable
     throttle_rate: float = 0.0  # HTTP 400 Throttling.User, quota or not
     business_failure_rate: float = 0.0  # HTTP 200 with Success: false (SCA) / Code != OK (CCC)
-    drop_rate: float = 0.0  # the connection is closed mid-answer
+    drop_rate: float = 0.0  # the connection is closed mid-answer, the request NOT processed
+    lost_answer_rate: float = 0.0  # the request IS processed, then the connection is closed
     latency_seconds: float = 0.0  # added to every answer
     latency_jitter_seconds: float = 0.0  # uniform extra 0..jitter
     actions: frozenset[str] = frozenset()

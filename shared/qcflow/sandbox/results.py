@@ -138,7 +138,7 @@ class ScaState:
         self._keys: list[tuple[int, int]] = []
         self._by_task_id: dict[str, list[Task]] = {}
         self._pending: list[tuple[int, int, Task]] = []
-        self._call_uuids: dict[str, float] = {}
+        self._call_uuids: OrderedDict[str, float] = OrderedDict()  # in upload order, for cheap expiry
         self._seq = 0
         self._generation = 0
         self._filtered: OrderedDict[tuple[Any, ...], list[Task]] = OrderedDict()
@@ -219,12 +219,9 @@ class ScaState:
         """Validate ``JsonStr``, refuse a repeated callUuid (whole request), create the task."""
         if not json_str:
             raise invalid_parameter("JsonStr is required")
+        data = _json_object(json_str)
         try:
-            data = json.loads(json_str)
-        except ValueError as exc:
-            raise invalid_parameter(f"JsonStr is not valid JSON: {exc}") from None
-        try:
-            request = UploadAudioDataJson.model_validate(data)
+            request = UploadAudioDataJson.model_validate(data, by_alias=True, by_name=False)
         except ValidationError as exc:
             raise invalid_parameter(f"JsonStr invalid at {first_problem(exc)}") from None
         for call in request.call_list:
@@ -236,17 +233,16 @@ class ScaState:
         with self._lock:
             self._advance()
             horizon = now - self.options.call_uuid_window_seconds
+            while self._call_uuids and next(iter(self._call_uuids.values())) < horizon:
+                self._call_uuids.popitem(last=False)
             uuids = [c.call_uuid for c in request.call_list if c.call_uuid]
             if len(set(uuids)) != len(uuids):
                 raise ApiFailure(200, "CallUuidRepeated", "callUuid repeated within the request", business=True)
             for uuid in uuids:
-                seen = self._call_uuids.get(uuid)
-                if seen is not None and seen >= horizon:
+                if uuid in self._call_uuids:
                     raise ApiFailure(200, "CallUuidRepeated", f"callUuid {uuid} was uploaded within the last 2 hours", business=True)
             for uuid in uuids:
                 self._call_uuids[uuid] = now
-            if len(self._call_uuids) > 100_000:
-                self._call_uuids = {k: v for k, v in self._call_uuids.items() if v >= horizon}
             task_id = _task_id(self.options.seed, self._seq + 1)
             upload_ms = int(now * 1000)
             for call in request.call_list:
@@ -257,14 +253,9 @@ class ScaState:
 
     def get_result(self, json_str: str | None) -> bytes:
         """One page as the service's JSON body (bytes), or an ``ApiFailure``."""
+        data = _json_object(json_str) if json_str else {}
         try:
-            data = json.loads(json_str) if json_str else {}
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            raise invalid_parameter(f"JsonStr is not valid JSON: {exc}") from None
-        try:
-            query = GetResultQuery.model_validate(data)
+            query = GetResultQuery.model_validate(data, by_alias=True, by_name=False)
         except ValidationError as exc:
             raise invalid_parameter(f"JsonStr invalid at {first_problem(exc)}") from None
         page_number = query.page_number or 1
@@ -406,6 +397,8 @@ class ScaState:
             heavy = self._heavy.get(heavy_key)
             if heavy is None:
                 heavy = _dumps(tea.wrap(selection.apply(template["heavy"])))[1:-1]
+                if len(self._heavy) >= 4096:  # odd field sets from many callers: stay bounded
+                    self._heavy.clear()
                 self._heavy[heavy_key] = heavy
             if heavy:
                 parts.append(heavy)
@@ -417,6 +410,17 @@ _EVERYTHING = FieldSelection.parse(
     "schemeIdList,schemeNameList,reviewStatus,reviewResult,comments,reviewer,resolver",
     None,
 )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """``JsonStr`` parsed, or the service's refusal (malformed, not an object, absurdly deep)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise invalid_parameter(f"JsonStr is not valid JSON: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise invalid_parameter("JsonStr is not a JSON object")
+    return data
 
 
 def _task_id(seed: int, seq: int) -> str:
