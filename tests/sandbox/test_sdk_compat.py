@@ -15,7 +15,7 @@ from qcflow.models.ccc import GetUploadAudioDataParamsResponse
 from qcflow.models.sca import GetResultResponse
 from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID as AK
 from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_SECRET as SK
-from tests.sandbox.conftest import CREDS, ccc_client, sca_client
+from tests.sandbox.conftest import CREDS, FakeClock, ccc_client, running_sandbox, sca_client
 from tests.support.sdk_oracle import ccc_sdk, sca_sdk
 
 ALL_FIELDS = (
@@ -37,7 +37,13 @@ def without_request_id(body: dict) -> dict:
     return {k: v for k, v in body.items() if k != "RequestId"}
 
 
-def test_sdk_ccc_get_upload_audio_data_params(sandbox) -> None:
+def test_sdk_ccc_get_upload_audio_data_params() -> None:
+    # a still clock: both calls below get the same voiceFileUrl Expires
+    with running_sandbox(clock=FakeClock()) as sandbox:
+        _check_sdk_ccc(sandbox)
+
+
+def _check_sdk_ccc(sandbox) -> None:
     sdk = ccc_sdk(sandbox.endpoint, AK, SK, protocol="http")
     answer = sdk.get_upload_audio_data_params(ccc_models.GetUploadAudioDataParamsRequest(contact_id="job-38860977107324", instance_id="ccc-test"))
     assert answer.status_code == 200 and answer.body.code == "OK" and answer.body.http_status_code == 200

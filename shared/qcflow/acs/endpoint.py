@@ -19,10 +19,6 @@ class Endpoint:
     def base_url(self) -> str:
         return f"{self.scheme}://{self.host}"
 
-    @property
-    def hostname(self) -> str:
-        return urlsplit(self.base_url).hostname or self.host
-
 
 def parse_endpoint(value: str, *, setting: str = "endpoint") -> Endpoint:
     """``ccc.cn-shanghai.aliyuncs.com`` → https; ``http://127.0.0.1:8790`` → as given."""

@@ -370,8 +370,7 @@ class GetResultResponse(PascalModel):
         if not isinstance(data, dict) or "results" in data:
             return data
         data = dict(data)
-        wrapped = data.pop("Data", None)
-        items = tea.unwrap({"Data": wrapped})["Data"] if wrapped is not None else None
+        items = data.pop("Data", None)  # {"ResultInfo": [...]}; each item unwraps itself
         if isinstance(items, dict):
             items = items.get("ResultInfo")
         data["results"] = items or []

@@ -30,10 +30,6 @@ class QuotaOptions:
             "GetUploadAudioDataParams": self.get_upload_audio_data_params,
         }.get(action)
 
-    @classmethod
-    def unlimited(cls) -> QuotaOptions:
-        return cls(get_result=None, upload_audio_data=None, get_upload_audio_data_params=None)
-
 
 @dataclass(frozen=True)
 class FaultOptions:

@@ -208,11 +208,6 @@ class ScaState:
         with self._lock:
             return len(self._tasks)
 
-    def tasks(self, task_id: str) -> list[Task]:
-        with self._lock:
-            self._advance()
-            return list(self._by_task_id.get(task_id, ()))
-
     # ------------------------------------------------------------------ UploadAudioData
 
     def upload_audio_data(self, json_str: str | None) -> str:
@@ -351,11 +346,6 @@ class ScaState:
             "callee": "4008001234",
         }
 
-    def plain_record(self, task: Task) -> dict[str, Any]:
-        """The whole result of ``task`` without Tea wrappers (as qcflow's models read it)."""
-        plain: dict[str, Any] = tea.unwrap(json.loads(self._record_json(task, _EVERYTHING)))
-        return plain
-
     def _record_json(self, task: Task, selection: FieldSelection) -> str:
         template = self._templates[task.template]
         finished = task.status == 1
@@ -405,11 +395,6 @@ class ScaState:
         return "{" + ",".join(parts) + "}"
 
 
-_EVERYTHING = FieldSelection.parse(
-    "taskId,status,score,errorMessage,createTime,createTimeLong,taskName,vid,recording,asrResult,hitResult,hitScore,agent,"
-    "schemeIdList,schemeNameList,reviewStatus,reviewResult,comments,reviewer,resolver",
-    None,
-)
 
 
 def _json_object(text: str) -> dict[str, Any]:
