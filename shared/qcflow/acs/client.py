@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("qcflow.acs")
 
 DEFAULT_USER_AGENT = f"qcflow/{__version__}"
+#: Failures known to happen before the request left: the service cannot have acted on it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class RateLimiter(Protocol):
@@ -161,23 +163,17 @@ class AcsClient:
             before_sleep=_log_retry,
             reraise=True,
         )
-        uncertain = False
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    try:
-                        response = await self._attempt(action, query, method, limiter, is_success)
-                    except TransportError as exc:
-                        # connected and sent, or not? only "connect" failures are known not to have landed
-                        uncertain = uncertain or not isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-                        raise
-                    except QcflowError as exc:
-                        exc.prior_attempt_uncertain = uncertain
-                        raise
-                    return ApiResponse(response.body, response.request_id, response.http_status, attempt.retry_state.attempt_number)
-        except TransportError as exc:
-            exc.prior_attempt_uncertain = uncertain
-            raise
+        uncertain = False  # did an earlier attempt go out and get no answer?
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    response = await self._attempt(action, query, method, limiter, is_success)
+                except QcflowError as exc:
+                    if isinstance(exc, TransportError) and not isinstance(exc.__cause__, _NOT_SENT):
+                        uncertain = True
+                    exc.prior_attempt_uncertain = uncertain
+                    raise
+                return ApiResponse(response.body, response.request_id, response.http_status, attempt.retry_state.attempt_number)
         raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
 
     async def _attempt(
