@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from qcflow.errors import RequestError
 
@@ -59,6 +59,30 @@ class StoredObject:
     @property
     def info(self) -> ObjectInfo:
         return ObjectInfo(self.key, self.size, self.etag, self.last_modified, self.content_type, self.metadata)
+
+
+_W = TypeVar("_W", bound="CommitOnExit")
+
+
+class CommitOnExit:
+    """The writers' shared context-manager rule: a clean exit commits, an exception aborts."""
+
+    _closed: bool
+
+    def commit(self) -> str:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _W) -> _W:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.commit()
 
 
 @runtime_checkable

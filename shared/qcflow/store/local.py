@@ -30,11 +30,11 @@ import stat
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import TracebackType
 
 from qcflow.errors import NotFoundError, RequestError
 from qcflow.store.base import (
     DEFAULT_CONTENT_TYPE,
+    CommitOnExit,
     DEFAULT_PART_SIZE,
     ObjectInfo,
     StoredObject,
@@ -351,7 +351,7 @@ class LocalStore:
         return self._path(key).as_uri()
 
 
-class LocalWriter:
+class LocalWriter(CommitOnExit):
     """Streams to a temp file; a clean exit publishes it with ``os.replace``."""
 
     def __init__(self, store: LocalStore, key: str, content_type: str, metadata: dict[str, str]) -> None:
@@ -362,9 +362,6 @@ class LocalWriter:
         self._tmp: _TempFile | None = None
         self._closed = False
         self.etag: str | None = None
-
-    def __enter__(self) -> LocalWriter:
-        return self
 
     def write(self, data: bytes) -> None:
         if self._closed:
@@ -395,13 +392,6 @@ class LocalWriter:
         self._store._publish(self._key, tmp, st, self._store._path(self._key))
         self.etag = etag
         return etag
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif not self._closed:
-            self.commit()
 
 
 def _is_dir(st: os.stat_result) -> bool:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import alibabacloud_oss_v2 as oss
@@ -46,6 +45,7 @@ from qcflow.errors import (
 )
 from qcflow.store.base import (
     DEFAULT_CONTENT_TYPE,
+    CommitOnExit,
     DEFAULT_PART_SIZE,
     ObjectInfo,
     StoredObject,
@@ -301,7 +301,7 @@ class OssStore:
         return result.url
 
 
-class OssWriter:
+class OssWriter(CommitOnExit):
     """Multipart upload that becomes visible only at completion (see the module docstring)."""
 
     def __init__(self, store: OssStore, key: str, full: str, content_type: str, metadata: dict[str, str],
@@ -318,9 +318,6 @@ class OssWriter:
         self._parts: list[Any] = []
         self._closed = False
         self.etag: str | None = None
-
-    def __enter__(self) -> OssWriter:
-        return self
 
     def _call(self, action: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -387,10 +384,3 @@ class OssWriter:
                     bucket=self._store.bucket, key=self._full, upload_id=upload_id))
             except Exception:  # noqa: BLE001 - the original failure matters more
                 pass
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif not self._closed:
-            self.commit()
