@@ -12,7 +12,7 @@ from pydantic.alias_generators import to_camel, to_pascal
 class WireModel(BaseModel):
     """Unknown fields are kept (APIs grow); ``to_wire`` drops unset values, as the services expect."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    model_config = ConfigDict(populate_by_name=True, extra="allow", defer_build=True)
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -25,13 +25,13 @@ class WireModel(BaseModel):
 class CamelModel(WireModel):
     """SCA request bodies (``JsonStr``) and CCC's ``ParamsStr``: ``camelCase`` keys."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True)
 
 
 class PascalModel(WireModel):
     """Alibaba Cloud response envelopes and SCA results: ``PascalCase`` keys."""
 
-    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, extra="allow", defer_build=True)
 
 
 def first_problem(exc: ValidationError) -> str:
