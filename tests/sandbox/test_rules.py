@@ -250,3 +250,48 @@ async def test_latency_injection() -> None:
 
 async def test_sca_success_rule() -> None:
     assert sca_succeeded({"Success": True}) and not sca_succeeded({"Success": None}) and not sca_succeeded({})
+
+
+async def test_task_fails_when_its_audio_url_has_expired() -> None:
+    """A recording URL that no longer downloads fails the task (status 6), as the service does."""
+    clock = FakeClock()
+    with running_sandbox(options(task_seconds=1, task_jitter_seconds=0), clock) as server:
+        url = (await ccc_client(server, clock=clock).get_upload_audio_data_params("job-8")).params.call_list[0].voice_file_url
+        sca = sca_client(server, clock=clock)
+        fresh = (await sca.upload_audio_data(upload(url, call_uuid="fresh"))).task_id
+        clock.advance(timedelta(hours=24, minutes=1).total_seconds())
+        stale = (await sca.upload_audio_data(upload(url, call_uuid="stale"))).task_id
+        tampered = (await sca.upload_audio_data(upload(url.replace("Signature=", "Signature=0"), call_uuid="tampered"))).task_id
+        clock.advance(2)
+        fields = "taskId,status,errorMessage"
+        (ok,) = (await sca.get_result(GetResultQuery(task_id=fresh, required_fields=fields))).results
+        assert ok.status == 1 and ok.error_message is None
+        for task_id in (stale, tampered):
+            (failed,) = (await sca.get_result(GetResultQuery(task_id=task_id, required_fields=fields))).results
+            assert failed.status == 6 and "download failed" in failed.error_message
+
+
+async def test_form_body_parameters_are_read_and_signed(sandbox) -> None:
+    """RPC callers may send parameters as a form body; the body's hash is signed."""
+    import hashlib
+    from urllib.parse import urlencode
+
+    from qcflow.acs import signer
+    from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+
+    body = urlencode({"JsonStr": json.dumps({"pageSize": 3})}).encode()
+    headers = {
+        "host": sandbox.endpoint,
+        "x-acs-action": "GetResult",
+        "x-acs-version": "2019-01-15",
+        "x-acs-date": signer.acs_timestamp(),
+        "x-acs-signature-nonce": signer.new_nonce(),
+        "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
+        "content-type": "application/x-www-form-urlencoded",
+    }
+    headers["Authorization"] = signer.authorization(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, "POST", "/", {}, headers, headers["x-acs-content-sha256"])
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(sandbox.url + "/", content=body, headers=headers)
+        assert answer.status_code == 200 and answer.json()["Success"] and len(answer.json()["Data"]["ResultInfo"]) == 3
+        tampered = await http.post(sandbox.url + "/", content=body.replace(b"3", b"4"), headers=headers)
+        assert tampered.status_code == 400 and tampered.json()["Code"] == "SignatureDoesNotMatch"

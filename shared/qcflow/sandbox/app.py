@@ -67,8 +67,8 @@ class SandboxApp:
         self.options = options or SandboxOptions()
         self.clock = clock
         self.verifier = Verifier(self.options.access_key_id, self.options.access_key_secret, self.options.max_clock_skew_seconds)
-        self.sca = ScaState(self.options, clock)
         self.ccc = CccState(self.options.access_key_secret, clock)
+        self.sca = ScaState(self.options, clock, audio_check=self.ccc.audio_problem)
         self.quotas = QuotaTracker()
         self.stats: Counter[str] = Counter()
         self._faults = random.Random(self.options.faults.seed)

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from qcflow.sandbox.auth import same_text
 from qcflow.sandbox.errors import ApiFailure
@@ -83,6 +84,19 @@ class CccState:
             "Message": "无",
             "Data": {"ParamsStr": json.dumps(params, ensure_ascii=False, indent=1)},
         }
+
+    def audio_problem(self, url: str) -> str | None:
+        """Why the sandbox's own recording URL would not download now (None: it would, or not ours)."""
+        parts = urlsplit(url)
+        match = RECORDING_PATH.match(parts.path)
+        if not match:
+            return None
+        query = dict(parse_qsl(parts.query))
+        try:
+            self.recording(match.group(1), query.get("Expires"), query.get("Signature"))
+        except ApiFailure as failure:
+            return f"{failure.code}: {failure.message}"
+        return None
 
     def recording(self, contact_id: str, expires: str | None, signature: str | None) -> bytes:
         """The bytes behind a ``voiceFileUrl``: refused once expired or if tampered with."""

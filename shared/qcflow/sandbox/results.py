@@ -99,7 +99,7 @@ def _select(value: Any, keep: frozenset[str] | None, drop: frozenset[str]) -> An
 class Task:
     """One result row: an uploaded (or pre-loaded) recording and its inspection."""
 
-    __slots__ = ("seq", "task_id", "upload_ms", "finish_ms", "status", "final_status", "call", "template")
+    __slots__ = ("seq", "task_id", "upload_ms", "finish_ms", "status", "final_status", "call", "template", "error")
 
     def __init__(self, seq: int, task_id: str, upload_ms: int, finish_ms: int, final_status: int, call: dict[str, Any] | None, template: int) -> None:
         self.seq = seq
@@ -110,6 +110,7 @@ class Task:
         self.status = 0
         self.call = call
         self.template = template
+        self.error: str | None = None
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -127,8 +128,14 @@ class Task:
 class ScaState:
     """Every task the sandbox knows, with the rules of UploadAudioData and GetResult."""
 
-    def __init__(self, options: SandboxOptions, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, options: SandboxOptions, clock: Callable[[], float] = time.time, audio_check: Callable[[str], str | None] | None = None
+    ) -> None:
         self.options = options
+        #: Says why a voiceFileUrl cannot be fetched (None: fine or unknown). The real service
+        #: downloads the audio and fails the task when it cannot; offline, the sandbox can
+        #: only judge the URLs it hands out itself.
+        self.audio_check = audio_check
         self.clock = clock
         self.zone = ZoneInfo(options.time_zone)
         self._rng = random.Random(options.seed)
@@ -241,7 +248,11 @@ class ScaState:
             task_id = _task_id(self.options.seed, self._seq + 1)
             upload_ms = int(now * 1000)
             for call in request.call_list:
-                self._insert(self._new_task(upload_ms, call.to_wire(), task_id=task_id))
+                task = self._new_task(upload_ms, call.to_wire(), task_id=task_id)
+                problem = self.audio_check(call.voice_file_url) if self.audio_check else None
+                if problem:
+                    task.final_status, task.error = 6, f"audio file download failed: {problem}"
+                self._insert(task)
             return task_id
 
     # ------------------------------------------------------------------ GetResult
@@ -355,7 +366,7 @@ class ScaState:
             "TaskId": task.task_id,
             "Status": task.status,
             "Score": template["score"] if finished else None,
-            "ErrorMessage": "audio file download failed: voiceFileUrl expired or unreachable" if task.status not in (0, 1) else None,
+            "ErrorMessage": (task.error or "audio file download failed: voiceFileUrl unreachable") if task.status not in (0, 1) else None,
             "CreateTime": upload.strftime("%Y-%m-%dT%H:%MZ"),
             "CreateTimeLong": str(task.upload_ms // 1000),
             "TaskName": "qcflow-sandbox",
