@@ -18,7 +18,7 @@ MODULES = {
     "qcflow.ccc + qcflow.sca (API clients)": "import qcflow.ccc, qcflow.sca",
     "qcflow.models.events": "import qcflow.models.events",
     "qcflow.store (local only)": "import qcflow.store",
-    "everything push/harvest need (clients, models, store)": "import qcflow.ccc, qcflow.sca, qcflow.models.events, qcflow.store",
+    "everything push/harvest need (clients, models, store)": "import qcflow.ccc, qcflow.sca, qcflow.models.events, qcflow.store, qcflow.logs",
     "alibabacloud_oss_v2 (OSS store)": "import alibabacloud_oss_v2",
     "official CCC+SCA SDK clients (NOT in the runtime)": "import alibabacloud_ccc20200701.client, alibabacloud_qualitycheck20190115.client",
 }

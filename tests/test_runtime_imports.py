@@ -37,7 +37,7 @@ def test_no_official_sdk_import_in_runtime_sources() -> None:
 
 def test_runtime_import_loads_no_sdk_sandbox_or_cli() -> None:
     code = (
-        "import sys, qcflow.config, qcflow.credentials, qcflow.ccc, qcflow.sca, qcflow.models.events;"
+        "import sys, qcflow.config, qcflow.credentials, qcflow.ccc, qcflow.sca, qcflow.models.events, qcflow.logs, qcflow.store;"
         "print(__import__('json').dumps(sorted(m for m in sys.modules)))"
     )
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     oss_endpoint: str | None = Field(default=None, description="OSS endpoint; default derived from the region.")
     oss_internal: bool = Field(default=False, description="Use the region's internal OSS endpoint (inside Alibaba Cloud).")
 
+    # --- operations
+    log_level: str = Field(default="INFO", description="Level of qcflow's JSON logs (DEBUG, INFO, WARNING, ERROR).")
+
     # --- HTTP behaviour
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
@@ -85,6 +88,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
 
     @field_validator("store")
     @classmethod
