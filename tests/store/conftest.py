@@ -13,6 +13,8 @@ OSS's 100 KiB, so multipart tests can use OSS-sized parts.
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 import uuid
@@ -98,10 +100,20 @@ class MotoOss:
     injector: FaultInjector
     port: int
 
+    def create_bucket(self, name: str, *, versioning: str | None = None) -> None:
+        """Set-up, not code under test: straight at moto with boto3 (idempotent)."""
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")
+        if name not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=name)
+        if versioning:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning})
+
 
 @pytest.fixture(scope="session")
 def moto_oss() -> Iterator[MotoOss]:
-    import boto3
     import moto.s3.models as moto_s3_models
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
@@ -118,11 +130,10 @@ def moto_oss() -> Iterator[MotoOss]:
     thread = threading.Thread(target=server.serve_forever, name="moto-oss", daemon=True)
     thread.start()
     endpoint = f"http://127.0.0.1:{port}"
-    # Bucket creation is set-up, not code under test: done with boto3 straight at moto.
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
-                 aws_secret_access_key="x").create_bucket(Bucket=BUCKET)
+    moto = MotoOss(endpoint, injector, port)
+    moto.create_bucket(BUCKET)
     try:
-        yield MotoOss(endpoint, injector, port)
+        yield moto
     finally:
         server.shutdown()
         server.server_close()
@@ -169,3 +180,48 @@ def oss_store(moto_oss: MotoOss) -> Iterator[Any]:
         yield make_oss_store(moto_oss)
     finally:
         moto_oss.injector.reset()
+
+
+class _ShortWriteOs:
+    """Stands in for ``os`` inside ``qcflow.store.local``: ``write`` stores part of the data,
+    then fails with ENOSPC (a disk that filled up mid-write); everything else is ``os``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd: int, data: Any) -> int:
+        if len(data) > 1:
+            os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@dataclass
+class WriteBreaker:
+    """Makes the next writer writes fail on either adapter: a short write then ENOSPC on a
+    local store, persistent 500s on part uploads on OSS (fault injection in the harness)."""
+
+    store: Any
+    monkeypatch: pytest.MonkeyPatch
+    moto: MotoOss | None
+
+    def arm(self) -> None:
+        if self.moto is None:
+            import qcflow.store.local as local_module
+
+            self.monkeypatch.setattr(local_module, "os", _ShortWriteOs())
+        else:
+            self.moto.injector.add(_Fault(remaining=100, kind="answer", status="500 Internal Server Error",
+                                          match=lambda env: "partNumber=" in env.get("QUERY_STRING", "")))
+
+    def disarm(self) -> None:
+        self.monkeypatch.undo()
+        if self.moto is not None:
+            with self.moto.injector.lock:
+                self.moto.injector.faults.clear()
+
+
+@pytest.fixture
+def write_breaker(store: ObjectStore, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> WriteBreaker:
+    moto = request.getfixturevalue("moto_oss") if type(store).__name__ == "OssStore" else None
+    return WriteBreaker(store, monkeypatch, moto)

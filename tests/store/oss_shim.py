@@ -29,8 +29,13 @@ Requests (OSS → S3)
 Responses (S3 → OSS)
   7. The S3 XML namespace ``xmlns="http://s3.amazonaws.com/doc/2006-03-01/"`` is removed:
      OSS's XML has none, and without this the SDK finds no ``Contents`` (a listing comes back
-     empty, silently) and no ``UploadId``.
-  8. Each ``<Contents>`` of a ListBucketResult gets OSS's ``<Type>Normal</Type>``.
+     empty, silently) and no ``UploadId``. Only *API* answers are translated — bucket-level
+     requests (listings, versioning, batch delete), multipart ones (``?uploads``,
+     ``?uploadId=``) and error bodies — never an object's bytes: a GET of an object whose
+     body happens to look like S3 XML returns it untouched.
+  8. Each ``<Contents>`` of a ListBucketResult gets OSS's ``<Type>Normal</Type>``; moto's
+     ``<GetBucketVersioningResponse>`` root is named ``<VersioningConfiguration>``, as OSS
+     (and S3) name it.
   9. ``x-amz-meta-<name>`` headers become ``x-oss-meta-<name>``; moto's request id
      (``x-amzn-requestid`` / ``x-amz-request-id``) is also sent as ``x-oss-request-id``,
      ``x-amz-version-id`` also as ``x-oss-version-id``.
@@ -138,12 +143,25 @@ class OssDialectShim:
         return out
 
     @staticmethod
-    def _translate_body(body: bytes, content_type: str) -> bytes:
-        if not body or ("xml" not in content_type and not body.lstrip().startswith(b"<")):
+    def _is_api_answer(environ: dict[str, Any], status: str) -> bool:
+        """True for answers the S3 API itself writes (XML to translate); False for object
+        data, which must reach the client byte for byte."""
+        if not status.startswith("2"):
+            return True  # an error body
+        if len(environ.get("PATH_INFO", "").strip("/").split("/", 1)) < 2:
+            return True  # bucket level: listing, versioning, batch delete
+        names = {k for k, _ in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)}
+        return bool(names & {"uploads", "uploadId"})  # multipart init / complete / list parts
+
+    @staticmethod
+    def _translate_body(body: bytes) -> bytes:
+        if not body.lstrip().startswith(b"<"):
             return body
         body = body.replace(_S3_XMLNS, b"")
         if b"<ListBucketResult" in body and _CONTENTS_CLOSE in body:
             body = body.replace(_CONTENTS_CLOSE, b"<Type>Normal</Type>" + _CONTENTS_CLOSE)
+        for tag in (b"<GetBucketVersioningResponse", b"</GetBucketVersioningResponse>"):
+            body = body.replace(tag, tag.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration"))
         return body
 
     # -------------------------------------------------------------------- WSGI
@@ -164,7 +182,6 @@ class OssDialectShim:
 
         status: str = captured["status"]
         headers = self._translate_headers(captured["headers"])
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
 
         if forbid and status.startswith("412"):
             request_id = next((v for k, v in headers if k.lower() == "x-oss-request-id"), "shim")
@@ -173,7 +190,8 @@ class OssDialectShim:
             headers = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
             headers.append(("Content-Type", "application/xml"))
         else:
-            body = self._translate_body(body, content_type)
+            if self._is_api_answer(environ, status):
+                body = self._translate_body(body)
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
 
         if environ.get("REQUEST_METHOD") == "HEAD":

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from qcflow.errors import NotFoundError, PermanentError, RequestError
-from qcflow.store import InvalidKeyError, InvalidMetadataError, ObjectStore, ObjectWriter
+from qcflow.errors import NotFoundError, PermanentError, QcflowError, RequestError
+from qcflow.store import InvalidKeyError, InvalidMetadataError, ObjectStore, ObjectWriter, WriterFailedError
+
+from tests.store.conftest import WriteBreaker
 
 ODD_KEYS = ["dir/with space.txt", "plus+sign", "per%20cent", "ünï/cødé-日本.json", "a&b=c?d#e", "tilde~star*"]
 
@@ -95,7 +97,7 @@ def test_odd_keys_round_trip(store: ObjectStore) -> None:
 
 # ----------------------------------------------------------- validation
 BAD_KEYS = ["", "/abs", "a//b", "a/", "../x", "a/../b", "./a", "a/./b", "a\\b", "tab\there", "nl\nx", "del\x7f",
-            ".qcflow-tmp/x", "x" * 1024]
+            ".qcflow-tmp/x", "x" * 1024, "a\ud800", "lone/\udcff/surrogate"]
 
 
 @pytest.mark.parametrize("bad", BAD_KEYS)
@@ -118,7 +120,7 @@ def test_bad_list_prefix_rejected(store: ObjectStore, bad_prefix: str) -> None:
 
 
 @pytest.mark.parametrize("meta", [{"Upper": "x"}, {"under_score": "x"}, {"ok": "ünïcode"}, {"ok": "a\nb"},
-                                  {"qcflow-claim": "x"}, {"": "x"}])
+                                  {"qcflow-claim": "x"}, {"": "x"}, {"ok": " lead"}, {"ok": "trail "}, {"ok": " "}])
 def test_bad_metadata_rejected(store: ObjectStore, meta: dict[str, str]) -> None:
     with pytest.raises(InvalidMetadataError):
         store.put("k", b"x", metadata=meta)
@@ -126,6 +128,46 @@ def test_bad_metadata_rejected(store: ObjectStore, meta: dict[str, str]) -> None
         store.create_if_absent("k", b"x", metadata=meta)
     with pytest.raises(NotFoundError):
         store.head("k")
+
+
+@pytest.mark.parametrize("content_type", [" text/plain", "text/plain ", "", "text/plaïn"])
+def test_bad_content_type_rejected_up_front(store: ObjectStore, content_type: str) -> None:
+    """``requests`` refuses a header value with leading whitespace and HTTP trims trailing
+    spaces: both must be refused before any request (never a retryable TransportError)."""
+    for call in (lambda: store.put("k", b"x", content_type=content_type),
+                 lambda: store.create_if_absent("k", b"x", content_type=content_type),
+                 lambda: store.open_writer("k", content_type=content_type)):
+        with pytest.raises(InvalidMetadataError):
+            call()
+    with pytest.raises(NotFoundError):
+        store.head("k")
+
+
+def test_empty_metadata_value_round_trips(store: ObjectStore) -> None:
+    store.put("k", b"x", metadata={"empty": "", "inner": "a b"})
+    assert dict(store.get("k").metadata) == {"empty": "", "inner": "a b"}
+
+
+@pytest.mark.parametrize("data", ["text", 42, None, [1, 2]])
+def test_data_must_be_bytes_like(store: ObjectStore, data: Any) -> None:
+    for call in (lambda: store.put("k", data), lambda: store.create_if_absent("k", data)):
+        with pytest.raises(TypeError, match="bytes"):
+            call()
+    with store.open_writer("w") as w:
+        with pytest.raises(TypeError, match="bytes"):
+            w.write(data)
+        w.write(b"ok")  # a refused argument wrote nothing and does not break the writer
+    assert store.get("w").body == b"ok"
+    with pytest.raises(NotFoundError):
+        store.head("k")
+
+
+def test_bytearray_and_memoryview_are_accepted(store: ObjectStore) -> None:
+    store.put("a", bytearray(b"ba"))
+    assert store.create_if_absent("b", memoryview(b"mv"))
+    with store.open_writer("c") as w:
+        w.write(memoryview(bytearray(b"wr")))
+    assert [store.get(k).body for k in "abc"] == [b"ba", b"mv", b"wr"]
 
 
 def test_key_error_is_permanent_and_clear(store: ObjectStore) -> None:
@@ -144,6 +186,28 @@ def test_create_if_absent_once(store: ObjectStore) -> None:
     assert got.content_type == "application/json"
     assert dict(got.metadata) == {"owner": "a"}  # no internal bookkeeping leaks out
     assert keys(store.list("state/")) == ["state/ledger/job-1.json"]
+
+
+def test_create_if_absent_claim_token_recognises_own_object(store: ObjectStore) -> None:
+    """A caller retrying with the same claim_token (after an uncertain failure) is told the
+    stored object is its own; anyone else — or a call without the token — is not."""
+    assert store.create_if_absent("state/ledger/j.json", b"mine", metadata={"who": "a"}, claim_token="inv-1:a") is True
+    assert store.create_if_absent("state/ledger/j.json", b"mine", metadata={"who": "a"}, claim_token="inv-1:a") is True
+    assert store.create_if_absent("state/ledger/j.json", b"theirs", claim_token="inv-2:b") is False
+    assert store.create_if_absent("state/ledger/j.json", b"theirs") is False
+    got = store.get("state/ledger/j.json")
+    assert (got.body, dict(got.metadata)) == (b"mine", {"who": "a"})  # the token is not metadata
+    assert dict(store.head("state/ledger/j.json").metadata) == {"who": "a"}
+    store.put("plain", b"by put")
+    assert store.create_if_absent("plain", b"x", claim_token="inv-1:a") is False  # no token stored: not ours
+
+
+@pytest.mark.parametrize("token", ["", "has space", " lead", "ünï", "x" * 257, 7])
+def test_bad_claim_token_rejected(store: ObjectStore, token: Any) -> None:
+    with pytest.raises(InvalidMetadataError):
+        store.create_if_absent("k", b"x", claim_token=token)
+    with pytest.raises(NotFoundError):
+        store.head("k")
 
 
 def test_create_if_absent_after_delete(store: ObjectStore) -> None:
@@ -241,6 +305,17 @@ def test_list_pages_across_many_pages(store: ObjectStore) -> None:
     assert [i.size for i in listed] == list(range(n))
 
 
+def test_object_bytes_are_never_rewritten(store: ObjectStore) -> None:
+    """An object whose bytes look like an S3 API answer comes back byte for byte (the OSS
+    test harness translates API answers only, never object data)."""
+    data = (b'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<Contents><Key>k</Key></Contents></ListBucketResult>")
+    store.put("doc.xml", data, content_type="application/xml")
+    got = store.get("doc.xml")
+    assert got.body == data
+    assert store.head("doc.xml").size == len(data) == got.size
+
+
 # ------------------------------------------------------------------ delete
 def test_delete_is_idempotent(store: ObjectStore) -> None:
     store.put("d/x", b"1")
@@ -291,6 +366,18 @@ class Crash(Exception):
     pass
 
 
+def _in_progress(store: ObjectStore) -> list[str]:
+    """What is in flight for this store: OSS multipart upload ids, local temp files."""
+    if is_oss(store):
+        import alibabacloud_oss_v2 as oss
+
+        uploads = store._client.list_multipart_uploads(  # type: ignore[attr-defined]
+            oss.ListMultipartUploadsRequest(bucket=store.bucket, prefix=store.prefix + "/"))  # type: ignore[attr-defined]
+        return [u.upload_id for u in uploads.uploads or []]
+    tmp = store.root / ".qcflow-tmp"  # type: ignore[attr-defined]
+    return [p.name for p in tmp.iterdir()] if tmp.is_dir() else []
+
+
 def test_writer_crash_leaves_nothing(store: ObjectStore) -> None:
     with pytest.raises(Crash):
         with store.open_writer("results/crash.jsonl", part_size=PART) as w:
@@ -298,26 +385,58 @@ def test_writer_crash_leaves_nothing(store: ObjectStore) -> None:
                 w.write(_payload(PART))
             if is_oss(store):
                 assert len(w._parts) >= 3  # type: ignore[attr-defined] - parts were uploaded
+            assert len(_in_progress(store)) == 1  # positive control: the upload is seen in flight
             raise Crash("killed mid-write")
     with pytest.raises(NotFoundError):
         store.get("results/crash.jsonl")
     assert list(store.list()) == []
-    if is_oss(store):
-        import alibabacloud_oss_v2 as oss
-
-        uploads = store._client.list_multipart_uploads(  # type: ignore[attr-defined]
-            oss.ListMultipartUploadsRequest(bucket=store.bucket, prefix=store.prefix + "/"))  # type: ignore[attr-defined]
-        assert not uploads.uploads  # the multipart upload was aborted
+    assert _in_progress(store) == []  # the multipart upload was aborted / the temp file removed
 
 
 def test_writer_abort_leaves_nothing(store: ObjectStore) -> None:
     with store.open_writer("aborted", part_size=PART) as w:
         w.write(_payload(3 * PART))
+        assert len(_in_progress(store)) == 1  # positive control
         w.abort()
     with pytest.raises(NotFoundError):
         store.head("aborted")
+    assert _in_progress(store) == []
     with pytest.raises(RequestError):
         w.write(b"more")
+
+
+@pytest.mark.parametrize("then", ["clean-exit", "abort"])
+def test_writer_failed_write_caught_in_block_commits_nothing(store: ObjectStore, write_breaker: WriteBreaker,
+                                                             then: str) -> None:
+    """A write error caught inside the block must neither publish a torn object (what was
+    written before the failure) nor let a clean exit pass silently with nothing committed."""
+    store.put("results/r.jsonl", b"previous\n")
+
+    def body() -> None:
+        with store.open_writer("results/r.jsonl", part_size=PART) as w:
+            w.write(b"A" * (2 * PART))  # written (local) / part 1 uploaded (OSS)
+            write_breaker.arm()
+            with pytest.raises(QcflowError) as failed:
+                w.write(b"B" * (2 * PART))  # a short write then ENOSPC / part 2 keeps failing
+            assert not isinstance(failed.value, WriterFailedError)
+            write_breaker.disarm()  # the disk has room again / OSS is back
+            with pytest.raises(WriterFailedError, match="nothing was committed") as again:
+                w.write(b"C\n")
+            assert again.value.__cause__ is failed.value
+            with pytest.raises(WriterFailedError):
+                w.commit()
+            if then == "abort":
+                w.abort()  # the caller gives up explicitly: a clean exit is then silent
+
+    if then == "clean-exit":
+        with pytest.raises(WriterFailedError, match="nothing was committed") as info:
+            body()
+        assert isinstance(info.value, PermanentError)
+    else:
+        body()
+    assert store.get("results/r.jsonl").body == b"previous\n"
+    assert keys(store.list()) == ["results/r.jsonl"]
+    assert _in_progress(store) == []
 
 
 def test_writer_replaces_atomically(store: ObjectStore) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from qcflow.errors import PermanentError
-from qcflow.store.keys import InvalidKeyError, join_key, validate_key, validate_prefix
+from qcflow.store.keys import (
+    InvalidKeyError,
+    InvalidMetadataError,
+    join_key,
+    validate_claim_token,
+    validate_content_type,
+    validate_key,
+    validate_metadata,
+    validate_prefix,
+)
 
 
 @pytest.mark.parametrize("key", [
@@ -46,3 +55,28 @@ def test_join_stays_under_prefix() -> None:
     assert join_key("qcflow/prod", "state/x") == "qcflow/prod/state/x"
     with pytest.raises(InvalidKeyError):
         join_key("p" * 1000, "k" * 30)
+
+
+@pytest.mark.parametrize("text", ["a\ud800", "ok/\udcff", "\udfff"])
+def test_lone_surrogates_are_invalid(text: str) -> None:
+    with pytest.raises(InvalidKeyError, match="lone surrogate"):
+        validate_key(text)
+    with pytest.raises(InvalidKeyError, match="lone surrogate"):
+        validate_prefix(text)
+
+
+def test_metadata_and_content_type_without_surrounding_spaces() -> None:
+    assert validate_metadata({"a": "", "b": "x y"}) == {"a": "", "b": "x y"}
+    for value in (" x", "x ", " "):
+        with pytest.raises(InvalidMetadataError, match="space"):
+            validate_metadata({"a": value})
+        with pytest.raises(InvalidMetadataError):
+            validate_content_type(f"{value}text/plain{value}")
+
+
+def test_claim_tokens() -> None:
+    assert validate_claim_token(None) is None
+    assert validate_claim_token("run-1:job/7") == "run-1:job/7"
+    for bad in ("", "a b", "é", "x" * 257, b"bytes"):
+        with pytest.raises(InvalidMetadataError):
+            validate_claim_token(bad)  # type: ignore[arg-type]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
+import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from qcflow.errors import RequestError
-from qcflow.store import LocalStore
+from qcflow.errors import NotFoundError, RequestError, ServiceUnavailableError
+from qcflow.store import LocalStore, WriterFailedError
 from qcflow.store.local import META_DIR, TMP_DIR
 
 
@@ -101,3 +105,121 @@ def test_missing_root_lists_nothing(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "does-not-exist")
     assert list(store.list()) == []
     assert not (tmp_path / "does-not-exist").exists()  # reads never create the root
+
+
+# ------------------------------------------------- review regressions
+def test_create_if_absent_on_a_prefix_is_refused_like_put(local: LocalStore) -> None:
+    local.put("p/q", b"1")
+    with pytest.raises(RequestError, match="prefix of other keys"):
+        local.create_if_absent("p", b"2")
+    with pytest.raises(RequestError, match="prefix of other keys"):
+        local.create_if_absent("p", b"2", claim_token="t-1")
+    assert [i.key for i in local.list()] == ["p/q"]
+    assert list((local.root / TMP_DIR).iterdir()) == []
+    assert len(list((local.root / META_DIR).iterdir())) == 1  # only p/q's sidecar
+
+
+def test_claim_token_lives_in_the_sidecar(local: LocalStore) -> None:
+    assert local.create_if_absent("c", b"1", metadata={"m": "v"}, claim_token="tok-1")
+    (sidecar,) = (local.root / META_DIR).iterdir()
+    record = json.loads(sidecar.read_text())
+    assert record["claim"] == "tok-1" and record["metadata"] == {"m": "v"}
+
+
+def test_listing_follows_symlinked_directories(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "f").write_bytes(b"through a link")
+    store = LocalStore(tmp_path / "root")
+    store.put("a/x", b"1")
+    os.symlink(outside, store.root / "link")
+    assert store.get("link/sub/f").body == b"through a link"  # get follows it...
+    infos = list(store.list())
+    assert [(i.key, i.size) for i in infos] == [("a/x", 1), ("link/sub/f", 14)]  # ...and so does list
+    assert [i.key for i in store.list("link/")] == ["link/sub/f"]
+    assert infos[1].etag == store.head("link/sub/f").etag
+
+
+def test_listing_survives_symlink_loops(local: LocalStore, caplog: pytest.LogCaptureFixture) -> None:
+    local.put("d/x", b"1")
+    os.symlink(local.root / "d", local.root / "d" / "loop")  # d/loop -> d
+    os.symlink(local.root, local.root / "d" / "up")  # d/up -> the root
+    with caplog.at_level("WARNING", logger="qcflow.store"):
+        listed = [i.key for i in local.list()]
+    # A link back into a directory on its own path (d, the root) is not followed.
+    assert listed == ["d/x"]
+    assert sorted(r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name == "qcflow.store") == [
+        "skipping 'd/loop/', a symlink loop", "skipping 'd/up/', a symlink loop"]
+
+
+def test_listing_skips_dangling_symlink_with_warning(local: LocalStore, caplog: pytest.LogCaptureFixture) -> None:
+    local.put("a", b"1")
+    os.symlink(local.root / "nowhere", local.root / "dangling")
+    with caplog.at_level("WARNING", logger="qcflow.store"):
+        assert [i.key for i in local.list()] == ["a"]
+    assert [r.getMessage() for r in caplog.records if r.name == "qcflow.store"] == [
+        f"listing {local.url}: skipping 'dangling', a symlink to nothing"]
+
+
+def test_listing_skips_names_that_are_not_keys(local: LocalStore, caplog: pytest.LogCaptureFixture) -> None:
+    local.put("ok", b"1")
+    (local.root / "back\\slash").write_bytes(b"x")
+    os.close(os.open(os.path.join(os.fsencode(local.root), b"bad-\xff-utf8"), os.O_CREAT | os.O_WRONLY))
+    with caplog.at_level("WARNING", logger="qcflow.store"):
+        assert [i.key for i in local.list()] == ["ok"]
+    assert len([r for r in caplog.records if r.name == "qcflow.store"]) == 2
+
+
+def test_segment_too_long_for_a_folder_is_a_request_error(local: LocalStore) -> None:
+    key = "dir/" + "x" * 300  # a valid key (OSS takes it), but no filesystem does
+    for call in (lambda: local.put(key, b"1"), lambda: local.get(key), lambda: local.head(key),
+                 lambda: local.create_if_absent(key, b"1"), lambda: local.open_writer(key), lambda: local.delete(key)):
+        with pytest.raises(RequestError, match="too long for a local folder"):
+            call()
+
+
+class _FailingOpenOs:
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def open(self, *args: Any, **kwargs: Any) -> int:
+        raise OSError(self.code, os.strerror(self.code), "/secret/root/.qcflow-tmp/x.tmp")
+
+
+@pytest.mark.parametrize(("code", "cls"), [
+    (errno.ENOSPC, RequestError), (errno.EACCES, RequestError), (errno.EROFS, RequestError),
+    (errno.EIO, ServiceUnavailableError), (errno.EAGAIN, ServiceUnavailableError),
+    (errno.ENAMETOOLONG, RequestError),
+])
+def test_os_errors_become_qcflow_errors(local: LocalStore, monkeypatch: pytest.MonkeyPatch, code: int,
+                                        cls: type) -> None:
+    import qcflow.store.local as local_module
+
+    monkeypatch.setattr(local_module, "os", _FailingOpenOs(code))
+    with pytest.raises(cls) as info:
+        local.put("state/k", b"1")
+    assert type(info.value) is cls
+    assert "'state/k'" in str(info.value) and "/secret/root" not in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+    if code == errno.ENAMETOOLONG:
+        assert "too long for a local folder" in str(info.value)
+
+
+def test_local_write_failure_is_a_qcflow_error_and_nothing_torn(local: LocalStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.store.conftest import _ShortWriteOs
+    import qcflow.store.local as local_module
+
+    with pytest.raises(WriterFailedError):
+        with local.open_writer("res/part.jsonl") as w:
+            w.write(b"A" * 1000)
+            monkeypatch.setattr(local_module, "os", _ShortWriteOs())
+            with pytest.raises(RequestError, match="No space left"):
+                w.write(b"B" * 1000)
+            monkeypatch.undo()
+    with pytest.raises(NotFoundError):
+        local.get("res/part.jsonl")
+    assert list((local.root / TMP_DIR).iterdir()) == []

@@ -64,6 +64,17 @@ def test_import_does_not_load_oss_sdk(tmp_path: Path) -> None:
     assert out == "[]"
 
 
+def test_star_import_does_not_load_oss_sdk() -> None:
+    out = _run(
+        "import sys\n"
+        "from qcflow.store import *\n"
+        "assert 'OssStore' not in dir() and open_store and WriterFailedError\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('alibabacloud', 'pydantic'))))"
+    )
+    assert out == "[]"
+    assert _run("from qcflow.store import OssStore; print(OssStore.__name__)") == "OssStore"  # still lazily there
+
+
 def test_oss_store_loads_only_the_oss_sdk() -> None:
     out = _run(
         "import sys, qcflow.store as s\n"

@@ -165,17 +165,24 @@ def test_claim_token_is_stored_but_hidden(oss_store: OssStore) -> None:
     assert dict(oss_store.head("t").metadata) == {"a": "b"}
 
 
+def _uploads(store: OssStore) -> list[str]:
+    uploads = store._client.list_multipart_uploads(oss.ListMultipartUploadsRequest(bucket=BUCKET))
+    return [u.upload_id for u in (uploads.uploads or []) if u.key.startswith(store.prefix + "/")]
+
+
 def test_writer_failure_aborts_upload(moto_oss: MotoOss, oss_store: OssStore) -> None:
     moto_oss.injector.add(_Fault(remaining=10, kind="answer", status="500 Internal Server Error",
                                  match=lambda env: "partNumber=3" in env.get("QUERY_STRING", "")))
     with pytest.raises(ServiceUnavailableError):
         with oss_store.open_writer("big", part_size=100 * 1024) as w:
-            for _ in range(6):
+            for _ in range(3):
+                w.write(b"x" * 100 * 1024)
+            assert _uploads(oss_store) == [w._upload_id]  # positive control: the upload is in flight
+            for _ in range(3):
                 w.write(b"x" * 100 * 1024)
     with pytest.raises(NotFoundError):
         oss_store.head("big")
-    uploads = oss_store._client.list_multipart_uploads(oss.ListMultipartUploadsRequest(bucket=BUCKET))
-    assert not [u for u in (uploads.uploads or []) if u.key.startswith(oss_store.prefix)]
+    assert _uploads(oss_store) == []
     assert any(r["method"] == "DELETE" and "uploadId=" in r["query"] for r in moto_oss.injector.seen)
 
 
@@ -208,3 +215,224 @@ def test_endpoints_from_settings() -> None:
     assert _presign_host(region="cn-shanghai", oss_internal=True) == "https://bkt.oss-cn-shanghai-internal.aliyuncs.com"
     assert _presign_host(region="cn-beijing", oss_endpoint="oss-cn-beijing-internal.aliyuncs.com") == \
         "https://bkt.oss-cn-beijing-internal.aliyuncs.com"
+
+
+# ------------------------------------------------- review regressions
+def _raw_server(handler: Any) -> tuple[Any, str]:
+    """A one-shot-per-connection HTTP server on loopback that answers raw bytes: for
+    answers a WSGI server will not send (a body shorter than its Content-Length)."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(handler(data))
+
+    threading.Thread(target=loop, daemon=True).start()
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_truncated_get_body_is_transport_error() -> None:
+    sock, endpoint = _raw_server(lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nETag: \"x\"\r\n"
+                                             b"Content-Type: application/octet-stream\r\n\r\n" + b"a" * 50)
+    try:
+        store = OssStore.from_settings(BUCKET, "p", oss_settings(endpoint, max_attempts=1), CREDS)
+        with pytest.raises(TransportError) as info:
+            store.get("k")
+    finally:
+        sock.close()
+    assert info.value.retryable and str(info.value).count("GetObject") == 1
+
+
+@pytest.mark.parametrize("detail", [
+    __import__("requests").exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"),
+    __import__("requests").exceptions.ConnectionError("reset"),
+    __import__("requests").exceptions.ReadTimeout("slow"),
+    __import__("urllib3").exceptions.ProtocolError("Connection broken"),
+    __import__("urllib3").exceptions.IncompleteRead(50, 50),
+    ConnectionResetError("reset"),
+])
+def test_network_faults_are_transport_errors(detail: BaseException) -> None:
+    for exc in (detail, oss.exceptions.OperationError(name="GetObject", error=oss.exceptions.RequestError(error=detail))):
+        err = map_oss_error(exc, "GetObject", "k")
+        assert type(err) is TransportError and err.retryable
+
+
+@pytest.mark.parametrize("detail", [
+    __import__("requests").exceptions.InvalidHeader("Invalid leading whitespace in header value: ' x'"),
+    __import__("requests").exceptions.InvalidURL("bad url"),
+    ValueError("something local"),
+])
+def test_client_side_errors_are_not_retryable(detail: BaseException) -> None:
+    err = map_oss_error(oss.exceptions.OperationError(name="PutObject", error=oss.exceptions.RequestError(error=detail)),
+                        "PutObject", "k")
+    assert type(err) is RequestError and not err.retryable
+    assert str(err).startswith("PutObject: ") and str(err).count("PutObject") == 1
+
+
+def test_error_message_names_action_once(oss_store: OssStore) -> None:
+    with pytest.raises(NotFoundError) as info:
+        oss_store.get("missing")
+    assert str(info.value).count("GetObject") == 1
+    with pytest.raises(NotFoundError) as head:
+        oss_store.head("missing")
+    assert str(head.value).count("HeadObject") == 1 and "parse xml" not in str(head.value)
+
+
+def test_header_refused_by_requests_is_never_sent(moto_oss: MotoOss, oss_store: OssStore) -> None:
+    from qcflow.store import InvalidMetadataError
+
+    with pytest.raises(InvalidMetadataError):
+        oss_store.put("k", b"v", metadata={"a": " x"})
+    assert not [r for r in moto_oss.injector.seen if r["method"] == "PUT"]
+
+
+_LIST = (lambda env: env["REQUEST_METHOD"] == "GET" and "list-type=2" in env.get("QUERY_STRING", ""))
+
+
+@pytest.mark.parametrize("body", [
+    b"<html>captive portal</html>",
+    b'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>qcflow-test</Name>'
+    b"<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated><Contents><Key>x/a</Key><Size>1</Size></Contents>"
+    b"</ListBucketResult>",
+    b'<?xml version="1.0"?><ListBucketResult><Name>qcflow-test</Name><KeyCount>5</KeyCount>'
+    b"<IsTruncated>false</IsTruncated><Contents><Key>x/a</Key><Size>1</Size></Contents></ListBucketResult>",
+])
+def test_unparseable_listing_is_retryable_not_empty(moto_oss: MotoOss, oss_store: OssStore, body: bytes) -> None:
+    oss_store.put("a", b"1")
+    moto_oss.injector.add(_Fault(remaining=1, kind="answer", status="200 OK", body=body, match=_LIST))
+    with pytest.raises(ServiceUnavailableError, match="listing answer could not be parsed") as info:
+        list(oss_store.list())
+    assert info.value.retryable
+    assert [i.key for i in oss_store.list()] == ["a"]  # positive control: a real answer parses
+
+
+def test_listing_skips_invalid_keys_with_warning(oss_store: OssStore, caplog: pytest.LogCaptureFixture) -> None:
+    oss_store.put("results/a.jsonl", b"1")
+    for raw in ("results/", "results//b", "back\\slash", "results/.qcflow-tmp/t"):  # a console folder marker etc.
+        oss_store._client.put_object(oss.PutObjectRequest(bucket=BUCKET, key=f"{oss_store.prefix}/{raw}", body=b""))
+    with caplog.at_level("WARNING", logger="qcflow.store"):
+        listed = [i.key for i in oss_store.list()]
+    assert listed == ["results/a.jsonl"]
+    warned = [r for r in caplog.records if r.name == "qcflow.store" and r.levelname == "WARNING"]
+    assert sorted(r.args[1] for r in warned) == sorted(["results/", "results//b", "back\\slash", "results/.qcflow-tmp/t"])
+    assert all(CREDS.access_key_secret not in r.getMessage() for r in warned)
+
+
+def test_claim_with_every_answer_lost_is_uncertain_and_retry_with_token_wins(moto_oss: MotoOss,
+                                                                               oss_store: OssStore) -> None:
+    """Every attempt's answer is lost (the first one landed): the call fails retryably and
+    says the object may exist; the caller's retry with the same claim_token learns it won."""
+    put = (lambda env: env["REQUEST_METHOD"] == "PUT")
+    moto_oss.injector.add(_Fault(remaining=3, kind="lose", status="503 Service Unavailable", match=put))
+    with pytest.raises(RetryableError) as info:
+        oss_store.create_if_absent("state/ledger/lost.json", b"mine", claim_token="invocation-42")
+    assert info.value.prior_attempt_uncertain and "may have been applied" in str(info.value)
+    assert oss_store.create_if_absent("state/ledger/lost.json", b"mine", claim_token="invocation-42") is True
+    assert oss_store.create_if_absent("state/ledger/lost.json", b"mine") is False  # a fresh token is not ours
+    assert oss_store.get("state/ledger/lost.json").body == b"mine"
+
+
+def test_head_failure_after_409_is_uncertain(moto_oss: MotoOss, oss_store: OssStore) -> None:
+    assert oss_store.create_if_absent("c", b"1")
+    moto_oss.injector.add(_Fault(remaining=10, kind="answer", status="503 Service Unavailable",
+                                 match=lambda env: env["REQUEST_METHOD"] == "HEAD"))
+    with pytest.raises(ServiceUnavailableError) as info:
+        oss_store.create_if_absent("c", b"2")
+    assert info.value.prior_attempt_uncertain
+    assert [r["method"] for r in moto_oss.injector.seen].count("PUT") == 2  # the second PUT's 409 was answered
+
+
+_COMPLETE = (lambda env: env["REQUEST_METHOD"] == "POST" and "uploadId=" in env.get("QUERY_STRING", ""))
+_NO_SUCH_UPLOAD = (b"<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message>"
+                   b"<RequestId>RID-404</RequestId></Error>")
+
+
+def test_lost_complete_answer_then_no_such_upload_is_success(moto_oss: MotoOss, oss_store: OssStore) -> None:
+    """The Complete lands but its answer is lost; real OSS answers the SDK's retry 404
+    NoSuchUpload (emulated here by the fault injector, as moto would accept it twice). The
+    upload's token on the committed object makes that a success."""
+    moto_oss.injector.add(_Fault(remaining=1, kind="lose", status="503 Service Unavailable", match=_COMPLETE))
+    moto_oss.injector.add(_Fault(remaining=1, kind="answer", status="404 Not Found", body=_NO_SUCH_UPLOAD,
+                                 match=_COMPLETE))
+    data = b"z" * (3 * 100 * 1024)
+    with oss_store.open_writer("results/part.jsonl", part_size=100 * 1024, metadata={"rows": "3"}) as w:
+        w.write(data)
+    assert sum(1 for r in moto_oss.injector.seen if _COMPLETE({"REQUEST_METHOD": r["method"],
+                                                               "QUERY_STRING": r["query"]})) == 2
+    got = oss_store.get("results/part.jsonl")
+    assert got.body == data and got.etag == w.etag and w.etag
+    assert dict(got.metadata) == {"rows": "3"}  # the upload's token is hidden
+
+
+def test_no_such_upload_without_our_object_fails(moto_oss: MotoOss, oss_store: OssStore) -> None:
+    moto_oss.injector.add(_Fault(remaining=1, kind="answer", status="404 Not Found", body=_NO_SUCH_UPLOAD,
+                                 match=_COMPLETE))
+    with pytest.raises(NotFoundError, match="NoSuchUpload|upload"):
+        with oss_store.open_writer("results/gone.jsonl", part_size=100 * 1024) as w:
+            w.write(b"z" * (3 * 100 * 1024))
+    assert w.etag is None
+    with pytest.raises(NotFoundError):
+        oss_store.head("results/gone.jsonl")
+
+
+def test_versioned_bucket_is_refused_for_create_if_absent(moto_oss: MotoOss) -> None:
+    for status in ("Enabled", "Suspended"):
+        bucket = f"qcflow-versioned-{status.lower()}"
+        moto_oss.create_bucket(bucket, versioning=status)
+        store = OssStore.from_settings(bucket, "p", oss_settings(moto_oss.endpoint), CREDS)
+        with pytest.raises(ConfigError, match=f"QCFLOW_STORE.*versioning {status}.*another bucket"):
+            store.create_if_absent("state/ledger/a", b"1")
+        with pytest.raises(NotFoundError):
+            store.head("state/ledger/a")  # refused before any PUT
+        store.put("plain", b"ok")  # other operations are unaffected
+        assert store.get("plain").body == b"ok"
+
+
+def test_versioning_checked_once_per_store(moto_oss: MotoOss, oss_store: OssStore) -> None:
+    assert oss_store.create_if_absent("a", b"1")
+    assert oss_store.create_if_absent("b", b"1")
+    assert not oss_store.create_if_absent("a", b"2")
+    assert sum(1 for r in moto_oss.injector.seen if r["method"] == "GET" and "versioning" in r["query"]) == 1
+
+
+def test_versioning_check_denied_warns_once_and_proceeds(moto_oss: MotoOss, oss_store: OssStore,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    body = b"<Error><Code>AccessDenied</Code><Message>no</Message><RequestId>RID-403</RequestId></Error>"
+    moto_oss.injector.add(_Fault(remaining=10, kind="answer", status="403 Forbidden", body=body,
+                                 match=lambda env: "versioning" in env.get("QUERY_STRING", "")))
+    with caplog.at_level("WARNING", logger="qcflow.store"):
+        assert oss_store.create_if_absent("a", b"1")
+        assert oss_store.create_if_absent("b", b"1")
+    assert [r.levelname for r in caplog.records if r.name == "qcflow.store"] == ["WARNING"]
+    assert "versioning" in caplog.records[0].getMessage()
+
+
+def test_head_on_missing_bucket_is_config_error(moto_oss: MotoOss) -> None:
+    store = OssStore.from_settings("no-such-bucket", "p", oss_settings(moto_oss.endpoint), CREDS)
+    with pytest.raises(ConfigError, match="QCFLOW_STORE"):
+        store.head("k")
+
+
+def test_part_size_keeps_single_put_under_5_gib(oss_store: OssStore) -> None:
+    from qcflow.store.oss import MAX_PART_SIZE, MAX_PUT_SIZE
+
+    assert 2 * MAX_PART_SIZE <= MAX_PUT_SIZE  # up to two parts' worth may go out as one PutObject
+    oss_store.open_writer("k", part_size=MAX_PART_SIZE)
+    with pytest.raises(RequestError):
+        oss_store.open_writer("k", part_size=MAX_PART_SIZE + 1)

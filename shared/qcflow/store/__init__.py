@@ -24,6 +24,7 @@ from qcflow.store.base import (
     ObjectStore,
     ObjectWriter,
     StoredObject,
+    WriterFailedError,
 )
 from qcflow.store.keys import (
     InvalidKeyError,
@@ -47,13 +48,13 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "ObjectWriter",
-    "OssStore",
     "StoredObject",
+    "WriterFailedError",
     "open_store",
     "parse_store_url",
     "validate_key",
     "validate_prefix",
-]
+]  # not OssStore: ``import *`` must not import the OSS SDK (it stays a lazy attribute)
 
 ENV_STORE = "QCFLOW_STORE"
 # OSS bucket names: 3-63 of lower-case letters, digits and hyphens, alphanumeric at both ends.

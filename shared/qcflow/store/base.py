@@ -10,6 +10,7 @@ documented. The interface is synchronous and thread-safe; async callers use
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,6 +18,9 @@ from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
 from qcflow.errors import RequestError
+from qcflow.store.keys import InvalidKeyError, validate_key
+
+log = logging.getLogger("qcflow.store")
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -64,16 +68,80 @@ class StoredObject:
 _W = TypeVar("_W", bound="CommitOnExit")
 
 
-class CommitOnExit:
-    """The writers' shared context-manager rule: a clean exit commits, an exception aborts."""
+class WriterFailedError(RequestError):
+    """A writer whose ``write`` (or part upload) failed earlier was asked to go on or to
+    commit. Nothing was committed; the original failure is the ``__cause__``."""
 
-    _closed: bool
+
+def check_data(data: object) -> memoryview:
+    """Object bodies must be bytes-like: a ``str`` (or anything else) would otherwise fail
+    deep inside a filesystem or HTTP call, or be silently converted."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"object data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")  # byte-sized items
+
+
+def listable(key: str, store_url: str) -> bool:
+    """Whether a name found by a listing is a valid key. Other names (an OSS console
+    folder marker ``a/``, ``a//b``, a hand-made file ``a\\b``) would be refused by every
+    other method, so listings skip them — with one WARNING each, so they are not invisible."""
+    try:
+        validate_key(key)
+    except InvalidKeyError as exc:
+        log.warning("listing %s: skipping %r, which is not a valid key (%s)", store_url, key, exc.message)
+        return False
+    return True
+
+
+class CommitOnExit:
+    """The writers' shared context-manager rule: a clean exit commits, an exception aborts.
+
+    A writer whose write failed (disk full, a part upload that kept failing) is *failed*:
+    it has discarded what it held, and ``write``/``commit`` raise ``WriterFailedError`` —
+    a caller who catches the write error inside the ``with`` block must not get a torn
+    object, nor a silent "success" that committed nothing, so a clean exit of a failed
+    writer raises too. Only an explicit ``abort()`` makes a clean exit silent.
+    """
+
+    _key: str
+    _closed: bool = False  # committed, aborted or failed: no more writes
+    _aborted: bool = False  # the caller asked for abort()
+    _failure: BaseException | None = None  # what broke the writer
 
     def commit(self) -> str:
         raise NotImplementedError
 
-    def abort(self) -> None:
+    def _discard(self) -> None:
+        """Drop everything written so far (idempotent)."""
         raise NotImplementedError
+
+    def abort(self) -> None:
+        """Discard everything written so far; a clean exit afterwards commits nothing, silently."""
+        self._aborted = True
+        self._closed = True
+        self._discard()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Enter the failed state after ``exc`` broke a write, part upload or commit."""
+        if self._failure is None:
+            self._failure = exc
+        self._closed = True
+        try:
+            self._discard()
+        except Exception:  # noqa: BLE001 - the original failure is what the caller sees
+            pass
+
+    def _failed_error(self) -> WriterFailedError:
+        failure = self._failure
+        return WriterFailedError(
+            f"writer for {self._key!r} failed earlier ({type(failure).__name__}: {failure}); nothing was committed")
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failed_error() from self._failure
+        if self._closed:
+            raise RequestError(f"writer for {self._key!r} is already closed")
 
     def __enter__(self: _W) -> _W:
         return self
@@ -81,6 +149,10 @@ class CommitOnExit:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.abort()
+        elif self._aborted:
+            return
+        elif self._failure is not None:
+            raise self._failed_error() from self._failure
         elif not self._closed:
             self.commit()
 
@@ -91,7 +163,9 @@ class ObjectWriter(Protocol):
 
     Use it as a context manager: a clean exit commits (the whole object appears
     atomically); an exception inside the block, or ``abort()``, discards everything written
-    so far. One writer belongs to one thread.
+    so far. If a ``write`` fails, the writer is failed: later ``write``/``commit`` calls and
+    a clean exit raise ``WriterFailedError`` (nothing is committed) unless the caller called
+    ``abort()``. One writer belongs to one thread.
     """
 
     def write(self, data: bytes) -> None: ...
@@ -151,17 +225,28 @@ class ObjectStore(Protocol):
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         metadata: Mapping[str, str] | None = None,
+        claim_token: str | None = None,
     ) -> bool:
         """Create the object only if no object has that key: True if this call created it,
         False if it already existed (then nothing is changed). Atomic across processes and
         hosts: of any number of racing callers exactly one gets True, and the content stored
-        is that caller's. The object is complete whenever it is visible."""
+        is that caller's. The object is complete whenever it is visible.
+
+        ``claim_token`` is stored with the object (hidden from ``metadata``) and compared
+        when the key already exists: True if the stored token is this one. Without it each
+        call uses a fresh random token, so a call that failed with an uncertain outcome
+        (``RetryableError`` with ``prior_attempt_uncertain``: the object may have been
+        created) and is retried gets False for its own object. Pass a stable token, e.g.
+        derived from the invocation, when you retry after an error; it must be unique to
+        the claimant (1..256 visible ASCII characters)."""
         ...
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in lexicographic (UTF-8 byte) order,
         strictly after ``start_after`` when given. Streams page by page: never holds the
-        whole listing."""
+        whole listing. Names that are not valid keys (an OSS console folder marker ``a/``,
+        ``a//b``, a file named ``a\\b``) are skipped with a WARNING on logger
+        ``qcflow.store``, so every listed key works with the other methods."""
         ...
 
     def delete(self, key: str) -> None:

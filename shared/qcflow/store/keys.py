@@ -33,7 +33,17 @@ class InvalidMetadataError(PermanentError):
     """User metadata that cannot travel as ``x-oss-meta-*`` headers (or a bad content type)."""
 
 
+def _check_encodable(text: str, what: str) -> None:
+    """A lone surrogate (``"a\\ud800"``, e.g. from an undecodable file name) has no UTF-8
+    form: neither a file name nor an OSS object name can carry it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKeyError(f"{what} {text!r} is not valid Unicode (it contains a lone surrogate)") from None
+
+
 def _check_segments(text: str, what: str, *, allow_trailing_slash: bool) -> None:
+    _check_encodable(text, what)
     if text.startswith("/"):
         raise InvalidKeyError(f"{what} {text!r} is absolute: keys are relative to the store's prefix")
     if "\\" in text:
@@ -54,9 +64,9 @@ def validate_key(key: str) -> str:
     """Return ``key`` unchanged if it is a valid object key, else raise ``InvalidKeyError``.
 
     Rules: a non-empty ``str``; no leading ``/``; no backslash; no control character; no
-    empty, ``.`` or ``..`` segment (so no trailing ``/`` either); no reserved segment; at
-    most 1023 UTF-8 bytes. Spaces, ``+``, ``%`` and any other Unicode are allowed — the
-    adapters encode them (the OSS SDK URL-encodes keys in requests).
+    empty, ``.`` or ``..`` segment (so no trailing ``/`` either); no reserved segment; valid
+    Unicode (no lone surrogate); at most 1023 UTF-8 bytes. Spaces, ``+``, ``%`` and any
+    other Unicode are allowed — the adapters encode them (the OSS SDK URL-encodes keys).
     """
     if not isinstance(key, str) or key == "":
         raise InvalidKeyError(f"key must be a non-empty string, got {key!r}")
@@ -96,7 +106,9 @@ def validate_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
 
     OSS carries it as ``x-oss-meta-<name>`` headers and lower-cases the names, so names must
     be lower-case ``[a-z0-9-]`` (at most 64) and values printable ASCII (at most 1024
-    characters; encode anything else yourself, e.g. as JSON with ``ensure_ascii``).
+    characters; encode anything else yourself, e.g. as JSON with ``ensure_ascii``) without
+    leading or trailing spaces: HTTP trims those (or ``requests`` refuses the header), so
+    they would not round-trip.
     """
     if not metadata:
         return {}
@@ -108,12 +120,29 @@ def validate_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
             raise InvalidMetadataError(f"metadata name {name!r}: names starting with 'qcflow-' are reserved")
         if not isinstance(value, str) or not _META_VALUE.match(value):
             raise InvalidMetadataError(f"metadata {name!r} must be printable ASCII, at most 1024 characters")
+        if value != value.strip(" "):
+            raise InvalidMetadataError(f"metadata {name!r} must not start or end with a space")
         out[name] = value
     return out
 
 
 def validate_content_type(content_type: str) -> str:
-    """A content type is sent as a header: printable ASCII, non-empty."""
-    if not isinstance(content_type, str) or not content_type or not _META_VALUE.match(content_type):
-        raise InvalidMetadataError(f"content type {content_type!r} must be non-empty printable ASCII")
+    """A content type is sent as a header: non-empty printable ASCII without leading or
+    trailing spaces (which HTTP would trim or ``requests`` refuse)."""
+    if (not isinstance(content_type, str) or not content_type or not _META_VALUE.match(content_type)
+            or content_type != content_type.strip(" ")):
+        raise InvalidMetadataError(
+            f"content type {content_type!r} must be non-empty printable ASCII without leading or trailing spaces")
     return content_type
+
+
+#: A caller-chosen create-if-absent token travels as metadata: visible ASCII, no spaces.
+_CLAIM_TOKEN = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def validate_claim_token(token: str | None) -> str | None:
+    """``create_if_absent``'s ``claim_token``: ``None``, or 1..256 visible ASCII characters
+    (it is stored as metadata and compared byte for byte)."""
+    if token is not None and (not isinstance(token, str) or not _CLAIM_TOKEN.match(token)):
+        raise InvalidMetadataError(f"claim_token {token!r} must be 1..256 visible ASCII characters (no spaces)")
+    return token

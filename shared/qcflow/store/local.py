@@ -16,8 +16,21 @@ It keeps the same promises as OSS with filesystem primitives:
   MD5 etag and ``application/octet-stream``.
 
 Data files hold exactly the object's bytes, so results can be read with ordinary tools.
-Limitations: a key cannot be both an object and a "directory" of other keys (``a`` and
-``a/b``), which OSS allows; empty directories are left behind by ``delete``.
+``create_if_absent``'s ``claim_token`` is kept in the sidecar (never in ``metadata``).
+Symlinks inside the root are followed by every method, listings included (a symlink loop
+is listed once, a dangling symlink is skipped with a WARNING). Filesystem errors become
+``qcflow.errors`` in one place (``_os_error``): a segment longer than 255 bytes, a full,
+read-only or forbidden disk are ``RequestError``; EIO/EAGAIN are ``ServiceUnavailableError``.
+
+Known limits:
+
+- a key cannot be both an object and a "directory" of other keys (``a`` and ``a/b``),
+  which OSS allows; empty directories are left behind by ``delete``;
+- a ``get`` racing with a ``put`` of the same key returns complete bytes (old or new) but
+  may report the default content type, empty metadata and an MD5 etag: the replaced
+  object's sidecar is removed right after the replace, while the reader still holds it;
+- on a case-insensitive filesystem (macOS, Windows defaults) ``A`` and ``a`` are the same
+  object, unlike on OSS; keep keys lower-case if a store may live on one.
 """
 
 from __future__ import annotations
@@ -28,20 +41,25 @@ import json
 import os
 import stat
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from qcflow.errors import NotFoundError, RequestError
+from qcflow.errors import NotFoundError, QcflowError, RequestError, ServiceUnavailableError
 from qcflow.store.base import (
     DEFAULT_CONTENT_TYPE,
-    CommitOnExit,
     DEFAULT_PART_SIZE,
+    CommitOnExit,
     ObjectInfo,
     StoredObject,
+    check_data,
     check_expires,
+    listable,
+    log,
 )
 from qcflow.store.keys import (
     RESERVED_SEGMENT_PREFIX,
+    validate_claim_token,
     validate_content_type,
     validate_key,
     validate_metadata,
@@ -51,6 +69,30 @@ from qcflow.store.keys import (
 TMP_DIR = ".qcflow-tmp"
 META_DIR = ".qcflow-meta"
 _CHUNK = 1024 * 1024
+#: The longest file name (one key segment) common local filesystems accept, in bytes.
+NAME_MAX = 255
+#: Faults that may pass (a flaky disk or network filesystem); everything else is permanent.
+_TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT})
+
+
+def _os_error(exc: OSError, key: str | None, doing: str) -> QcflowError:
+    """The one translation of filesystem errors: callers see ``qcflow.errors`` naming the
+    key (the message carries no path, the ``__cause__`` keeps the OSError)."""
+    what = repr(key) if key is not None else "objects"
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENAMETOOLONG:
+        return RequestError(f"cannot {doing} {what}: a segment is too long for a local folder ({reason})")
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return ServiceUnavailableError(f"cannot {doing} {what} in the local store: {reason}")
+    return RequestError(f"cannot {doing} {what} in the local store: {reason}")
+
+
+@contextmanager
+def _mapped(key: str | None, doing: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise _os_error(exc, key, doing) from exc
 
 
 def _quoted_md5(digest: str) -> str:
@@ -81,9 +123,9 @@ class _TempFile:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: memoryview) -> None:
         assert self._fd is not None, "temp file already closed"
-        view = memoryview(data)
+        view = data
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
@@ -123,12 +165,18 @@ class LocalStore:
 
     # ------------------------------------------------------------------ paths
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*validate_key(key).split("/"))
+        segments = validate_key(key).split("/")
+        for segment in segments:
+            if len(segment.encode("utf-8")) > NAME_MAX:
+                raise RequestError(f"key {key[:60]!r}…: segment {segment[:20]!r}… is too long for a local folder "
+                                   f"(at most {NAME_MAX} UTF-8 bytes per segment)")
+        return self.root.joinpath(*segments)
 
     def _sidecar(self, st: os.stat_result) -> Path:
         return self._meta / f"{st.st_dev}-{st.st_ino}.json"
 
-    def _write_sidecar(self, key: str, st: os.stat_result, etag: str, content_type: str, metadata: dict[str, str]) -> Path:
+    def _write_sidecar(self, key: str, st: os.stat_result, etag: str, content_type: str, metadata: dict[str, str],
+                       claim: str | None = None) -> Path:
         self._meta.mkdir(parents=True, exist_ok=True)
         record = {
             "key": key,
@@ -137,6 +185,7 @@ class LocalStore:
             "etag": etag,
             "content_type": content_type,
             "metadata": metadata,
+            "claim": claim,
         }
         final = self._sidecar(st)
         tmp = self._tmp / f"{os.urandom(16).hex()}.meta"
@@ -190,15 +239,16 @@ class LocalStore:
     # ------------------------------------------------------------------- reads
     def get(self, key: str) -> StoredObject:
         path = self._path(key)
-        try:
-            with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                if _is_dir(st):
-                    raise NotFoundError(f"no object {key!r}", action="GetObject")
-                body = fh.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFoundError(f"no object {key!r} in {self.url}", action="GetObject") from None
-        record = self._read_sidecar(key, st)
+        with _mapped(key, "read"):
+            try:
+                with open(path, "rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    if _is_dir(st):
+                        raise NotFoundError(f"no object {key!r} in {self.url}", action="GetObject")
+                    body = fh.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise NotFoundError(f"no object {key!r} in {self.url}", action="GetObject") from None
+            record = self._read_sidecar(key, st)
         if record is None:
             return StoredObject(key, body, _quoted_md5(hashlib.md5(body, usedforsecurity=False).hexdigest()),
                                 DEFAULT_CONTENT_TYPE, {}, self._mtime(st))
@@ -206,12 +256,13 @@ class LocalStore:
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
-        st = self._stat_or_none(path)
-        if st is None:
-            raise NotFoundError(f"no object {key!r} in {self.url}", action="HeadObject")
-        record = self._read_sidecar(key, st)
-        if record is None:
-            return ObjectInfo(key, st.st_size, self._file_md5(path), self._mtime(st), DEFAULT_CONTENT_TYPE, {})
+        with _mapped(key, "read"):
+            st = self._stat_or_none(path)
+            if st is None:
+                raise NotFoundError(f"no object {key!r} in {self.url}", action="HeadObject")
+            record = self._read_sidecar(key, st)
+            if record is None:
+                return ObjectInfo(key, st.st_size, self._file_md5(path), self._mtime(st), DEFAULT_CONTENT_TYPE, {})
         return ObjectInfo(key, st.st_size, record["etag"], self._mtime(st), record["content_type"], dict(record["metadata"]))
 
     def _file_md5(self, path: Path) -> str:
@@ -221,7 +272,7 @@ class LocalStore:
                 while chunk := fh.read(_CHUNK):
                     md5.update(chunk)
         except FileNotFoundError:
-            raise NotFoundError(f"no object at {path}") from None
+            raise NotFoundError(f"no object at {path.relative_to(self.root)} in {self.url}") from None
         return _quoted_md5(md5.hexdigest())
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
@@ -230,21 +281,35 @@ class LocalStore:
         head, _, _ = prefix.rpartition("/")
         start_dir = self.root.joinpath(*head.split("/")) if head else self.root
         base = f"{head}/" if head else ""
-        return self._walk(start_dir, base, prefix, start_after)
+        return self._list(start_dir, base, prefix, start_after)
 
-    def _walk(self, directory: Path, base: str, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
+    def _list(self, start_dir: Path, base: str, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
+        with _mapped(None, "list"):
+            try:
+                st = start_dir.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            if _is_dir(st):
+                yield from self._walk(start_dir, base, prefix, start_after, frozenset({(st.st_dev, st.st_ino)}))
+
+    def _walk(self, directory: Path, base: str, prefix: str, start_after: str | None,
+              ancestors: frozenset[tuple[int, int]]) -> Iterator[ObjectInfo]:
         """Depth-first, each directory sorted so that the concatenated keys come out in
         byte order: a directory ``d`` sorts as ``d/`` (``a-c`` < ``a/b`` because ``-`` <
-        ``/``). Only one directory's entries are held per level."""
+        ``/``). Only one directory's entries are held per level.
+
+        Symlinks are followed, as ``get``/``put`` follow them. ``ancestors`` holds the
+        (device, inode) of the directories on the current path: a link back to one of them
+        (a loop) is skipped, so the walk ends. It is not a global "visited" set, because a
+        directory reachable under two names holds objects under both keys for ``get``."""
         try:
             with os.scandir(directory) as it:
-                entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in it]
+                entries = [(e.name + "/" if e.is_dir() else e.name, e) for e in it
+                           if not e.name.startswith(RESERVED_SEGMENT_PREFIX)]
         except (FileNotFoundError, NotADirectoryError):
             return
         entries.sort(key=lambda pair: pair[0])  # code-point order == UTF-8 byte order
         for name, entry in entries:
-            if name.startswith(RESERVED_SEGMENT_PREFIX):
-                continue
             full = base + name
             if name.endswith("/"):
                 # Skip whole subtrees outside the prefix or wholly before start_after.
@@ -252,29 +317,45 @@ class LocalStore:
                     continue
                 if start_after is not None and full < start_after and not start_after.startswith(full):
                     continue
-                yield from self._walk(Path(entry.path), full, prefix, start_after)
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                ident = (st.st_dev, st.st_ino)
+                if ident in ancestors:
+                    log.warning("listing %s: skipping %r, a symlink loop", self.url, full)
+                    continue
+                yield from self._walk(Path(entry.path), full, prefix, start_after, ancestors | {ident})
                 continue
             if not full.startswith(prefix) or (start_after is not None and full <= start_after):
                 continue
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = entry.stat()  # follows a symlink, as get() does
             except FileNotFoundError:
-                continue  # deleted while listing
+                if entry.is_symlink():
+                    log.warning("listing %s: skipping %r, a symlink to nothing", self.url, full)
+                continue  # or deleted while listing
+            if not listable(full, self.url):
+                continue
             record = self._read_sidecar(full, st)
-            etag = record["etag"] if record else self._file_md5(Path(entry.path))
+            try:
+                etag = record["etag"] if record else self._file_md5(Path(entry.path))
+            except NotFoundError:
+                continue  # deleted while listing
             yield ObjectInfo(full, st.st_size, etag, self._mtime(st))
 
     # ------------------------------------------------------------------ writes
-    def _stage(self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None
-               ) -> tuple[Path, _TempFile, str, os.stat_result]:
+    def _stage(self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None,
+               claim: str | None = None) -> tuple[Path, _TempFile, str, os.stat_result]:
         path = self._path(key)
+        view = check_data(data)
         validate_content_type(content_type)
         meta = validate_metadata(dict(metadata) if metadata else None)
         tmp = _TempFile(self._tmp)
         try:
-            tmp.write(data)
+            tmp.write(view)
             etag, st = tmp.finish()
-            self._write_sidecar(key, st, etag, content_type, meta)
+            self._write_sidecar(key, st, etag, content_type, meta, claim)
         except BaseException:
             tmp.discard()
             raise
@@ -300,47 +381,65 @@ class LocalStore:
 
     def put(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
             metadata: Mapping[str, str] | None = None) -> str:
-        path, tmp, etag, st = self._stage(key, data, content_type, metadata)
-        self._publish(key, tmp, st, path)
+        with _mapped(key, "write"):
+            path, tmp, etag, st = self._stage(key, data, content_type, metadata)
+            self._publish(key, tmp, st, path)
         return etag
 
     def create_if_absent(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
-                         metadata: Mapping[str, str] | None = None) -> bool:
-        path, tmp, _etag, st = self._stage(key, data, content_type, metadata)
-        try:
-            self._parent_dirs(path)
-            os.link(tmp.path, path)  # atomic: fails with EEXIST if the name exists
-        except FileExistsError:
-            self._drop_sidecar(st)
-            return False
-        except OSError as exc:
-            self._drop_sidecar(st)
-            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise RequestError(f"the filesystem under {self.root} does not support hard links, "
-                                   "which create-if-absent needs") from exc
-            raise
-        except BaseException:
-            self._drop_sidecar(st)
-            raise
-        finally:
-            tmp.discard()  # the temp name only; the object keeps the inode
-        _fsync_dir(path.parent)
+                         metadata: Mapping[str, str] | None = None, claim_token: str | None = None) -> bool:
+        validate_claim_token(claim_token)
+        with _mapped(key, "create"):
+            path, tmp, _etag, st = self._stage(key, data, content_type, metadata, claim_token)
+            try:
+                self._parent_dirs(path)
+                os.link(tmp.path, path)  # atomic: fails with EEXIST if the name exists
+            except FileExistsError:
+                self._drop_sidecar(st)
+                return self._claimed_by(key, path, claim_token)
+            except OSError as exc:
+                self._drop_sidecar(st)
+                if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise RequestError(f"the filesystem under {self.root} does not support hard links, "
+                                       "which create-if-absent needs") from exc
+                raise
+            except BaseException:
+                self._drop_sidecar(st)
+                raise
+            finally:
+                tmp.discard()  # the temp name only; the object keeps the inode
+            _fsync_dir(path.parent)
         return True
+
+    def _claimed_by(self, key: str, path: Path, claim_token: str | None) -> bool:
+        """After ``EEXIST``: refuse a directory as ``put`` does, else True only if the
+        existing object carries this call's ``claim_token``."""
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # it existed at our link and was deleted since: not ours
+        if _is_dir(st):
+            raise RequestError(f"cannot store {key!r}: it is a prefix of other keys in this local store")
+        if claim_token is None:
+            return False
+        record = self._read_sidecar(key, st)
+        return record is not None and record.get("claim") == claim_token
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        st = self._stat_or_none(path)
-        try:
-            os.unlink(path)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return
-        self._drop_sidecar(st)
+        with _mapped(key, "delete"):
+            st = self._stat_or_none(path)
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return
+            self._drop_sidecar(st)
 
     def open_writer(self, key: str, *, content_type: str = DEFAULT_CONTENT_TYPE,
                     metadata: Mapping[str, str] | None = None, part_size: int = DEFAULT_PART_SIZE) -> LocalWriter:
         """``part_size`` is accepted for interface parity and ignored: the whole object is
         streamed to one temp file."""
-        validate_key(key)
+        self._path(key)
         validate_content_type(content_type)
         return LocalWriter(self, key, content_type, validate_metadata(dict(metadata) if metadata else None))
 
@@ -352,7 +451,9 @@ class LocalStore:
 
 
 class LocalWriter(CommitOnExit):
-    """Streams to a temp file; a clean exit publishes it with ``os.replace``."""
+    """Streams to a temp file; a clean exit publishes it with ``os.replace``. A failed
+    write discards the temp file (see ``CommitOnExit``): a short write must never be
+    published as the object."""
 
     def __init__(self, store: LocalStore, key: str, content_type: str, metadata: dict[str, str]) -> None:
         self._store = store
@@ -364,32 +465,37 @@ class LocalWriter(CommitOnExit):
         self.etag: str | None = None
 
     def write(self, data: bytes) -> None:
-        if self._closed:
-            raise RequestError(f"writer for {self._key!r} is already closed")
-        if self._tmp is None:
-            self._tmp = _TempFile(self._store._tmp)
-        self._tmp.write(bytes(data))
+        view = check_data(data)
+        self._check_open()
+        try:
+            with _mapped(self._key, "write"):
+                if self._tmp is None:
+                    self._tmp = _TempFile(self._store._tmp)
+                self._tmp.write(view)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
 
-    def abort(self) -> None:
-        self._closed = True
-        if self._tmp is not None:
-            self._tmp.discard()
-            self._tmp = None
+    def _discard(self) -> None:
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            tmp.discard()
 
     def commit(self) -> str:
-        if self._closed:
-            raise RequestError(f"writer for {self._key!r} is already closed")
-        if self._tmp is None:
-            self._tmp = _TempFile(self._store._tmp)  # an empty object is still an object
-        tmp = self._tmp
-        self._closed = True
+        self._check_open()
+        store = self._store
         try:
-            etag, st = tmp.finish()
-            self._store._write_sidecar(self._key, st, etag, self._content_type, self._metadata)
-        except BaseException:
-            tmp.discard()
+            with _mapped(self._key, "write"):
+                if self._tmp is None:
+                    self._tmp = _TempFile(store._tmp)  # an empty object is still an object
+                etag, st = self._tmp.finish()
+                store._write_sidecar(self._key, st, etag, self._content_type, self._metadata)
+                store._publish(self._key, self._tmp, st, store._path(self._key))
+        except BaseException as exc:
+            self._fail(exc)
             raise
-        self._store._publish(self._key, tmp, st, self._store._path(self._key))
+        self._tmp = None
+        self._closed = True
         self.etag = etag
         return etag
 
