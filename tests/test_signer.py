@@ -103,22 +103,17 @@ def test_get_upload_audio_data_params_matches_sdk(contact_id, instance_id, key_i
     _assert_same_request(ours, "GetUploadAudioDataParams", {"ContactId": contact_id, "InstanceId": instance_id}, "GET", captured)
 
 
+@pytest.mark.parametrize(
+    ("action", "capture"),
+    [("UploadAudioData", sdk_oracle.capture_upload_audio_data), ("GetResult", sdk_oracle.capture_get_result)],
+)
 @oracle_settings
 @given(json_str=json_strs, agent=st.one_of(st.none(), st.integers(1, 10**12)), key_id=key_ids, secret=secrets_, token=tokens, nonce=nonces, endpoint=endpoints)
-def test_upload_audio_data_matches_sdk(json_str, agent, key_id, secret, token, nonce, endpoint) -> None:
+def test_sca_apis_match_sdk(action, capture, json_str, agent, key_id, secret, token, nonce, endpoint) -> None:
     sdk = sdk_oracle.sca_sdk(endpoint, key_id, secret, token)
-    captured = sdk_oracle.capture_upload_audio_data(sdk, json_str, agent, TS, nonce)
+    captured = capture(sdk, json_str, agent, TS, nonce)
     ours = _ours(endpoint, SCA_VERSION, Credentials(key_id, secret, token), captured.headers["user-agent"], nonce)
-    _assert_same_request(ours, "UploadAudioData", {"BaseMeAgentId": agent, "JsonStr": json_str}, "POST", captured)
-
-
-@oracle_settings
-@given(json_str=json_strs, agent=st.one_of(st.none(), st.integers(1, 10**12)), key_id=key_ids, secret=secrets_, token=tokens, nonce=nonces, endpoint=endpoints)
-def test_get_result_matches_sdk(json_str, agent, key_id, secret, token, nonce, endpoint) -> None:
-    sdk = sdk_oracle.sca_sdk(endpoint, key_id, secret, token)
-    captured = sdk_oracle.capture_get_result(sdk, json_str, agent, TS, nonce)
-    ours = _ours(endpoint, SCA_VERSION, Credentials(key_id, secret, token), captured.headers["user-agent"], nonce)
-    _assert_same_request(ours, "GetResult", {"BaseMeAgentId": agent, "JsonStr": json_str}, "POST", captured)
+    _assert_same_request(ours, action, {"BaseMeAgentId": agent, "JsonStr": json_str}, "POST", captured)
 
 
 @pytest.mark.parametrize("token", [None, "STS.token-value/with+odd=chars"])
