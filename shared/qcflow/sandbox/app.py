@@ -161,9 +161,8 @@ class SandboxApp:
 
     def _dispatch(self, action: str, params: dict[str, str], request: IncomingRequest) -> dict[str, Any]:
         if action == "GetUploadAudioDataParams":
-            scheme = "http"
-            base_url = f"{scheme}://{request.header('host')}"
-            return self.ccc.params(params.get("ContactId"), params.get("InstanceId"), base_url)
+            # the sandbox serves plain http: its recording URLs point back at itself
+            return self.ccc.params(params.get("ContactId"), params.get("InstanceId"), f"http://{request.header('host')}")
         if action == "UploadAudioData":
             task_id = self.sca.upload_audio_data(params.get("JsonStr"))
             return {"Success": True, "Code": "200", "Message": "successful", "Data": task_id}

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -72,10 +73,14 @@ class FieldSelection:
             tuple(sorted((k, frozenset(v)) for k, v in drop.items())),
         )
 
+    @cached_property
+    def _maps(self) -> tuple[dict[str, frozenset[str] | None], dict[str, frozenset[str]]]:
+        """``keep`` and ``drop`` as dicts, built once per selection (``apply`` runs per record)."""
+        return dict(self.keep), dict(self.drop)
+
     def apply(self, record: dict[str, Any]) -> dict[str, Any]:
         """The selected part of a plain (unwrapped) record, in the record's key order."""
-        keep = dict(self.keep)
-        drop = dict(self.drop)
+        keep, drop = self._maps
         out: dict[str, Any] = {}
         for key, value in record.items():
             if key not in keep:
