@@ -218,6 +218,13 @@ def test_create_if_absent_after_delete(store: ObjectStore) -> None:
 
 
 def test_create_if_absent_race_has_exactly_one_winner(store: ObjectStore) -> None:
+    """Of many racing claimants exactly one wins, and the stored object is the winner's.
+
+    On OSS this proves the adapter's side only (one conditional PUT per claim, a 409 resolved
+    by the claim token): moto evaluates ``If-None-Match`` as a non-atomic check-then-put, and
+    the atomicity seen here is the test shim's lock on conditional PUTs. On real OSS it rests
+    on ``x-oss-forbid-overwrite``. On a local store it is the adapter's own (``os.link``).
+    """
     n = 20
     barrier = threading.Barrier(n)
     results: dict[int, bool] = {}
@@ -245,6 +252,84 @@ def test_create_if_absent_race_has_exactly_one_winner(store: ObjectStore) -> Non
     assert dict(got.metadata) == {"who": str(winners[0])}
 
 
+def test_create_if_absent_is_complete_whenever_visible(store: ObjectStore) -> None:
+    """Claimants race with large distinct payloads while readers ``get``/``head`` the key in
+    a loop: every read is ``NotFoundError`` or the winner's whole payload with the winner's
+    metadata and etag — never a torn body, nor the body without its metadata. Afterwards
+    each claimant retries with its own claim token: only the winner is told it won. (On a
+    local store this catches a create that makes the file with ``O_CREAT|O_EXCL`` and then
+    writes it in place.)
+
+    On OSS, as in the race test above, this proves the adapter's side only: one PUT carries
+    the whole body, and which PUT wins is decided atomically by the test shim's lock (moto's
+    own check is not atomic); on real OSS by ``x-oss-forbid-overwrite``.
+    """
+    rounds, racers, readers, size = 5, 6, 3, 384 * 1024
+    reads_found = reads_absent = 0
+    for round_no in range(rounds):
+        key = f"state/push/records/r{round_no}/g000000.claim.json"
+        payloads = [os.urandom(size) for _ in range(racers)]
+        results: dict[int, bool] = {}
+        seen: list[tuple[str, bytes | None, int, str, dict[str, str]]] = []
+        errors: list[BaseException] = []
+        absent: list[int] = []
+        start, stop = threading.Barrier(racers + readers), threading.Event()
+
+        def claim(i: int) -> None:
+            try:
+                start.wait()
+                results[i] = store.create_if_absent(key, payloads[i], content_type="application/json",
+                                                    metadata={"who": str(i)}, claim_token=f"tok-{round_no}-{i}")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        def read() -> None:
+            try:
+                start.wait()
+                for n in range(10_000):  # bounded; normally ended by ``stop``
+                    if stop.is_set():
+                        return
+                    try:
+                        if n % 2:
+                            got = store.get(key)
+                            seen.append(("get", got.body, got.size, got.etag, dict(got.metadata)))
+                        else:
+                            info = store.head(key)
+                            seen.append(("head", None, info.size, info.etag, dict(info.metadata)))
+                    except NotFoundError:
+                        absent.append(1)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(racers)]
+        threads += [threading.Thread(target=read) for _ in range(readers)]
+        for t in threads:
+            t.start()
+        for t in threads[:racers]:
+            t.join(30)
+        stop.set()
+        for t in threads[racers:]:
+            t.join(30)
+        assert errors == []
+        winners = [i for i, won in results.items() if won]
+        assert len(results) == racers and len(winners) == 1, results
+        (w,) = winners
+        final = store.get(key)
+        assert final.body == payloads[w] and dict(final.metadata) == {"who": str(w)}
+        for op, body, length, etag, metadata in seen:
+            assert length == size and (body is None or body == payloads[w]), f"{op}: a torn or foreign object"
+            assert (metadata, etag) == ({"who": str(w)}, final.etag), f"{op}: the body without its own metadata"
+        for i in range(racers):  # a retry after an uncertain outcome: only the winner's token wins
+            assert store.create_if_absent(key, payloads[i], claim_token=f"tok-{round_no}-{i}") is (i == w)
+        assert store.get(key).body == payloads[w]
+        reads_found += len(seen)
+        reads_absent += len(absent)
+    # Positive control: readers really overlapped the claims (on OSS a PUT may land before
+    # the first read, so only the local store is sure to show the "absent" side too).
+    assert reads_found > 0
+    assert reads_absent > 0 or is_oss(store)
+
+
 # ---------------------------------------------------------------- listing
 def test_list_order_sizes_prefix_and_start_after(store: ObjectStore) -> None:
     names = ["a-c", "a/b", "a/b/c", "a.txt", "a0", "b", "results/dt=2024-01-02/hour=00/part-1.jsonl",
@@ -270,6 +355,59 @@ def test_list_order_sizes_prefix_and_start_after(store: ObjectStore) -> None:
     assert keys(store.list(start_after="a0")) == [k for k in expected if k > "a0"]
     assert keys(store.list(start_after="a/")) == [k for k in expected if k > "a/"]
     assert list(store.list("zzz")) == []
+
+
+def test_list_while_creating_under_the_prefix(store: ObjectStore) -> None:
+    """The push ledger lists ``state/push/records/`` while other threads create claims under
+    it. Every listing taken meanwhile is in strict key order with no duplicates, lists only
+    complete objects that were really created, and misses none that existed before it began.
+    (On OSS, pages of two keys: the listing crosses many continuation tokens while keys are
+    created both ahead of it and behind it.)"""
+    if is_oss(store):
+        store.list_page_size = 2  # type: ignore[attr-defined]
+    prefix = "state/push/records/"
+    body = b'{"generation": 0}' * 20
+    early = [f"{prefix}{i:02d}-0/g000000.claim.json" for i in range(0, 64, 4)]
+    for key in early:
+        assert store.create_if_absent(key, body, claim_token="early")
+    creators, per = 3, 16
+    all_keys = set(early) | {f"{prefix}{j * 4 + c + 1:02d}-{c}/g000000.claim.json"
+                             for c in range(creators) for j in range(per)}
+    created: set[str] = set(early)
+    lock, errors = threading.Lock(), []
+    overlapped = 0  # listings during which some claim was created
+
+    def create(c: int) -> None:
+        try:
+            for j in range(per):
+                key = f"{prefix}{j * 4 + c + 1:02d}-{c}/g000000.claim.json"
+                assert store.create_if_absent(key, body, content_type="application/json", claim_token=f"c{c}")
+                with lock:
+                    created.add(key)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in range(creators)]
+    for t in threads:
+        t.start()
+    for _ in range(200):  # bounded; normally ended when the creators are done
+        with lock:
+            before = set(created)
+        listed = list(store.list(prefix))
+        with lock:
+            overlapped += len(created) > len(before)
+        names = keys(listed)
+        assert names == sorted(set(names), key=lambda k: k.encode()), "out of order or duplicated"
+        assert before <= set(names), f"missed {sorted(before - set(names))[:3]}"
+        assert set(names) <= all_keys
+        assert all(i.size == len(body) and i.etag for i in listed)
+        if not any(t.is_alive() for t in threads):
+            break
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert overlapped > 0  # positive control: claims were created while a listing ran
+    assert set(keys(store.list(prefix))) == all_keys
 
 
 def test_list_is_lazy(store: ObjectStore) -> None:

@@ -223,3 +223,203 @@ def test_local_write_failure_is_a_qcflow_error_and_nothing_torn(local: LocalStor
     with pytest.raises(NotFoundError):
         local.get("res/part.jsonl")
     assert list((local.root / TMP_DIR).iterdir()) == []
+
+
+# ------------------------------------- sidecars and reused inodes (push ledger review)
+class _RacingOs:
+    """Stands in for ``os`` inside ``qcflow.store.local``: right after a call that takes the
+    object at ``path`` away from its name (unlink, rename, replace), runs ``then`` once — a
+    concurrent caller's operation, placed deterministically at the most dangerous moment.
+    Everything else is ``os``."""
+
+    def __init__(self, path: Path, then: Any) -> None:
+        self.path, self.then, self.fired = os.fspath(path), then, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def _after(self, *paths: Any) -> None:
+        if not self.fired and self.path in (os.fspath(p) for p in paths):
+            self.fired = True
+            self.then()
+
+    def unlink(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        os.unlink(path, *args, **kwargs)
+        self._after(path)
+
+    def rename(self, src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        os.rename(src, dst, *args, **kwargs)
+        self._after(src, dst)
+
+    def replace(self, src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        os.replace(src, dst, *args, **kwargs)
+        self._after(src, dst)
+
+
+class _Claimant:
+    """Creates ledger claims as "another thread" would, until one of them gets the inode
+    number of the object just taken away (``freed``) — ext4 and other filesystems reuse a
+    free number soon — or ``limit`` claims exist. While the store still holds that inode, no
+    claim can get it and all ``limit`` are made."""
+
+    def __init__(self, local: LocalStore, freed: int, prefix: str, limit: int = 20) -> None:
+        self.local, self.freed, self.prefix, self.limit = local, freed, prefix, limit
+        self.keys: list[str] = []
+        self.reused = False
+
+    def __call__(self) -> None:
+        while len(self.keys) < self.limit and not self.reused:
+            i = len(self.keys)
+            key = f"{self.prefix}r{i:03d}/g000000.claim.json"
+            assert self.local.create_if_absent(key, b'{"g":0}', content_type="application/json",
+                                               metadata={"who": f"c{i}"}, claim_token=f"tok-{i}")
+            self.keys.append(key)
+            self.reused = os.stat(self.local.root / key).st_ino == self.freed
+
+    def assert_intact(self) -> None:
+        for i, key in enumerate(self.keys):
+            got = self.local.get(key)
+            assert (got.content_type, dict(got.metadata)) == ("application/json", {"who": f"c{i}"}), key
+            # A retry with the claimant's own token after an uncertain outcome is still told it won.
+            assert self.local.create_if_absent(key, b"again", claim_token=f"tok-{i}") is True, key
+            assert self.local.create_if_absent(key, b"again", claim_token="someone-else") is False
+
+
+@pytest.mark.parametrize("op", ["delete", "put", "writer"])
+def test_freed_inode_reused_by_a_concurrent_create_keeps_its_sidecar(local: LocalStore, op: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sidecars are named after the data file's inode. ``delete`` (and ``put`` or a writer
+    replacing an object) used to free the old inode first and drop its sidecar after: a
+    create running in between could get that inode number, write its sidecar under that
+    name, and lose it — the ledger claim lost its metadata and its claim token, so its own
+    retry was told "not yours". A few rounds, since which inode a filesystem hands out next
+    is its own choice (on a filesystem that never reuses numbers, e.g. tmpfs, this passes
+    trivially)."""
+    import qcflow.store.local as local_module
+
+    claims: list[_Claimant] = []
+    for round_no in range(3):
+        key = f"state/push/failed/rid{round_no}.g000000"
+        local.put(key, b"", content_type="application/json", metadata={"n": "1"})
+        claimant = _Claimant(local, os.stat(local.root / key).st_ino, f"state/push/records/{round_no}-")
+        racing = _RacingOs(local.root / key, claimant)
+        monkeypatch.setattr(local_module, "os", racing)
+        if op == "delete":
+            local.delete(key)
+        elif op == "put":
+            local.put(key, b"replaced", metadata={"n": "2"})
+        else:
+            with local.open_writer(key, metadata={"n": "2"}) as w:
+                w.write(b"replaced")
+        monkeypatch.undo()
+        assert racing.fired and claimant.keys  # positive control: the concurrent creates ran at that moment
+        claims.append(claimant)
+        if op == "delete":
+            with pytest.raises(NotFoundError):
+                local.head(key)
+        else:
+            assert (local.get(key).body, dict(local.get(key).metadata)) == (b"replaced", {"n": "2"})
+    for claimant in claims:
+        claimant.assert_intact()
+    assert list((local.root / TMP_DIR).iterdir()) == []
+    live = sum(len(c.keys) for c in claims) + (0 if op == "delete" else len(claims))
+    assert len(list((local.root / META_DIR).iterdir())) == live  # one sidecar per live object, no leftovers
+
+
+def test_delete_of_a_prefix_or_a_symlink_touches_only_that_name(local: LocalStore) -> None:
+    local.put("p/q", b"1", metadata={"m": "q"})
+    local.delete("p")  # a "directory": not an object, nothing happens
+    assert local.get("p/q").body == b"1"
+    local.put("target", b"t", content_type="text/plain", metadata={"m": "t"})
+    os.symlink(local.root / "target", local.root / "alias")
+    assert local.get("alias").body == b"t"
+    local.delete("alias")  # the link goes; the object it pointed to keeps its bytes and metadata
+    with pytest.raises(NotFoundError):
+        local.head("alias")
+    got = local.get("target")
+    assert (got.body, got.content_type, dict(got.metadata)) == (b"t", "text/plain", {"m": "t"})
+    assert dict(local.get("p/q").metadata) == {"m": "q"}
+    assert list((local.root / TMP_DIR).iterdir()) == []
+    assert len(list((local.root / META_DIR).iterdir())) == 2
+
+
+def test_delete_of_a_missing_key_creates_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "root")
+    store.delete("state/never")
+    assert not (tmp_path / "root").exists()
+
+
+class _TempUnlinkFailsOs:
+    """Stands in for ``os`` inside ``qcflow.store.local``: removing a temp data file fails
+    with EIO (a flaky disk); everything else is ``os``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path).endswith(".tmp"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        os.unlink(path, *args, **kwargs)
+
+
+def test_create_if_absent_that_created_never_fails(local: LocalStore, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Once the object is linked in, the call has created it: a failed temp-file cleanup must
+    not turn that into an error, or a caller retrying without its token (or one that
+    records the error as the outcome) would take its own claim for someone else's."""
+    import qcflow.store.local as local_module
+
+    monkeypatch.setattr(local_module, "os", _TempUnlinkFailsOs())
+    with caplog.at_level("WARNING", logger="qcflow.store"):
+        assert local.create_if_absent("state/push/records/r/g000000.claim.json", b"{}", metadata={"who": "a"},
+                                      claim_token="tok-a") is True
+    monkeypatch.undo()
+    got = local.get("state/push/records/r/g000000.claim.json")
+    assert (got.body, dict(got.metadata)) == (b"{}", {"who": "a"})
+    assert local.create_if_absent("state/push/records/r/g000000.claim.json", b"{}", claim_token="tok-a") is True
+    assert [r.levelname for r in caplog.records if r.name == "qcflow.store"] == ["WARNING"]
+    assert len(list((local.root / TMP_DIR).iterdir())) == 1  # the stray temp file, reported above
+
+
+class _AfterTempUnlinkOs:
+    """Stands in for ``os`` inside ``qcflow.store.local``: right after the first temp data
+    file is removed, runs ``claimant`` with that file's (now free) inode number."""
+
+    def __init__(self, claimant: _Claimant) -> None:
+        self.claimant, self.fired = claimant, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def unlink(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        if self.fired or not os.fspath(path).endswith(".tmp"):
+            return os.unlink(path, *args, **kwargs)
+        self.fired = True
+        self.claimant.freed = os.lstat(path).st_ino
+        os.unlink(path, *args, **kwargs)
+        self.claimant()
+
+
+def test_losing_claimant_frees_its_inode_only_after_dropping_its_sidecar(local: LocalStore,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every duplicate event makes a losing claimant. Its staged sidecar must go before its
+    temp file does: once the temp file is gone, its inode number can be handed to a
+    concurrent create, whose sidecar would then be the one dropped."""
+    import qcflow.store.local as local_module
+
+    claims: list[_Claimant] = []
+    for round_no in range(3):
+        key = f"state/push/records/dup{round_no}/g000000.claim.json"
+        assert local.create_if_absent(key, b"first", claim_token="winner")
+        claimant = _Claimant(local, -1, f"state/push/records/{round_no}-")
+        racing = _AfterTempUnlinkOs(claimant)
+        monkeypatch.setattr(local_module, "os", racing)
+        assert local.create_if_absent(key, b"duplicate", claim_token="loser") is False
+        monkeypatch.undo()
+        assert racing.fired and claimant.keys  # positive control: the concurrent creates ran at that moment
+        claims.append(claimant)
+        assert local.get(key).body == b"first"
+    for claimant in claims:
+        claimant.assert_intact()
+    assert list((local.root / TMP_DIR).iterdir()) == []

@@ -411,16 +411,99 @@ def test_versioning_checked_once_per_store(moto_oss: MotoOss, oss_store: OssStor
     assert sum(1 for r in moto_oss.injector.seen if r["method"] == "GET" and "versioning" in r["query"]) == 1
 
 
-def test_versioning_check_denied_warns_once_and_proceeds(moto_oss: MotoOss, oss_store: OssStore,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
-    body = b"<Error><Code>AccessDenied</Code><Message>no</Message><RequestId>RID-403</RequestId></Error>"
-    moto_oss.injector.add(_Fault(remaining=10, kind="answer", status="403 Forbidden", body=body,
-                                 match=lambda env: "versioning" in env.get("QUERY_STRING", "")))
+_VERSIONING = (lambda env: env["REQUEST_METHOD"] == "GET" and "versioning" in env.get("QUERY_STRING", ""))
+_DENIED = b"<Error><Code>AccessDenied</Code><Message>no</Message><RequestId>RID-403</RequestId></Error>"
+
+
+def _deny_versioning(moto: MotoOss) -> None:
+    moto.injector.add(_Fault(remaining=100, kind="answer", status="403 Forbidden", body=_DENIED, match=_VERSIONING))
+
+
+def test_versioning_checked_once_when_many_threads_claim_at_once(moto_oss: MotoOss, oss_store: OssStore) -> None:
+    """A cold start of a push with many threads: the first claims all wait for one check."""
+    import threading
+
+    n = 8
+    barrier = threading.Barrier(n)
+    moto_oss.injector.add(_Fault(remaining=1, kind="delay", seconds=0.2, match=_VERSIONING))  # a slow answer
+    results: list[bool] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        results.append(oss_store.create_if_absent(f"state/ledger/{i}", b"1"))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [True] * n
+    assert sum(1 for r in moto_oss.injector.seen if _VERSIONING({"REQUEST_METHOD": r["method"],
+                                                                 "QUERY_STRING": r["query"]})) == 1
+
+
+def test_versioning_check_denied_refuses_before_any_claim(moto_oss: MotoOss, oss_store: OssStore,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Fail closed: without the versioning answer a claim might "win" on a versioned bucket."""
+    assert oss_store.allow_unverified_versioning is False  # the default of Settings
+    _deny_versioning(moto_oss)
+    for _ in range(2):  # a refusal is not remembered as "checked"
+        with pytest.raises(ConfigError) as info:
+            oss_store.create_if_absent("state/ledger/a", b"1", claim_token="tok-1")
+        err = info.value
+        assert "QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING" in str(err) and "oss:GetBucketVersioning" in str(err)
+        assert (err.code, err.http_status, err.request_id, err.action) == ("AccessDenied", 403, "RID-403",
+                                                                             "GetBucketVersioning")
+        assert CREDS.access_key_secret not in str(err) and CREDS.security_token not in str(err)
+    assert [r["method"] for r in moto_oss.injector.seen if r["method"] != "GET"] == []  # no claim was sent
+    with pytest.raises(NotFoundError):
+        oss_store.head("state/ledger/a")
+    oss_store.put("plain", b"ok")  # other operations do not need the check
+    assert oss_store.get("plain").body == b"ok"
+    # Granting the permission takes effect at the next call (positive control: the same call works).
+    with moto_oss.injector.lock:
+        moto_oss.injector.faults.clear()
+    assert oss_store.create_if_absent("state/ledger/a", b"1", claim_token="tok-1") is True
+    assert not [r for r in caplog.records if r.name == "qcflow.store" and r.levelname == "WARNING"]
+
+
+def test_versioning_check_denied_with_opt_out_warns_once_and_proceeds(moto_oss: MotoOss,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    moto_oss.injector.reset()
+    store = make_oss_store(moto_oss, store_allow_unverified_versioning=True)  # through from_settings
+    assert store.allow_unverified_versioning is True
+    _deny_versioning(moto_oss)
     with caplog.at_level("WARNING", logger="qcflow.store"):
-        assert oss_store.create_if_absent("a", b"1")
-        assert oss_store.create_if_absent("b", b"1")
-    assert [r.levelname for r in caplog.records if r.name == "qcflow.store"] == ["WARNING"]
-    assert "versioning" in caplog.records[0].getMessage()
+        assert store.create_if_absent("a", b"1")
+        assert store.create_if_absent("b", b"1")
+        assert not store.create_if_absent("a", b"2")
+    warnings = [r for r in caplog.records if r.name == "qcflow.store"]
+    assert [r.levelname for r in warnings] == ["WARNING"]
+    assert "versioning" in warnings[0].getMessage() and "QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING" in \
+        warnings[0].getMessage()
+    assert sum(1 for r in moto_oss.injector.seen if _VERSIONING({"REQUEST_METHOD": r["method"],
+                                                                 "QUERY_STRING": r["query"]})) == 1
+    assert store.get("a").body == b"1"
+    moto_oss.injector.reset()
+
+
+def test_opt_out_does_not_admit_a_versioned_bucket(moto_oss: MotoOss) -> None:
+    """The opt-out covers an unreadable answer only: a bucket known to be versioned is refused."""
+    moto_oss.create_bucket("qcflow-versioned-optout", versioning="Enabled")
+    store = OssStore.from_settings("qcflow-versioned-optout", "p",
+                                   oss_settings(moto_oss.endpoint, store_allow_unverified_versioning=True), CREDS)
+    with pytest.raises(ConfigError, match="versioning Enabled"):
+        store.create_if_absent("state/ledger/a", b"1")
+
+
+def test_open_store_threads_the_opt_out(moto_oss: MotoOss) -> None:
+    from qcflow.store import open_store
+
+    url = f"oss://{BUCKET}/t/open-store"
+    for value in (False, True):
+        store = open_store(url, settings=oss_settings(moto_oss.endpoint, store_allow_unverified_versioning=value),
+                           credentials=CREDS)
+        assert store.allow_unverified_versioning is value  # type: ignore[attr-defined]
 
 
 def test_head_on_missing_bucket_is_config_error(moto_oss: MotoOss) -> None:

@@ -116,8 +116,8 @@ def open_store(
     """Open the store a URL names.
 
     For ``oss://`` the region, endpoint (``oss_endpoint``, or the internal endpoint when
-    ``oss_internal``), timeouts and retry policy come from ``settings`` (default: read from
-    the environment); credentials from ``credentials`` (a ``Credentials``, or a provider
+    ``oss_internal``), timeouts, retry policy and ``store_allow_unverified_versioning`` come
+    from ``settings`` (default: read from the environment); credentials from ``credentials`` (a ``Credentials``, or a provider
     called on every request) or, when omitted, from ``ALIBABA_CLOUD_*`` at each request.
     A relative ``file:`` path is resolved against the current directory now.
     """

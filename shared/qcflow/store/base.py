@@ -6,6 +6,12 @@ alone — in particular on *create-if-absent*, never on compare-and-swap, becaus
 overwrite (``If-Match``) on real OSS is unconfirmed while ``x-oss-forbid-overwrite`` is
 documented. The interface is synchronous and thread-safe; async callers use
 ``asyncio.to_thread``.
+
+Where create-if-absent's atomicity comes from: on OSS, from the service alone
+(``x-oss-forbid-overwrite``, on a bucket where versioning was never enabled); on a local
+store, from ``os.link`` of a finished temp file. The test suite runs the OSS adapter against
+moto, whose conditional PUT is a non-atomic check-then-put; the test shim serialises those
+PUTs, so the OSS race tests prove the adapter's side only, never the service's.
 """
 
 from __future__ import annotations
@@ -230,7 +236,8 @@ class ObjectStore(Protocol):
         """Create the object only if no object has that key: True if this call created it,
         False if it already existed (then nothing is changed). Atomic across processes and
         hosts: of any number of racing callers exactly one gets True, and the content stored
-        is that caller's. The object is complete whenever it is visible.
+        is that caller's (on OSS this rests on ``x-oss-forbid-overwrite``; see the module
+        docstring). The object is complete whenever it is visible, with its metadata.
 
         ``claim_token`` is stored with the object (hidden from ``metadata``) and compared
         when the key already exists: True if the stored token is this one. Without it each

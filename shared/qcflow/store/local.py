@@ -8,17 +8,29 @@ It keeps the same promises as OSS with filesystem primitives:
 - **Create-if-absent**: the complete temp file is ``os.link``-ed to the key's path; ``link``
   fails with ``EEXIST`` atomically if the name exists, so exactly one racer wins and the
   object is complete the moment it is visible (unlike ``O_CREAT|O_EXCL`` followed by writes).
+  This atomicity is the adapter's own, across threads and processes on one filesystem. Once
+  the link is made the call returns True whatever happens next (a temp file that cannot be
+  removed is logged), so a creator is never told it failed.
 - **Metadata** (content type, user metadata, etag) lives in a JSON sidecar in
   ``<root>/.qcflow-meta/`` named after the data file's inode, written *before* the data file
   becomes visible. Because the sidecar belongs to the inode, a losing create-if-absent racer
   cannot clobber the winner's metadata. A sidecar is trusted only if its key, size and mtime
   match the data file; otherwise (a file dropped in by hand) the store falls back to an
   MD5 etag and ``application/octet-stream``.
+- **Inode numbers are reused** (ext4 hands a freed one out again at once), so a sidecar is
+  always dropped while its inode is still allocated: ``delete`` first renames the object
+  into the temp dir, ``put`` first hard-links the object it replaces there, and a losing
+  racer drops its sidecar before its temp file. Otherwise a concurrent create that got the
+  freed number would have its new sidecar — its metadata and claim token — dropped.
+- **Listing** walks directories that other threads may be creating objects in: an object
+  that exists throughout the listing is listed once, in order; one created or deleted
+  meanwhile may or may not be — as on OSS.
 
 Data files hold exactly the object's bytes, so results can be read with ordinary tools.
 ``create_if_absent``'s ``claim_token`` is kept in the sidecar (never in ``metadata``).
 Symlinks inside the root are followed by every method, listings included (a symlink loop
-is listed once, a dangling symlink is skipped with a WARNING). Filesystem errors become
+is listed once, a dangling symlink is skipped with a WARNING), except ``delete``, which
+removes the link and leaves its target (and the target's metadata) alone. Filesystem errors become
 ``qcflow.errors`` in one place (``_os_error``): a segment longer than 255 bytes, a full,
 read-only or forbidden disk are ``RequestError``; EIO/EAGAIN are ``ServiceUnavailableError``.
 
@@ -30,7 +42,10 @@ Known limits:
   may report the default content type, empty metadata and an MD5 etag: the replaced
   object's sidecar is removed right after the replace, while the reader still holds it;
 - on a case-insensitive filesystem (macOS, Windows defaults) ``A`` and ``a`` are the same
-  object, unlike on OSS; keep keys lower-case if a store may live on one.
+  object, unlike on OSS; keep keys lower-case if a store may live on one;
+- two ``put``s of one key at once may leave the sidecar of the object replaced in between
+  behind: garbage only (a sidecar is checked against its data file, and a new object that
+  gets the same inode number writes its own over it).
 """
 
 from __future__ import annotations
@@ -362,22 +377,75 @@ class LocalStore:
         return path, tmp, etag, st
 
     def _publish(self, key: str, tmp: _TempFile, st: os.stat_result, path: Path) -> None:
-        """``os.replace`` the finished temp file onto ``path``; drop the replaced sidecar."""
+        """``os.replace`` the finished temp file onto ``path``; drop the replaced sidecar.
+
+        The replaced object is first given a second name in the temp dir (``_hold``), so its
+        inode stays allocated until its sidecar is gone: a freed inode number is soon handed
+        out again (ext4 does at once), and a concurrent create that got it would otherwise
+        write its sidecar under that name and see it dropped — losing its metadata and claim.
+        """
+        holder: Path | None = None
         try:
-            self._parent_dirs(path)
-            old = self._stat_or_none(path)
-            os.replace(tmp.path, path)
-        except IsADirectoryError as exc:
-            tmp.discard()
+            try:
+                self._parent_dirs(path)
+                holder, unheld = self._hold(path)
+                os.replace(tmp.path, path)
+            except IsADirectoryError as exc:
+                self._drop_sidecar(st)  # before the temp file, so its inode number is still ours
+                tmp.discard()
+                raise RequestError(f"cannot store {key!r}: it is a prefix of other keys in this local store") from exc
+            except BaseException:
+                self._drop_sidecar(st)
+                tmp.discard()
+                raise
+            _fsync_dir(path.parent)
+            # Published: from here on, failures leave garbage (logged), never a failed call.
+            try:
+                if holder is not None:
+                    held = os.lstat(holder)
+                    if stat.S_ISREG(held.st_mode):  # a symlink's target lives on, with its sidecar
+                        self._drop_sidecar(held)
+                elif unheld is not None:
+                    self._drop_sidecar_if_own(key, unheld)
+            except OSError as exc:
+                log.warning("stored %r in %s, but the replaced object's sidecar stays behind in %s (%s)", key,
+                            self.url, META_DIR, exc.strerror or type(exc).__name__)
+        finally:
+            if holder is not None:
+                try:
+                    _unlink_if_there(holder)
+                except OSError as exc:
+                    log.warning("a replaced copy of %r stays behind in %s of %s (%s)", key, TMP_DIR, self.url,
+                                exc.strerror or type(exc).__name__)
+
+    def _hold(self, path: Path) -> tuple[Path | None, os.stat_result | None]:
+        """Hard-link whatever regular file (or symlink) is at ``path`` into the temp dir, so its
+        inode cannot be freed before we drop its sidecar. Returns ``(holder, None)``; ``(None,
+        None)`` when nothing is there (or a directory); ``(None, stat)`` on a filesystem without
+        hard links (``put`` works there, ``create_if_absent`` does not), where the caller falls
+        back to a checked drop."""
+        holder = self._tmp / f"{os.urandom(16).hex()}.held"
+        try:
+            os.link(path, holder, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EISDIR, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                                 errno.EMLINK):
+                raise
+            try:
+                old = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None, None
+            return None, (old if stat.S_ISREG(old.st_mode) else None)
+        return holder, None
+
+    def _drop_sidecar_if_own(self, key: str, st: os.stat_result) -> None:
+        """Fallback without a held inode: drop the sidecar only if it still describes the
+        object that was at ``key`` (a create that reused the number wrote a different one).
+        A narrow race remains between the check and the unlink."""
+        if self._read_sidecar(key, st) is not None:
             self._drop_sidecar(st)
-            raise RequestError(f"cannot store {key!r}: it is a prefix of other keys in this local store") from exc
-        except BaseException:
-            tmp.discard()
-            self._drop_sidecar(st)
-            raise
-        _fsync_dir(path.parent)
-        if old is not None and (old.st_dev, old.st_ino) != (st.st_dev, st.st_ino):
-            self._drop_sidecar(old)
 
     def put(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
             metadata: Mapping[str, str] | None = None) -> str:
@@ -395,19 +463,27 @@ class LocalStore:
                 self._parent_dirs(path)
                 os.link(tmp.path, path)  # atomic: fails with EEXIST if the name exists
             except FileExistsError:
-                self._drop_sidecar(st)
+                self._drop_sidecar(st)  # always before the temp file: its inode number is still ours
+                tmp.discard()
                 return self._claimed_by(key, path, claim_token)
             except OSError as exc:
                 self._drop_sidecar(st)
+                tmp.discard()
                 if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                     raise RequestError(f"the filesystem under {self.root} does not support hard links, "
                                        "which create-if-absent needs") from exc
                 raise
             except BaseException:
                 self._drop_sidecar(st)
+                tmp.discard()
                 raise
-            finally:
+            # Created. Nothing after this point may fail the call: a caller retrying without
+            # its claim token would then be told that its own object is someone else's.
+            try:
                 tmp.discard()  # the temp name only; the object keeps the inode
+            except OSError as exc:
+                log.warning("created %r in %s, but its temp file stays behind in %s (%s)", key, self.url, TMP_DIR,
+                            exc.strerror or type(exc).__name__)
             _fsync_dir(path.parent)
         return True
 
@@ -426,14 +502,41 @@ class LocalStore:
         return record is not None and record.get("claim") == claim_token
 
     def delete(self, key: str) -> None:
+        """Rename the object onto a placeholder in the temp dir, drop its sidecar, then unlink
+        it. The rename takes exactly what is at the key — a directory is refused, as ``unlink``
+        refused it, because it cannot replace a file — and keeps the inode allocated until the
+        sidecar is gone (see ``_publish``). A symlinked key loses the link only: its target
+        keeps its bytes and its sidecar."""
         path = self._path(key)
         with _mapped(key, "delete"):
-            st = self._stat_or_none(path)
             try:
-                os.unlink(path)
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                return
-            self._drop_sidecar(st)
+                os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return  # nothing there: touch nothing (not even the temp dir)
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            holder = self._tmp / f"{os.urandom(16).hex()}.deleted"
+            os.close(os.open(holder, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            try:
+                try:
+                    os.rename(path, holder)
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                    return  # deleted meanwhile, or a directory: not an object
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    # A key under a symlinked directory on another filesystem: the store never
+                    # wrote it (its writes link/replace within the root's filesystem), so no
+                    # sidecar of ours names that inode.
+                    try:
+                        os.unlink(path)
+                    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                        pass
+                    return
+                held = os.lstat(holder)
+                if stat.S_ISREG(held.st_mode):
+                    self._drop_sidecar(held)
+            finally:
+                _unlink_if_there(holder)
 
     def open_writer(self, key: str, *, content_type: str = DEFAULT_CONTENT_TYPE,
                     metadata: Mapping[str, str] | None = None, part_size: int = DEFAULT_PART_SIZE) -> LocalWriter:
@@ -502,3 +605,10 @@ class LocalWriter(CommitOnExit):
 
 def _is_dir(st: os.stat_result) -> bool:
     return stat.S_ISDIR(st.st_mode)
+
+
+def _unlink_if_there(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -13,8 +13,15 @@ How the contract maps onto OSS:
   A PUT that ends in a ``RetryableError`` is marked ``prior_attempt_uncertain``.
   OSS documents that the header protects only buckets with versioning never enabled, so
   before its first ``create_if_absent`` a store reads the bucket's versioning once and
-  refuses (``ConfigError``) a bucket where it is Enabled or Suspended; if that read is
-  denied (403), it logs a WARNING and goes on.
+  refuses (``ConfigError``) a bucket where it is Enabled or Suspended. If that read is
+  denied (403) it fails closed too — a ``ConfigError`` naming the missing permission
+  ``oss:GetBucketVersioning`` and the opt-out ``QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING``
+  — because on a versioned bucket every claimant would win; with the opt-out it logs a
+  WARNING and goes on. Atomicity on real OSS rests on ``x-oss-forbid-overwrite`` alone. The
+  test suite cannot show it: there the adapter talks to moto behind a dialect shim, moto
+  evaluates ``If-None-Match`` as a non-atomic check-then-put, and the shim serialises
+  conditional PUTs to give it OSS's atomicity — so race tests on this adapter prove its
+  side only (one conditional PUT per claim, a 409 resolved by the claim token).
 - ``open_writer`` buffers ``part_size`` bytes and uploads parts (multipart upload); the
   object appears only at ``CompleteMultipartUpload``. Any failure, or an exception in the
   caller's block, aborts the upload. A write smaller than two parts is a single PutObject
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
@@ -222,8 +230,12 @@ class OssStore:
     """``ObjectStore`` on ``oss://bucket/prefix``. Thread-safe: the SDK client is shared."""
 
     def __init__(self, client: oss.Client, bucket: str, prefix: str = "", *, url: str | None = None,
-                 list_page_size: int = LIST_PAGE_SIZE) -> None:
+                 list_page_size: int = LIST_PAGE_SIZE, allow_unverified_versioning: bool = False) -> None:
+        """``allow_unverified_versioning`` (``QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING``) lets
+        ``create_if_absent`` go on when the bucket's versioning cannot be read (403); only for a
+        bucket where versioning was never enabled."""
         self._client = client
+        self.allow_unverified_versioning = bool(allow_unverified_versioning)
         self.bucket = bucket
         self.prefix = validate_prefix(prefix).rstrip("/")
         self.url = url or f"oss://{bucket}/{self.prefix}"
@@ -231,11 +243,13 @@ class OssStore:
             raise ValueError("list_page_size must be 1..1000")
         self.list_page_size = list_page_size
         self._versioning_checked = False
+        self._versioning_lock = threading.Lock()  # many claiming threads at a cold start: one check
 
     @classmethod
     def from_settings(cls, bucket: str, prefix: str, settings: Settings,
                       credentials: Credentials | CredentialsProvider | None = None, *, url: str | None = None) -> OssStore:
-        return cls(build_client(settings, credentials), bucket, prefix, url=url)
+        return cls(build_client(settings, credentials), bucket, prefix, url=url,
+                   allow_unverified_versioning=settings.store_allow_unverified_versioning)
 
     def __repr__(self) -> str:
         return f"OssStore({self.url!r})"
@@ -380,17 +394,34 @@ class OssStore:
 
     def _check_versioning(self) -> None:
         """Once per store: refuse a bucket where forbid-overwrite would not protect anything.
-        With versioning on, every create-if-absent "wins" (each PUT adds a version)."""
+        With versioning on, every create-if-absent "wins" (each PUT adds a version). A denied
+        check fails closed (unless ``allow_unverified_versioning``): it is not remembered, so
+        granting the permission takes effect at the next call."""
         if self._versioning_checked:
             return
+        with self._versioning_lock:
+            if not self._versioning_checked:
+                self._check_versioning_now()
+
+    def _check_versioning_now(self) -> None:
         try:
             result = self._client.get_bucket_versioning(oss.GetBucketVersioningRequest(bucket=self.bucket))
         except Exception as exc:
             err = map_oss_error(exc, "GetBucketVersioning")
             if not isinstance(err, AuthError):
                 raise err from exc
-            log.warning("cannot read the versioning of bucket %r (%s); create-if-absent is safe only if "
-                        "versioning was never enabled on it", self.bucket, err.code or err.http_status)
+            reason = err.code or f"HTTP {err.http_status}"
+            if not self.allow_unverified_versioning:
+                raise ConfigError(
+                    f"QCFLOW_STORE={self.url}: cannot read the versioning of bucket {self.bucket!r} ({reason}), and "
+                    "on a bucket with versioning enabled or suspended OSS ignores x-oss-forbid-overwrite, so "
+                    "create-if-absent would let every claimant win. Grant oss:GetBucketVersioning on the bucket, or, "
+                    "only if versioning was never enabled on it, set QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING=true",
+                    code=err.code, request_id=err.request_id, http_status=err.http_status,
+                    action="GetBucketVersioning") from exc
+            log.warning("cannot read the versioning of bucket %r (%s); going on because "
+                        "QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING is set: create-if-absent is safe only if "
+                        "versioning was never enabled on it", self.bucket, reason)
             self._versioning_checked = True
             return
         status = result.version_status
