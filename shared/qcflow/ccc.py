@@ -47,11 +47,15 @@ class CccClient:
         )
         return cls(acs, instance_id=settings.ccc_instance_id, limiter=rate_limiter(settings.ccc_rate_per_second))
 
-    async def get_upload_audio_data_params(self, contact_id: str) -> GetUploadAudioDataParamsResponse:
-        """The parameters CCC would push to SCA for this call, ``ParamsStr`` parsed."""
+    async def get_upload_audio_data_params(self, contact_id: str, *, deadline: float | None = None) -> GetUploadAudioDataParamsResponse:
+        """The parameters CCC would push to SCA for this call, ``ParamsStr`` parsed.
+
+        ``deadline``: an absolute ``time.monotonic()`` bound of the whole call, retries included
+        (``None``: the client's ``RetryPolicy.deadline_seconds`` from now).
+        """
         query = {"ContactId": contact_id, "InstanceId": self.instance_id}
         response = await self.acs.call(
-            "GetUploadAudioDataParams", query, method="GET", limiter=self.limiter, is_success=ccc_succeeded
+            "GetUploadAudioDataParams", query, method="GET", limiter=self.limiter, is_success=ccc_succeeded, deadline=deadline
         )
         try:
             return GetUploadAudioDataParamsResponse.model_validate(response.body)

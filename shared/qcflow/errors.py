@@ -14,9 +14,13 @@ class QcflowError(Exception):
 
     ``code`` is the service's error code when one exists (``Throttling.User``,
     ``SignatureDoesNotMatch``…), ``request_id`` the service's RequestId for support tickets.
-    ``prior_attempt_uncertain`` is set when an earlier attempt of the same call got no
-    answer (timeout, dropped connection): the service may have acted on it, so e.g. a
-    "duplicate" refusal may mean "already done".
+    ``prior_attempt_uncertain`` is set when an attempt of the same call may have been
+    applied without its answer reaching us (a timeout or dropped connection after the request
+    left, a gateway's 5xx without the service's ``Code``, a cut or unparseable 200): the service
+    may have acted on it, so e.g. a "duplicate" refusal may mean "already done".
+    ``attempts`` is how many requests the call sent (set by the API client on the error it
+    raises); ``deadline_reached`` says the call stopped because its deadline left no time for
+    another attempt, not because the error was permanent or the attempts were spent.
     """
 
     retryable: bool = False
@@ -37,6 +41,8 @@ class QcflowError(Exception):
         self.http_status = http_status
         self.action = action
         self.prior_attempt_uncertain = False
+        self.attempts: int | None = None
+        self.deadline_reached = False
 
     def __str__(self) -> str:
         parts = []
@@ -50,6 +56,9 @@ class QcflowError(Exception):
             text += f" (HTTP {self.http_status})"
         if self.request_id:
             text += f" [RequestId {self.request_id}]"
+        if self.deadline_reached:
+            tried = f" after {self.attempts} attempt{'s' if self.attempts != 1 else ''}" if self.attempts is not None else ""
+            text += f" (gave up{tried}: the call's deadline was reached)"
         if self.prior_attempt_uncertain:
             text += " (an earlier attempt got no answer and may have been applied)"
         return text
@@ -79,6 +88,11 @@ class ServiceUnavailableError(RetryableError):
 
 class TransportError(RetryableError):
     """The request did not get an answer: connect/read timeout, reset or dropped connection."""
+
+
+class DeadlineError(RetryableError):
+    """The call's deadline passed before a request could be sent (e.g. while waiting for the
+    rate limiter): nothing was sent by that attempt, and a later invocation may succeed."""
 
 
 class AuthError(PermanentError):

@@ -4,26 +4,50 @@ It signs every attempt afresh (ACS3-HMAC-SHA256, new date and nonce), reuses con
 waits for a shared rate limiter before each attempt (every attempt spends quota), retries
 only what may pass (throttling, server faults, broken connections — decided on the
 service's ``Code``) with exponential backoff and full jitter, and turns every failure into
-one of the errors of ``qcflow.errors`` carrying the service's code and RequestId.
+one of the errors of ``qcflow.errors`` carrying the service's code, RequestId and attempts.
+
+Every call has a **deadline** (an absolute ``time.monotonic()`` value): a Function Compute
+invocation has a hard end, and a retry loop that outlives it is killed mid-request. No
+attempt starts when its backoff would end past the deadline, and each attempt's timeouts are
+cut to the time left. Throttling is retried until the deadline whatever ``max_attempts``
+says, because a quota window (60 s) outlasts any short retry budget; its backoff starts
+higher and is fully jittered so that many instances spread out instead of retrying together.
+
+Because ``UploadAudioData`` is not idempotent, the client tracks whether an attempt **may
+have been applied** without its answer reaching us, and reports it on the result
+(``ApiResponse.prior_attempt_uncertain``) as on the error it raises.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_before_delay, wait_random_exponential
 
 from qcflow import __version__
 from qcflow.acs import signer
 from qcflow.acs.endpoint import Endpoint, parse_endpoint
 from qcflow.credentials import CredentialsProvider
-from qcflow.errors import QcflowError, RequestError, RetryableError, ServiceUnavailableError, TransportError, error_class_for_code
+from qcflow.logs import redact
+from qcflow.errors import (
+    DeadlineError,
+    QcflowError,
+    RequestError,
+    ServiceUnavailableError,
+    ThrottledError,
+    TransportError,
+    error_class_for_code,
+)
 
 if TYPE_CHECKING:
     from qcflow.config import Settings
@@ -33,13 +57,20 @@ log = logging.getLogger("qcflow.acs")
 DEFAULT_USER_AGENT = f"qcflow/{__version__}"
 #: Failures known to happen before the request left: the service cannot have acted on it.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: A safety net under the deadline: no call makes more attempts than this, whatever happens.
+ATTEMPT_CEILING = 1000
+#: httpx's read timeout restarts with every chunk received; this backstop (just past the time
+#: left) ends an attempt whose answer trickles in, so a call cannot overrun its deadline.
+_BACKSTOP_GRACE_SECONDS = 0.1
 
 
 class RateLimiter(Protocol):
     """What the client needs of a limiter: ``async with limiter:`` waits for a slot.
 
     ``aiolimiter.AsyncLimiter`` fits; share one instance among every caller of an API so
-    a whole run stays under that API's quota.
+    a whole run stays under that API's quota. A limiter that also has ``on_throttled()`` /
+    ``on_success()`` (plain or async methods) is told after each attempt that was throttled /
+    succeeded, so it can adapt its rate; both are optional and looked up by name.
     """
 
     async def __aenter__(self) -> Any: ...
@@ -49,25 +80,44 @@ class RateLimiter(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try. ``max_elapsed_seconds`` bounds the whole call, sleeps included."""
+    """How hard to try.
+
+    ``max_attempts`` bounds the attempts that fail other than by throttling (the first
+    included); throttling is retried until the deadline, with its own slower backoff.
+    ``deadline_seconds`` bounds a whole call, sleeps included, when the caller gives no deadline.
+    ``min_attempt_seconds``: a retry starts only if at least this much time is left after its
+    sleep; an attempt squeezed into the last milliseconds would time out after sending, which
+    for ``UploadAudioData`` turns a clean refusal into "may have landed".
+    """
 
     max_attempts: int = 5
     backoff_initial_seconds: float = 0.2
     backoff_max_seconds: float = 10.0
-    max_elapsed_seconds: float | None = None
+    deadline_seconds: float = 60.0
+    throttle_backoff_initial_seconds: float = 1.0
+    throttle_backoff_max_seconds: float = 20.0
+    min_attempt_seconds: float = 0.5
 
 
 @dataclass(frozen=True)
 class ApiResponse:
-    """A successful answer: the parsed JSON body and what identifies it for support."""
+    """A successful answer: the parsed JSON body and what identifies it for support.
+
+    ``prior_attempt_uncertain``: an earlier attempt of this call may have been applied
+    without its answer reaching us (for a non-idempotent action, a second effect may exist).
+    """
 
     body: dict[str, Any]
     request_id: str | None
     http_status: int
     attempts: int = 1
+    prior_attempt_uncertain: bool = False
 
 
 SuccessCheck = Callable[[Mapping[str, Any]], bool]
+#: Turns an answer's bytes into its body (``json.loads`` when none is given); a ``ValueError``
+#: or a result other than a dict means "not a JSON object".
+BodyParser = Callable[[bytes], Any]
 
 
 @dataclass
@@ -88,6 +138,10 @@ class AcsClient:
     transport: httpx.AsyncBaseTransport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     nonce: Callable[[], str] = signer.new_nonce
+    #: The clock deadlines are read on, and how to wait between attempts (tests may drive both).
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[Any]] = anyio.sleep
+    rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.endpoint, str):
@@ -149,74 +203,104 @@ class AcsClient:
         method: str = "POST",
         limiter: RateLimiter | None = None,
         is_success: SuccessCheck | None = None,
+        deadline: float | None = None,
+        parse: BodyParser | None = None,
     ) -> ApiResponse:
-        """Call ``action`` until it succeeds, fails permanently, or the retry policy is spent."""
+        """Call ``action`` until it succeeds, fails permanently, or its retries or time are spent.
+
+        ``deadline`` is an absolute ``time.monotonic()`` value (``None``: now plus the policy's
+        ``deadline_seconds``). The error raised carries ``attempts``, ``prior_attempt_uncertain``
+        and, when the deadline is why the call stopped, ``deadline_reached``. ``parse`` turns
+        the answer's bytes into its body (e.g. unwrapping while parsing).
+        """
         policy = self.retry
-        stop = stop_after_attempt(policy.max_attempts)
-        if policy.max_elapsed_seconds is not None:
-            # no new attempt that would start after the bound (each attempt has its timeouts)
-            stop = stop | stop_before_delay(policy.max_elapsed_seconds)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(RetryableError),
-            stop=stop,
-            wait=wait_random_exponential(multiplier=policy.backoff_initial_seconds, max=policy.backoff_max_seconds),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        uncertain = False  # did an earlier attempt go out and get no answer?
-        async for attempt in retrying:
-            with attempt:
-                try:
-                    response = await self._attempt(action, query, method, limiter, is_success)
-                except QcflowError as exc:
-                    if isinstance(exc, TransportError) and not isinstance(exc.__cause__, _NOT_SENT):
-                        uncertain = True
-                    exc.prior_attempt_uncertain = uncertain
+        if deadline is None:
+            deadline = self.monotonic() + policy.deadline_seconds
+        attempts = 0
+        throttled = 0  # attempts refused by throttling: retried until the deadline
+        failed = 0  # attempts failed otherwise: bounded by max_attempts
+        uncertain = False  # may an attempt have been applied without our hearing of it?
+        last: QcflowError | None = None
+        while True:
+            if not await _wait_for_slot(limiter, deadline - self.monotonic()):
+                raise _gave_up(last, action, attempts, uncertain)
+            remaining = deadline - self.monotonic()
+            if remaining <= 0:
+                raise _gave_up(last, action, attempts, uncertain)
+            attempts += 1
+            try:
+                response = await self._attempt(action, query, method, is_success, parse, remaining)
+            except QcflowError as exc:
+                uncertain = uncertain or exc.prior_attempt_uncertain
+                exc.prior_attempt_uncertain = uncertain
+                exc.attempts = attempts
+                if isinstance(exc, ThrottledError):
+                    await _notify(limiter, "on_throttled")
+                if not exc.retryable or attempts >= ATTEMPT_CEILING:
                     raise
-                return ApiResponse(response.body, response.request_id, response.http_status, attempt.retry_state.attempt_number)
-        raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+                if isinstance(exc, ThrottledError):
+                    throttled += 1
+                    delay = _full_jitter(self.rng, policy.throttle_backoff_initial_seconds, policy.throttle_backoff_max_seconds, throttled)
+                else:
+                    failed += 1
+                    if failed >= policy.max_attempts:
+                        raise
+                    delay = _full_jitter(self.rng, policy.backoff_initial_seconds, policy.backoff_max_seconds, failed)
+                if self.monotonic() + delay + policy.min_attempt_seconds >= deadline:
+                    exc.deadline_reached = True
+                    raise
+                _log_retry(exc, attempts, delay)
+                last = exc
+                await self.sleep(delay)
+                continue
+            await _notify(limiter, "on_success")
+            return ApiResponse(response.body, response.request_id, response.http_status, attempts, uncertain)
 
     async def _attempt(
         self,
         action: str,
         query: Mapping[str, Any],
         method: str,
-        limiter: RateLimiter | None,
         is_success: SuccessCheck | None,
+        parse: BodyParser | None,
+        remaining: float,
     ) -> ApiResponse:
+        """One signed request. An error it raises has ``prior_attempt_uncertain`` set when this
+        very attempt may have been applied without its answer reaching us."""
         assert self.http is not None
-        if limiter is not None:
-            async with limiter:
-                pass
         request = self.build_request(action, query, method=method)
+        request.extensions["timeout"] = _capped(self.timeout, remaining).as_dict()
         # httpx's messages may quote header values (credentials): only its class name is kept.
         try:
-            response = await self.http.send(request)
+            with anyio.fail_after(remaining + _BACKSTOP_GRACE_SECONDS):
+                response = await self.http.send(request)
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
             raise RequestError(f"the request could not be sent ({type(exc).__name__})", action=action) from None
         except httpx.TimeoutException as exc:
-            raise TransportError(f"no answer in time ({type(exc).__name__})", action=action) from exc
+            error = TransportError(f"no answer in time ({type(exc).__name__})", action=action)
+            raise _lost(error, not isinstance(exc, _NOT_SENT)) from exc
         except httpx.TransportError as exc:
-            raise TransportError(f"connection failed ({type(exc).__name__})", action=action) from exc
-        body = _json_body(response)
+            error = TransportError(f"connection failed ({type(exc).__name__})", action=action)
+            raise _lost(error, not isinstance(exc, _NOT_SENT)) from exc
+        except TimeoutError as exc:  # the backstop: the answer was still coming in
+            raise _lost(TransportError("no complete answer within the call's deadline", action=action), True) from exc
+        status = response.status_code
+        body = _json_body(response, parse)
         request_id = _request_id(body, response)
         if body is None:
-            cls: type[QcflowError] = error_class_for_code(None, response.status_code)
-            if response.status_code < 300:
+            cls: type[QcflowError] = error_class_for_code(None, status)
+            if status < 300:
                 cls = ServiceUnavailableError  # a garbled or cut answer: the service's fault
-            raise cls(
-                f"answer is not a JSON object: {response.text[:200]!r}",
-                request_id=request_id,
-                http_status=response.status_code,
-                action=action,
-            )
-        if response.status_code >= 400 or (is_success is not None and not is_success(body)):
+            error = cls(f"answer is not a JSON object: {redact(response.text[:200])!r}", request_id=request_id, http_status=status, action=action)
+            # a cut 200 or a gateway's 5xx page: the request may well have been processed
+            raise _lost(error, status < 300 or status >= 500)
+        if status >= 400 or (is_success is not None and not is_success(body)):
             code = _text(body.get("Code") or body.get("code"))
             message = _text(body.get("Message") or body.get("message")) or "request failed"
-            raise error_class_for_code(code, response.status_code)(
-                message, code=code, request_id=request_id, http_status=response.status_code, action=action
-            )
-        return ApiResponse(body, request_id, response.status_code)
+            error = error_class_for_code(code, status)(message, code=code, request_id=request_id, http_status=status, action=action)
+            # a 5xx without the service's Code came from a gateway: the outcome is unknown
+            raise _lost(error, status >= 500 and not body.get("Code"))
+        return ApiResponse(body, request_id, status)
 
 
 def client_from_settings(
@@ -228,7 +312,7 @@ def client_from_settings(
     http: httpx.AsyncClient | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AcsClient:
-    """An ``AcsClient`` with the retry and timeout settings of ``settings``."""
+    """An ``AcsClient`` with the retry, deadline and timeout settings of ``settings``."""
     return AcsClient(
         endpoint=endpoint,
         version=version,
@@ -237,6 +321,9 @@ def client_from_settings(
             max_attempts=settings.max_attempts,
             backoff_initial_seconds=settings.backoff_initial_seconds,
             backoff_max_seconds=settings.backoff_max_seconds,
+            deadline_seconds=settings.call_deadline_seconds,
+            throttle_backoff_initial_seconds=settings.throttle_backoff_initial_seconds,
+            throttle_backoff_max_seconds=settings.throttle_backoff_max_seconds,
         ),
         timeout=httpx.Timeout(settings.http_timeout_seconds, connect=settings.http_connect_timeout_seconds),
         http=http,
@@ -254,10 +341,10 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _json_body(response: httpx.Response) -> dict[str, Any] | None:
+def _json_body(response: httpx.Response, parse: BodyParser | None = None) -> dict[str, Any] | None:
     try:
-        body = json.loads(response.content)
-    except ValueError:
+        body = (parse or json.loads)(response.content)
+    except (ValueError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
 
@@ -270,19 +357,72 @@ def _request_id(body: Mapping[str, Any] | None, response: httpx.Response) -> str
     return response.headers.get("x-acs-request-id")
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    sleep = state.next_action.sleep if state.next_action else 0.0
+def _lost(error: QcflowError, may_have_landed: bool) -> QcflowError:
+    error.prior_attempt_uncertain = may_have_landed
+    return error
+
+
+def _capped(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
+    """``timeout`` with no phase longer than the time left (an unset phase gets the time left)."""
+    remaining = max(remaining, 0.001)
+
+    def cap(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx.Timeout(connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool))
+
+
+def _full_jitter(rng: random.Random, initial: float, maximum: float, failures: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(maximum, initial * 2**(n-1))]."""
+    ceiling = min(maximum, initial * math.ldexp(1.0, min(failures - 1, 60)))
+    return rng.uniform(0.0, ceiling)
+
+
+async def _wait_for_slot(limiter: RateLimiter | None, remaining: float) -> bool:
+    """Wait for the limiter, but not past the deadline: False when the deadline came first."""
+    if remaining <= 0:
+        return False
+    if limiter is None:
+        return True
+    with anyio.move_on_after(remaining):
+        async with limiter:
+            pass
+        return True
+    return False
+
+
+async def _notify(limiter: RateLimiter | None, hook: str) -> None:
+    """Tell an adaptive limiter how an attempt went (duck-typed: most limiters have no hooks)."""
+    method = getattr(limiter, hook, None)
+    if not callable(method):
+        return
+    result = method()
+    if inspect.isawaitable(result):
+        await result
+
+
+def _gave_up(last: QcflowError | None, action: str, attempts: int, uncertain: bool) -> QcflowError:
+    """The error of a call that ran out of time: the last attempt's, or a ``DeadlineError``
+    when no attempt could be made."""
+    error = last or DeadlineError("the call's deadline passed before a request could be sent", action=action)
+    error.attempts = attempts
+    error.prior_attempt_uncertain = uncertain
+    error.deadline_reached = True
+    return error
+
+
+def _log_retry(exc: QcflowError, attempt: int, sleep: float) -> None:
     log.warning(
         "retrying %s after %s",
-        getattr(exc, "action", None),
+        exc.action,
         exc,
         extra={
             "event": "acs_retry",
-            "action": getattr(exc, "action", None),
-            "code": getattr(exc, "code", None),
-            "request_id": getattr(exc, "request_id", None),
-            "attempt": state.attempt_number,
+            "action": exc.action,
+            "code": exc.code,
+            "request_id": exc.request_id,
+            "attempt": attempt,
             "sleep_seconds": round(sleep, 3),
+            "uncertain": exc.prior_attempt_uncertain,
         },
     )

@@ -3,11 +3,18 @@
 Requests travel as a compact JSON text in the ``JsonStr`` query parameter, camelCase keys,
 nothing null. Responses arrive PascalCase with Tea list wrappers, which are removed on
 parsing (see ``qcflow.models.tea``) so that results read as plain lists.
+
+Two ways to read a ``GetResult`` page: ``GetResultResponse`` (pydantic, typed, for code that
+looks into results) and ``ResultPage`` (plain dicts unwrapped while the JSON is parsed, for
+the harvester, which only passes records on and must not pay for a model per record).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -348,7 +355,9 @@ class ResultInfo(PascalModel):
 
     @property
     def failed(self) -> bool:
-        return self.status not in (STATUS_RUNNING, STATUS_FINISHED)
+        """A status other than running or finished; an absent ``Status`` is unknown, not failed
+        (e.g. ``status`` was not among the ``requiredFields``)."""
+        return self.status is not None and self.status not in (STATUS_RUNNING, STATUS_FINISHED)
 
 
 class GetResultResponse(PascalModel):
@@ -381,3 +390,82 @@ class GetResultResponse(PascalModel):
         body = super().to_wire()
         body["Data"] = {"ResultInfo": tea.wrap([item.to_wire() for item in self.results])}
         return body
+
+
+# --------------------------------------------------------------------------- GetResult, fast
+
+
+def loads_unwrapped(content: bytes | str) -> Any:
+    """JSON text parsed with every known Tea wrapper removed, in the same single pass.
+
+    ``json`` builds each object after its values (innermost first) and hands it to the hook;
+    the hook unwraps the wrapped values *of that object*, because a wrapper is recognised by
+    its parent's key (``"Hits": {"Hit": [...]}``), never by its own shape alone (a lone
+    ``{"Cid": [...]}`` may be plain data). The result equals ``tea.unwrap(json.loads(...))``:
+    a value is unwrapped only when it had the wrapper's exact shape as sent, so an object the
+    hook already changed (it held a wrapper) is never taken for a wrapper itself.
+    """
+    changed: dict[int, dict[str, Any]] = {}  # objects that held a wrapper (kept alive: ids stay unique)
+
+    def hook(obj: dict[str, Any]) -> dict[str, Any]:
+        if _WRAPPED_FIELDS.isdisjoint(obj):
+            return obj
+        for key in _WRAPPED_FIELDS.intersection(obj):
+            value = obj[key]
+            if type(value) is dict and len(value) == 1 and id(value) not in changed:
+                inner = value.get(_WRAPPERS[key])
+                if type(inner) is list:
+                    obj[key] = inner
+                    if len(obj) == 1:  # only such an object could pass for a wrapper
+                        changed[id(obj)] = obj
+        return obj
+
+    return json.loads(content, object_hook=hook)
+
+
+_WRAPPERS = tea.TEA_LIST_WRAPPERS
+_WRAPPED_FIELDS = frozenset(_WRAPPERS)
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    """A ``GetResult`` page as plain data: ``items`` are the ``Data.ResultInfo`` records, each a
+    dict with the service's PascalCase keys and the Tea wrappers removed."""
+
+    count: int | None
+    page_number: int | None
+    page_size: int | None
+    request_id: str | None
+    items: list[dict[str, Any]]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any], request_id: str | None = None) -> ResultPage:
+        """The page of an (unwrapped) answer body; ``ValueError`` names what has the wrong shape."""
+        data = body.get("Data")
+        items = data.get("ResultInfo") if isinstance(data, dict) else data
+        if items is None:
+            items = []
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ValueError("Data.ResultInfo is not a list of objects")
+        return cls(
+            count=_optional_int(body, "Count"),
+            page_number=_optional_int(body, "PageNumber"),
+            page_size=_optional_int(body, "PageSize"),
+            request_id=request_id or _optional_text(body.get("RequestId")),
+            items=items,
+        )
+
+
+def _optional_int(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"{key} is not a whole number: {value!r}")
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
