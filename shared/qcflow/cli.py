@@ -54,10 +54,28 @@ if click is not None:
     @click.option("--preload", default=0, show_default=True, type=int, help="Finished results to pre-load.")
     @click.option("--preload-start", default=None, help="ISO time of the first pre-loaded upload (default: a day ago).")
     @click.option("--preload-end", default=None, help="ISO time after the last pre-loaded upload (default: now).")
+    @click.option(
+        "--loose-deep-paging", is_flag=True, help="Only pages starting at record 10,000 need lastDataId (default: any page reaching past it)."
+    )
+    @click.option("--ali-uid", default=None, help="Account id (aliUid) in callbacks (default: 1688000000000001).")
+    @click.option("--callback-method", default="GET", show_default=True, type=click.Choice(["GET", "POST"]), help="HTTP method of task callbacks.")
+    @click.option("--callback-timeout", default=3.0, show_default=True, type=float, help="Seconds one callback attempt may take.")
+    @click.option("--callback-attempts", default=3, show_default=True, type=int, help="Attempts per callback (the real policy is undocumented).")
+    @click.option("--callback-allow-remote", is_flag=True, help="Also call callbackUrls on non-loopback hosts.")
+    @click.option("--callback-forge-rate", default=0.0, show_default=True, type=float, help="Share of callbacks sent with a wrong signature.")
+    @click.option("--callback-stale-rate", default=0.0, show_default=True, type=float, help="Share of callbacks sent with an hour-old timestamp.")
     @click.option("--stop-after", default=None, type=float, help="Stop by itself after this many seconds.")
     def serve(**opts: object) -> None:
         """Serve GetUploadAudioDataParams, UploadAudioData and GetResult on one port."""
-        from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, FaultOptions, PreloadOptions, QuotaOptions, SandboxOptions
+        from qcflow.sandbox.options import (
+            DEFAULT_ACCESS_KEY_ID,
+            DEFAULT_ACCESS_KEY_SECRET,
+            DEFAULT_ALI_UID,
+            FaultOptions,
+            PreloadOptions,
+            QuotaOptions,
+            SandboxOptions,
+        )
         from qcflow.sandbox.server import SandboxServer
 
         def quota(value: object) -> int | None:
@@ -91,6 +109,14 @@ if click is not None:
                 start=_parse_time(opts["preload_start"]),  # type: ignore[arg-type]
                 end=_parse_time(opts["preload_end"]),  # type: ignore[arg-type]
             ),
+            loose_deep_paging=bool(opts["loose_deep_paging"]),
+            ali_uid=str(opts["ali_uid"] or DEFAULT_ALI_UID),
+            callback_method=str(opts["callback_method"]),  # type: ignore[arg-type]
+            callback_timeout_seconds=float(opts["callback_timeout"]),  # type: ignore[arg-type]
+            callback_max_attempts=max(1, int(opts["callback_attempts"])),  # type: ignore[call-overload]
+            callback_allow_remote=bool(opts["callback_allow_remote"]),
+            callback_forge_rate=float(opts["callback_forge_rate"]),  # type: ignore[arg-type]
+            callback_stale_rate=float(opts["callback_stale_rate"]),  # type: ignore[arg-type]
         )
         server = SandboxServer(options, host=str(opts["host"]), port=int(opts["port"]))  # type: ignore[call-overload]
         click.echo(f"qcflow sandbox listening on {server.url} (access key id {options.access_key_id})", err=False)
@@ -101,6 +127,10 @@ if click is not None:
             timer.daemon = True
             timer.start()
         server.serve_forever()
+
+    from qcflow.cli_ops import register
+
+    register(main)  # push, replay, harvest, status, demo
 
 else:  # pragma: no cover
 

@@ -15,9 +15,9 @@ from qcflow.acs.client import RetryPolicy
 from qcflow.credentials import Credentials
 from qcflow.errors import AuthError, NotFoundError, RequestError, ServiceUnavailableError, ThrottledError, TransportError
 from qcflow.models.sca import GetResultQuery, GetResultResponse, UploadAudioDataJson
-from qcflow.sandbox.options import FaultOptions, PreloadOptions, QuotaOptions
+from qcflow.sandbox.options import FaultOptions, QuotaOptions
 from qcflow.sca import sca_succeeded
-from tests.sandbox.conftest import PRELOAD_END, PRELOAD_START, FakeClock, ccc_client, options, running_sandbox, sca_client
+from tests.sandbox.conftest import FakeClock, ccc_client, options, running_sandbox, sca_client
 
 pytestmark = pytest.mark.anyio
 
@@ -82,26 +82,6 @@ async def test_window_filter_count_and_paging(sandbox) -> None:
     assert times == sorted(times) and window_start <= min(times) and max(times) < window_start + 3600
 
 
-async def test_deep_paging_needs_last_data_id_and_no_jumps() -> None:
-    preload = PreloadOptions(count=10_300, start=PRELOAD_START, end=PRELOAD_END)
-    with running_sandbox(options(preload=preload)) as server:
-        sca = sca_client(server)
-        base = {"pageSize": 99, "requiredFields": "taskId", "startTime": "2026-11-19 00:00:00", "endTime": "2026-11-21 00:00:00"}
-        page_102 = GetResultResponse.model_validate(await raw_get_result(sca, json.dumps({**base, "pageNumber": 102})))
-        assert page_102.count == 10_300 and len(page_102.results) == 99  # ends at record 10,098
-        jump = await raw_get_result(sca, json.dumps({**base, "pageNumber": 103}))
-        assert jump["Success"] is False and "lastDataId" in jump["Message"]
-        last = page_102.results[-1].last_data_id
-        page_103 = GetResultResponse.model_validate(await raw_get_result(sca, json.dumps({**base, "pageNumber": 103, "lastDataId": last})))
-        assert page_103.success and len(page_103.results) == 99
-        skip = await raw_get_result(sca, json.dumps({**base, "pageNumber": 104, "lastDataId": last}))
-        assert skip["Success"] is False
-        wrong = await raw_get_result(sca, json.dumps({**base, "pageNumber": 104, "lastDataId": "1@a_z@nope"}))
-        assert wrong["Success"] is False
-        page_104 = await raw_get_result(sca, json.dumps({**base, "pageNumber": 104, "lastDataId": page_103.results[-1].last_data_id}))
-        assert page_104["Success"] is True
-
-
 async def test_required_and_excluded_fields(sandbox) -> None:
     sca = sca_client(sandbox)
     window = {"start_time": "2026-11-20 02:00:00", "end_time": "2026-11-20 02:59:59", "page_size": 30}
@@ -152,15 +132,18 @@ async def test_quota_throttles_like_the_service() -> None:
         sca = sca_client(server)
         for _ in range(5):
             await sca.get_result(GetResultQuery(page_size=1))
+        # throttling is retried until the call's deadline: one far shorter than the window fails
+        impatient = sca_client(server, retry=RetryPolicy(max_attempts=1, deadline_seconds=0.2, throttle_backoff_initial_seconds=0.05))
         with pytest.raises(ThrottledError) as info:
-            await sca.get_result(GetResultQuery(page_size=1))
+            await impatient.get_result(GetResultQuery(page_size=1))
         assert info.value.code == "Throttling.User" and info.value.http_status == 400 and info.value.request_id
+        assert info.value.deadline_reached
         # UploadAudioData has its own quota
         await sca.upload_audio_data(upload(call_uuid="quota-1"))
         await asyncio.sleep(1.05)
         await sca.get_result(GetResultQuery(page_size=1))
         # with retries and backoff, a client rides through throttling
-        patient = sca_client(server, retry=RetryPolicy(max_attempts=20, backoff_initial_seconds=0.05, backoff_max_seconds=0.3))
+        patient = sca_client(server, retry=RetryPolicy(throttle_backoff_initial_seconds=0.05, throttle_backoff_max_seconds=0.3))
         results = await asyncio.gather(*(patient.get_result(GetResultQuery(page_size=1)) for _ in range(12)))
         assert all(r.success for r in results)
         assert server.app.stats["GetResult Throttling.User"] >= 2
@@ -222,10 +205,17 @@ async def test_recording_url_expires_and_resists_tampering() -> None:
 )
 async def test_fault_injection(faults: FaultOptions, error: type) -> None:
     with running_sandbox(options(faults=faults)) as server:
-        sca = sca_client(server, retry=RetryPolicy(max_attempts=3, backoff_initial_seconds=0.01, backoff_max_seconds=0.02))
-        with pytest.raises(error):
+        policy = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.01, backoff_max_seconds=0.02, deadline_seconds=1.0,
+                             throttle_backoff_initial_seconds=0.01, throttle_backoff_max_seconds=0.02, min_attempt_seconds=0.2)
+        sca = sca_client(server, retry=policy)
+        with pytest.raises(error) as info:
             await sca.get_result(GetResultQuery())
-        assert sum(server.app.stats.values()) == 3, "each fault was retried"
+        sent = sum(server.app.stats.values())
+        assert info.value.attempts == sent
+        if error is ThrottledError:  # retried until the deadline, beyond max_attempts
+            assert sent > 3 and info.value.deadline_reached, "throttling was retried"
+        else:
+            assert sent == 3 and not info.value.deadline_reached, "each fault was retried"
 
 
 async def test_partial_faults_are_ridden_through_and_limited_to_actions() -> None:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from qcflow.sandbox.auth import IncomingRequest, Verifier, parse_params
+from qcflow.sandbox.callbacks import CallbackSender
 from qcflow.sandbox.ccc import RECORDING_PATH, CccState
 from qcflow.sandbox.errors import ApiFailure
 from qcflow.sandbox.options import SandboxOptions
@@ -68,7 +69,9 @@ class SandboxApp:
         self.clock = clock
         self.verifier = Verifier(self.options.access_key_id, self.options.access_key_secret, self.options.max_clock_skew_seconds)
         self.ccc = CccState(self.options.access_key_secret, clock)
-        self.sca = ScaState(self.options, clock, audio_check=self.ccc.audio_problem)
+        #: Sends task callbacks on its own thread; ``SandboxServer`` starts and stops it.
+        self.callbacks = CallbackSender(self.options, clock)
+        self.sca = ScaState(self.options, clock, audio_check=self.ccc.audio_problem, on_callback=self.callbacks.schedule)
         self.quotas = QuotaTracker()
         self.stats: Counter[str] = Counter()
         self._faults = random.Random(self.options.faults.seed)
@@ -178,8 +181,8 @@ class SandboxApp:
         await _send_bytes(send, 200, data, b"video/x-matroska")
 
     def snapshot(self) -> dict[str, Any]:
-        """Counts for operators and benchmarks: answers by action and code, tasks held."""
-        return {"answers": dict(self.stats), "tasks": self.sca.task_count()}
+        """Counts for operators and benchmarks: answers by action and code, tasks held, callbacks."""
+        return {"answers": dict(self.stats), "tasks": self.sca.task_count(), "callbacks": self.callbacks.snapshot()}
 
 
 def _failure_body(failure: ApiFailure, product: str, host: str) -> tuple[int, dict[str, Any]]:

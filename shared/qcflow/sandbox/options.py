@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 #: Documented defaults (README): the sandbox accepts this key pair unless told otherwise.
 DEFAULT_ACCESS_KEY_ID = "qcflow-sandbox-id"
 DEFAULT_ACCESS_KEY_SECRET = "qcflow-sandbox-secret"
+#: The account id (aliUid) the sandbox signs its callbacks with: 16 digits, like a real one.
+DEFAULT_ALI_UID = "1688000000000001"
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,26 @@ class SandboxOptions:
     faults: FaultOptions = field(default_factory=FaultOptions)
     preload: PreloadOptions = field(default_factory=PreloadOptions)
     seed: int = 7
+    #: GetResult deep paging. Strict (default): a page reaching past record 10,000
+    #: (offset + pageSize > 10,000) needs the previous page's last ``LastDataId`` — the
+    #: service may cap offset + pageSize at 10,000. Loose: only pages starting at or after
+    #: record 10,000 need it.
+    loose_deep_paging: bool = False
+    #: Callbacks (``callbackUrl``): the account id they carry, and how they are sent.
+    ali_uid: str = DEFAULT_ALI_UID
+    callback_method: Literal["GET", "POST"] = "GET"
+    #: Bound of each step (connect, write, read) and of the whole of one attempt.
+    callback_timeout_seconds: float = 3.0
+    #: Attempts per callback, the first included; the real retry policy is undocumented.
+    callback_max_attempts: int = 3
+    #: Pause before the second attempt, doubled before each later one.
+    callback_retry_seconds: float = 1.0
+    #: Callbacks in flight at once (all sent from the sender's one thread, asynchronously).
+    callback_workers: int = 4
+    #: Call non-loopback hosts too (off: the sandbox stays on loopback; such callbacks are skipped).
+    callback_allow_remote: bool = False
+    #: Faults for testing a receiver: a share of callbacks with a wrong signature, and a
+    #: share with a correctly signed timestamp ``callback_stale_seconds`` in the past.
+    callback_forge_rate: float = 0.0
+    callback_stale_rate: float = 0.0
+    callback_stale_seconds: float = 3600.0

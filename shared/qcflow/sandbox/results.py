@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from qcflow.models import tea
 from qcflow.models.base import first_problem
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson, parse_sca_time
+from qcflow.sandbox.callbacks import CallbackJob
 from qcflow.sandbox.content import build_templates
 from qcflow.sandbox.errors import ApiFailure, invalid_parameter
 from qcflow.sandbox.options import SandboxOptions
@@ -134,9 +136,16 @@ class ScaState:
     """Every task the sandbox knows, with the rules of UploadAudioData and GetResult."""
 
     def __init__(
-        self, options: SandboxOptions, clock: Callable[[], float] = time.time, audio_check: Callable[[str], str | None] | None = None
+        self,
+        options: SandboxOptions,
+        clock: Callable[[], float] = time.time,
+        audio_check: Callable[[str], str | None] | None = None,
+        on_callback: Callable[[CallbackJob], None] | None = None,
     ) -> None:
         self.options = options
+        #: Told of every task uploaded with a callbackUrl (when it will be final): the
+        #: callback sender's ``schedule``. Called under this state's lock, so it must be quick.
+        self.on_callback = on_callback
         #: Says why a voiceFileUrl cannot be fetched (None: fine or unknown). The real service
         #: downloads the audio and fails the task when it cannot; offline, the sandbox can
         #: only judge the URLs it hands out itself.
@@ -236,6 +245,8 @@ class ScaState:
                 raise invalid_parameter(f"voiceFileUrl must be an http(s) URL: {call.voice_file_url[:80]!r}")
             if " " in call.voice_file_url:
                 raise invalid_parameter("voiceFileUrl must not contain spaces")
+        if request.callback_url is not None:
+            _check_callback_url(request.callback_url)
         now = self.clock()
         with self._lock:
             self._advance()
@@ -252,12 +263,19 @@ class ScaState:
                 self._call_uuids[uuid] = now
             task_id = _task_id(self.options.seed, self._seq + 1)
             upload_ms = int(now * 1000)
+            tasks = []
             for call in request.call_list:
                 task = self._new_task(upload_ms, call.to_wire(), task_id=task_id)
                 problem = self.audio_check(call.voice_file_url) if self.audio_check else None
                 if problem:
                     task.final_status, task.error = 6, f"audio file download failed: {problem}"
                 self._insert(task)
+                tasks.append(task)
+            if request.callback_url and self.on_callback is not None:
+                # one callback per taskId, once the last of its recordings is final
+                finish_ms = max(t.finish_ms for t in tasks)
+                failed = any(t.final_status != 1 for t in tasks)
+                self.on_callback(CallbackJob(task_id, request.callback_url, finish_ms, failed))
             return task_id
 
     # ------------------------------------------------------------------ GetResult
@@ -276,12 +294,16 @@ class ScaState:
             self._advance()
             matches = self._matching(query)
             offset = (page_number - 1) * page_size
-            if offset >= DEEP_PAGING_LIMIT:
+            if self._needs_cursor(offset, page_size):
                 previous = matches[offset - 1] if offset - 1 < len(matches) else None
                 if not query.last_data_id:
-                    raise invalid_parameter("lastDataId is required beyond record 10000")
+                    raise invalid_parameter(
+                        f"lastDataId is required beyond record {DEEP_PAGING_LIMIT} (pageNumber {page_number} x pageSize {page_size})"
+                    )
                 if previous is None or previous.last_data_id != query.last_data_id:
-                    raise invalid_parameter("beyond record 10000 only the next page may be read, with the last lastDataId of the previous page")
+                    raise invalid_parameter(
+                        f"beyond record {DEEP_PAGING_LIMIT} only the next page may be read, with the last lastDataId of the previous page"
+                    )
             page = matches[offset : offset + page_size]
             items = ",".join(self._record_json(task, selection) for task in page)
             count = len(matches)
@@ -289,6 +311,17 @@ class ScaState:
             {"RequestId": "", "Success": True, "Code": "200", "Message": "successful", "PageNumber": page_number, "PageSize": page_size, "Count": count}
         )
         return (head[:-1] + ',"Data":{"ResultInfo":[' + items + "]}}").encode("utf-8")
+
+    def _needs_cursor(self, offset: int, page_size: int) -> bool:
+        """Whether a page must carry the previous page's last ``lastDataId``.
+
+        Strict (default): any page reaching past record 10,000, as a service capping
+        offset + pageSize at 10,000 would (the rule of search back ends such as Elasticsearch).
+        Loose: only pages that start at or after record 10,000.
+        """
+        if self.options.loose_deep_paging:
+            return offset >= DEEP_PAGING_LIMIT
+        return offset + page_size > DEEP_PAGING_LIMIT
 
     def _matching(self, query: GetResultQuery) -> list[Task]:
         filters = _filter_key(query)
@@ -411,6 +444,21 @@ class ScaState:
         return "{" + ",".join(parts) + "}"
 
 
+
+
+def _check_callback_url(url: str) -> None:
+    """Refuse a callbackUrl nothing could call. The service also wants a public domain name,
+    not an IP: not enforced, the sandbox lives on loopback (``callbacks.py`` warns instead)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+        raise invalid_parameter(f"callbackUrl must be an http(s) URL: {url[:80]!r}")
+    if any(c.isspace() for c in url):
+        raise invalid_parameter("callbackUrl must not contain spaces")
 
 
 def _json_object(text: str) -> dict[str, Any]:

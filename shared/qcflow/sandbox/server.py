@@ -36,8 +36,9 @@ def _http_impl() -> str:
 class SandboxServer:
     """A real HTTP server for ``SandboxApp`` on ``host:port`` (port 0: a free one).
 
-    Use as a context manager; ``stop`` (or leaving the block) ends it and joins the thread,
-    and the thread is a daemon so a forgotten server never keeps a process alive.
+    Use as a context manager; ``stop`` (or leaving the block) ends it and joins its threads
+    (the server's and the callback sender's), and both are daemons so a forgotten server
+    never keeps a process alive.
     """
 
     def __init__(
@@ -70,20 +71,24 @@ class SandboxServer:
         return f"http://{self.endpoint}"
 
     def start(self, timeout: float = 10.0) -> SandboxServer:
+        self.app.callbacks.start()
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, name="qcflow-sandbox", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("sandbox server did not start")
             time.sleep(0.01)
         return self
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (Ctrl-C) or ``stop``."""
+        self.app.callbacks.start()
         try:
             self._server.run(sockets=[self._socket])
         finally:
+            self.app.callbacks.stop()
             self._socket.close()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -92,6 +97,7 @@ class SandboxServer:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
             self._socket.close()
+            self.app.callbacks.stop(timeout)
 
     def __enter__(self) -> SandboxServer:
         return self.start()
