@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# checkov pins old boto3/packaging that break the test venv: it lives in a venv of its own.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .PHONY: test demo install bench importtime clean
@@ -13,11 +16,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,sandbox,cli]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+	touch $(CHECKOV_STAMP)
+
+install: $(STAMP) $(CHECKOV_STAMP)
 
 # pytest exits 5 when it collected no test: a run that tested nothing must not look green.
-test: $(STAMP)
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: $(STAMP) $(CHECKOV_STAMP)
+	@CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
 	exit $$rc
 
@@ -31,4 +40,4 @@ importtime: $(STAMP)
 	$(PY) benchmarks/importtime.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache qcflow-data
+	rm -rf $(VENV) $(CHECKOV_VENV) build .pytest_cache qcflow-data

@@ -23,6 +23,27 @@ MODULES = {
     "official CCC+SCA SDK clients (NOT in the runtime)": "import alibabacloud_ccc20200701.client, alibabacloud_qualitycheck20190115.client",
 }
 
+ROOT = Path(__file__).resolve().parents[1]
+_ENV = ("import os; os.environ.update(ALIBABA_CLOUD_ACCESS_KEY_ID='AK', ALIBABA_CLOUD_ACCESS_KEY_SECRET='SK', "
+        "QCFLOW_STORE='oss://qcflow-bench/qcflow'); ")
+#: The push function's cold start: import its handler module and open its oss:// store (no network).
+PUSH_HANDLER = (
+    _ENV + f"sys.path.insert(0, {str(ROOT / 'functions' / 'push')!r}); import index; "
+    "from qcflow.config import load_settings; from qcflow.store import open_store; "
+    "open_store('oss://qcflow-bench/qcflow', settings=load_settings())"
+)
+#: The same handler written on the official SDKs: CCC + Qualitycheck clients and OSS SDK V2, built, no network.
+OFFICIAL_HANDLER = (
+    "from alibabacloud_ccc20200701.client import Client as Ccc; "
+    "from alibabacloud_qualitycheck20190115.client import Client as Qc; "
+    "from alibabacloud_tea_openapi import models as m; import alibabacloud_oss_v2 as oss; "
+    "Ccc(m.Config(access_key_id='AK', access_key_secret='SK', endpoint='ccc.cn-shanghai.aliyuncs.com')); "
+    "Qc(m.Config(access_key_id='AK', access_key_secret='SK', endpoint='qualitycheck.cn-hangzhou.aliyuncs.com')); "
+    "cfg = oss.config.load_default(); "
+    "cfg.credentials_provider = oss.credentials.StaticCredentialsProvider('AK', 'SK'); cfg.region = 'cn-shanghai'; "
+    "oss.Client(cfg)"
+)
+
 
 def import_ms(statement: str, runs: int = 7) -> float:
     """Median wall-clock milliseconds of ``statement`` in fresh interpreters (warm .pyc)."""
@@ -43,6 +64,11 @@ def main() -> None:
             print(f"  {label:55s} {import_ms(statement):7.1f} ms")
         except subprocess.CalledProcessError:
             print(f"  {label:55s}     n/a")
+    push = import_ms(PUSH_HANDLER)
+    official = import_ms(OFFICIAL_HANDLER)
+    print(f"  {'push handler cold start (import + open oss:// store)':55s} {push:7.1f} ms")
+    print(f"  {'the same on the official SDKs (CCC + SCA + OSS V2)':55s} {official:7.1f} ms")
+    print(f"push_cold_start_ms={push:.0f} official_sdk_cold_start_ms={official:.0f} ratio={push / official:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""Push burst: 3,000 recordings through the push use case by 32 simulated FC instances.
+
+The sandbox runs in its own process at the real quotas (UploadAudioData 3000/60 s per
+account; CCC unlimited, as CCC publishes no figure). Each simulated instance has its own
+clients and its own client-side limiter — nothing shared, as separate FC instances — and
+takes OSS events one at a time from a common queue, through the same ``push_oss_event`` the
+handler calls. State and recordings live in local stores in a temp folder.
+
+The physical limit is the quota: 3,000 uploads need 60 s at 50/s in steady state, so the
+figure is total time ÷ 60 s (the sandbox's sliding window lets a fresh account burst a full
+window at once, so a ratio below 1 is possible and means the quota did not bind).
+Last line: ``push_time_ratio=… tasks=… duplicates=… missing=… throttled=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+from qcflow.config import load_settings
+from qcflow.credentials import Credentials
+from qcflow.fc_local import oss_event
+from qcflow.models.sca import GetResultQuery, format_sca_time
+from qcflow.push import push_oss_event
+from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from qcflow.services import build_services
+from qcflow.store import LocalStore
+
+CREDS = Credentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, "sts-token")
+QUOTA_WINDOW = 60.0
+UPLOAD_QUOTA = 3000
+
+
+def start_sandbox(stop_after: float) -> tuple[subprocess.Popen[str], str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "qcflow")
+    proc = subprocess.Popen(
+        [exe, "sandbox", "serve", "--port", "0", "--upload-quota", str(UPLOAD_QUOTA), "--ccc-quota", "0",
+         "--task-seconds", "5", "--stop-after", str(stop_after)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"(http://[\d.]+:\d+)", line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"sandbox did not start: {line!r}")
+    return proc, match.group(1)
+
+
+async def instance(number: int, queue: asyncio.Queue[str], settings, statuses: Counter[str]) -> None:  # type: ignore[no-untyped-def]
+    services = await build_services(lambda: CREDS, settings)
+    try:
+        while True:
+            try:
+                key = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            for attempt in range(10):  # FC's async retry of a failed invocation
+                deadline = time.monotonic() + 300
+                try:
+                    summary = await push_oss_event(oss_event("recordings", key), services.pusher,
+                                                   token=f"fc-{number}-{key}-{attempt}", deadline=deadline)
+                except Exception as exc:  # noqa: BLE001 - counted, retried like FC would
+                    statuses[f"raised {type(exc).__name__}"] += 1
+                    await asyncio.sleep(1.0)
+                    continue
+                for status, count in summary.items():
+                    if status != "records":
+                        statuses[status] += count
+                break
+    finally:
+        await services.aclose()
+
+
+async def count_tasks(url: str, contacts: set[str], since: datetime) -> tuple[int, int, int]:
+    from qcflow.acs.client import AcsClient, RetryPolicy
+    from qcflow.sca import ScaClient
+
+    sca = ScaClient(AcsClient(url, "2019-01-15", lambda: CREDS, retry=RetryPolicy(max_attempts=10)))
+    zone = load_settings().zone
+    seen: Counter[str] = Counter()
+    try:
+        page_number = 1
+        while True:
+            page = await sca.get_result_page(GetResultQuery(
+                page_number=page_number, page_size=99, required_fields="taskId,status,recording",
+                start_time=format_sca_time(since - timedelta(minutes=1), zone),
+                end_time=format_sca_time(datetime.now(timezone.utc) + timedelta(minutes=1), zone)))
+            for item in page.items:
+                seen[(item.get("Recording") or {}).get("Id")] += 1
+            if len(page.items) < 99:
+                break
+            page_number += 1
+    finally:
+        await sca.aclose()
+    tasks = sum(seen.values())
+    duplicates = sum(n - 1 for n in seen.values() if n > 1)
+    missing = len(contacts - set(seen))
+    return tasks, duplicates, missing
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recordings", type=int, default=3000)
+    parser.add_argument("--instances", type=int, default=32)
+    args = parser.parse_args(argv)
+    proc, url = start_sandbox(stop_after=600)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            recordings = LocalStore(Path(tmp, "recordings"))
+            keys = [f"ccc/2026/11/20/job-{500000 + i}.mkv" for i in range(args.recordings)]
+            for key in keys:
+                recordings.put(key, b"\x1aE\xdf\xa3")
+            settings = load_settings(
+                {}, store=f"file:{tmp}/store", recordings_url=f"file:{tmp}/recordings", ccc_endpoint=url, sca_endpoint=url,
+                ccc_instance_id="ccc-bench", log_level="ERROR",
+            )
+            queue: asyncio.Queue[str] = asyncio.Queue()
+            for key in keys:
+                queue.put_nowait(key)
+            statuses: Counter[str] = Counter()
+            since = datetime.now(timezone.utc)
+            started = time.perf_counter()
+
+            async def run() -> None:
+                await asyncio.gather(*(instance(i, queue, settings, statuses) for i in range(args.instances)))
+
+            asyncio.run(run())
+            elapsed = time.perf_counter() - started
+            contacts = {k.rsplit("/", 1)[1].removesuffix(".mkv") for k in keys}
+            tasks, duplicates, missing = asyncio.run(count_tasks(url, contacts, since))
+            stats = httpx.get(f"{url}/__sandbox/stats").json()["answers"]
+            throttled = sum(v for k, v in stats.items() if k.startswith("UploadAudioData Throttling"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ideal = args.recordings / (UPLOAD_QUOTA / QUOTA_WINDOW)
+    print(f"== push burst: {args.recordings} recordings, {args.instances} instances, own clients, no shared limiter ==")
+    print(f"  total {elapsed:.1f} s (quota-bound steady state: {ideal:.0f} s); outcomes {dict(statuses)}")
+    print(f"  sandbox answers: {json.dumps(stats, sort_keys=True)}")
+    line = (f"push_time_ratio={elapsed / ideal:.3f} tasks={tasks} duplicates={duplicates} missing={missing} "
+            f"throttled={throttled}")
+    print(line)
+    return line
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""FC handler: OSS trigger (a recording was uploaded) → the push use case.
+
+Everything but the translation of FC's event and context lives in the ``qcflow`` layer.
+"""
+
+from qcflow.fc import FunctionApp
+from qcflow.push import push_oss_event
+from qcflow.services import build_services
+
+app = FunctionApp(build_services)  # clients built once per instance, reused by warm invocations
+
+
+def initialize(context):
+    """FC initializer (optional): build clients before the first event arrives."""
+    app.invoke(context, _noop)
+
+
+async def _noop(services, invocation):
+    return None
+
+
+def handler(event, context):
+    return app.invoke(
+        context,
+        lambda services, invocation: push_oss_event(
+            event, services.pusher, token=f"fc-{invocation.request_id}", deadline=invocation.deadline
+        ),
+    )

@@ -1,0 +1,104 @@
+"""The push ledger on both store adapters (a local folder; OSS over moto's server)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from qcflow.ledger import Ledger, Outcome, recording_id
+from qcflow.store import ObjectStore
+from tests.store.conftest import moto_oss, store  # noqa: F401 - fixtures
+
+LOC = "oss://recordings/ccc/job-1.mkv"
+
+
+def claim(ledger: Ledger, token: str, *, now: float | None = None, ttl: float = 60.0, replay: bool = False):
+    now = time.time() if now is None else now
+    return ledger.claim(LOC, token=token, now=now, expires_at=now + ttl, key="ccc/job-1.mkv", contact_id="job-1", replay=replay)
+
+
+def outcome(generation: int, state: str = "submitted", **fields: object) -> Outcome:
+    return Outcome(generation=generation, state=state, recorded_at=time.time(), location=LOC, contact_id="job-1", **fields)  # type: ignore[arg-type]
+
+
+def test_racing_claimants_exactly_one_proceeds(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    decisions: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def racer(i: int) -> None:
+        barrier.wait()
+        decisions.append(claim(ledger, f"token-{i}").action)
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(decisions) == ["busy"] * 7 + ["proceed"]
+
+
+def test_a_fresh_claim_is_certain_and_a_retry_of_it_is_not(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    first = claim(ledger, "fc-req-1")
+    assert (first.action, first.generation, first.uncertain) == ("proceed", 0, False)
+    again = claim(ledger, "fc-req-1")  # FC retried the same invocation
+    assert (again.action, again.generation, again.uncertain) == ("proceed", 0, True)
+    other = claim(ledger, "fc-req-2")
+    assert other.action == "busy" and other.busy_until == first.expires_at
+
+
+def test_an_expired_claim_is_taken_over_as_uncertain(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    now = time.time()
+    claim(ledger, "dead", now=now - 120, ttl=60)
+    taken = claim(ledger, "alive", now=now)
+    assert (taken.action, taken.generation, taken.uncertain) == ("proceed", 1, True)
+    # our own claim, expired, is not resumed as ours: it is taken over like anyone's
+    assert claim(ledger, "dead", now=now).action == "busy"
+
+
+def test_submitted_is_final_and_failed_only_yields_to_replay(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    claim(ledger, "a")
+    ledger.record(outcome(0, "failed", code="NotExists.ContactId"))
+    assert claim(ledger, "b").action == "failed"
+    assert [g for _, g in ledger.failures()] == [0]
+    replay = claim(ledger, "c", replay=True)
+    assert (replay.action, replay.generation, replay.uncertain) == ("proceed", 1, False)
+    ledger.record(outcome(1, task_id="T-1"))
+    assert claim(ledger, "d", replay=True).action == "submitted"
+    assert ledger.read(recording_id(LOC)).task_id == "T-1"
+
+
+def test_a_failure_after_an_uncertain_attempt_makes_the_replay_look_first(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    claim(ledger, "a")
+    ledger.record(outcome(0, "failed", code="InvalidParameter", uncertain=True))
+    assert claim(ledger, "b", replay=True).uncertain
+
+
+def test_recording_an_outcome_twice_keeps_the_first(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    claim(ledger, "a")
+    first = ledger.record(outcome(0, task_id="T-1"))
+    second = ledger.record(outcome(0, task_id="T-2"))
+    assert first.task_id == second.task_id == "T-1"
+
+
+def test_unknown_task_ids_are_indexed_and_filled_in_once(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    claim(ledger, "a")
+    ledger.record(outcome(0, task_id=None, via="call_uuid_repeated"))
+    assert ledger.contacts_with_unknown_task() == {"job-1"}
+    ledger.record_task_id("job-1", "T-9")
+    assert ledger.contacts_with_unknown_task() == set()
+    assert ledger.read(recording_id(LOC)).task_id == "T-9"
+
+
+def test_entries_stream_every_recording(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    for i in range(3):
+        now = time.time()
+        ledger.claim(f"oss://b/k{i}.mkv", token="t", now=now, expires_at=now + 60)
+    assert len({e.rid for e in ledger.entries()}) == 3
