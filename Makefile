@@ -8,7 +8,7 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test demo install bench importtime clean
+.PHONY: test demo install bench importtime layer clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# The FC layer: build/layer.zip (+ build/layer.id) for python3.10 / manylinux2014_x86_64.
+# pyenv's 3.10 runs the script when there is one (the script finds a 3.10 itself otherwise).
+LAYER_PYTHON ?= $(shell ls -d "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.10.*/bin/python3.10 2>/dev/null | sort -V | tail -n 1)
+
+layer:
+	$(or $(LAYER_PYTHON),$(PYTHON)) scripts/build_layer.py
 
 importtime: $(STAMP)
 	$(PY) benchmarks/importtime.py
