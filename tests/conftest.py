@@ -10,6 +10,8 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+pytest_plugins = ["tests.leakscan"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -1,0 +1,70 @@
+"""A scan of every log line the test suite captures: no access key secret, STS token or URL
+signature may appear in any of them (``qcflow.logs`` masks them; this proves it held).
+
+Registered in ``tests/conftest.py``. It reads the captured stdout, stderr and log sections
+of every test report (pytest records them for passing tests too) and fails the session,
+naming the test and the line, if one leaks. Output a test consumed itself with
+``capsys.readouterr()`` is checked by that test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+#: Secrets the suite hands to qcflow (sandbox, moto, FC contexts, demo): none may be printed.
+KNOWN_SECRETS = (
+    "qcflow-sandbox-secret",
+    "sts-token-of-the-role",
+    "test-sts-token",
+    "demo-sts-token",
+    "test-secret",
+)
+#: A signature or credential parameter whose value is not the mask.
+UNMASKED_PARAMETER = re.compile(
+    r"(?i)\b(signature|ossaccesskeyid|x-oss-signature|x-oss-credential|x-oss-security-token|securitytoken|"
+    r"x-amz-signature|x-amz-credential|x-amz-security-token|access_key_secret|accesskeysecret)"
+    r"(=|%3D|\":\s*\")(?!\*\*\*)([^&\s\"',;]{6,})"
+)
+
+
+@dataclass
+class LeakScan:
+    lines_scanned: int = 0
+    leaks: list[str] = field(default_factory=list)
+
+    def scan(self, where: str, text: str) -> None:
+        for line in text.splitlines():
+            self.lines_scanned += 1
+            found = [s for s in KNOWN_SECRETS if s in line]
+            match = UNMASKED_PARAMETER.search(line)
+            if match:
+                found.append(f"{match.group(1)}={match.group(3)[:6]}…")
+            if found:
+                self.leaks.append(f"{where}: {', '.join(found)} in {line[:200]!r}")
+
+
+SCAN = LeakScan()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, content in report.sections:
+        if name.startswith("Captured"):
+            SCAN.scan(f"{report.nodeid} ({name})", content)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if SCAN.leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SCAN.leaks:
+        terminalreporter.section("secrets in captured output", red=True)
+        for leak in SCAN.leaks[:50]:
+            terminalreporter.line(leak)
+        terminalreporter.line(f"{len(SCAN.leaks)} leaking line(s): the suite fails")
+    else:
+        terminalreporter.line(f"leak scan: {SCAN.lines_scanned} captured lines, no secret, token or URL signature")

@@ -1,0 +1,27 @@
+"""The suite-wide leak scan catches what it is there to catch (and passes masked lines)."""
+
+from __future__ import annotations
+
+import logging
+import io
+
+from qcflow.logs import configure_logging
+from tests.leakscan import LeakScan
+
+
+def test_the_scan_flags_secrets_tokens_and_signatures() -> None:
+    scan = LeakScan()
+    scan.scan("t", 'GET /recordings/job-1.mkv?Expires=1&OSSAccessKeyId=sandbox&Signature=abcdef0123456789')
+    scan.scan("t", '{"message": "secret is qcflow-sandbox-secret"}')
+    scan.scan("t", '{"token": "x-oss-security-token=CAIS1234567890"}')
+    assert len(scan.leaks) == 3
+
+
+def test_the_scan_passes_what_qcflow_logs_masked() -> None:
+    stream = io.StringIO()
+    logger = configure_logging("INFO", stream)
+    logger.getChild("t").info("fetching %s", "https://b.oss/x.mkv?Expires=1&OSSAccessKeyId=LTAIabcdef&Signature=abcdef0123456789")
+    logging.getLogger("qcflow").handlers.clear()
+    scan = LeakScan()
+    scan.scan("t", stream.getvalue())
+    assert scan.lines_scanned == 1 and scan.leaks == []
