@@ -159,6 +159,123 @@ def replay_command(dry_run: bool, concurrency: int) -> None:
     console.print(summary_table("replay", counts))
 
 
+def _moment(value: str | None) -> Any:
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (2026-11-20T08:00:00+08:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@click.command("harvest")
+@click.option("--since", default=None, help="Backfill from this upload time (ISO 8601; without zone: UTC).")
+@click.option("--until", default=None, help="…up to this upload time (default: now minus the settle delay).")
+@click.option("--max-seconds", default=None, type=click.FloatRange(1), help="Time budget (default QCFLOW_HARVEST_MAX_SECONDS).")
+def harvest_command(since: str | None, until: str | None, max_seconds: float | None) -> None:
+    """One harvest pass from the checkpoint (plus remembered unfinished tasks), or a backfill of a range."""
+    start, end = _moment(since), _moment(until)
+    if end is not None and start is None:
+        raise click.UsageError("--until needs --since")
+
+    async def work() -> Any:
+        from qcflow.harvest import HarvestProgress, run_harvest
+        from qcflow.ledger import Ledger
+
+        services = await _services()
+        try:
+            budget = max_seconds or services.settings.harvest_max_seconds
+            with progress_bar("harvest", None) as (bar, task):
+
+                def on_progress(p: HarvestProgress) -> None:
+                    extra = (f"records {p.records}  written {p.written}  {p.rate:.1f} calls/s "
+                             f"({p.rate / p.quota_rate:.0%} of the quota)" if p.quota_rate else f"records {p.records}")
+                    bar.update(task, completed=p.pages, total=p.estimated_total_pages, extra=extra)
+
+                return await run_harvest(services.settings, services.sca, services.store, since=start, until=end,
+                                         deadline=time.monotonic() + budget, progress=on_progress,
+                                         ledger=Ledger(services.store))
+        finally:
+            await services.aclose()
+
+    report = run_async(work)
+    click.echo(report.summary())
+    if report.stopped_by_deadline:
+        console.print("stopped by its time budget, state saved: the next pass continues")
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366), help="Count harvested results of the last N days.")
+def status_command(as_json: bool, days: int) -> None:
+    """Pushed, failed (top reasons), in flight, harvested, unfinished, stuck, harvest lag, last run."""
+    from qcflow.config import load_settings
+    from qcflow.status import as_json as dumps, status
+    from qcflow.store import open_store
+
+    async def work() -> dict[str, Any]:
+        settings = load_settings()
+        store = open_store(settings.store, settings=settings)
+        with progress_bar("reading the ledger", None) as (bar, task):
+            return await asyncio.to_thread(status, store, days=days,
+                                           progress=lambda n: bar.update(task, completed=n))
+
+    report = run_async(work)
+    if as_json:
+        click.echo(dumps(report))
+        return
+    push, harvest = report["push"], report["harvest"]
+    table = Table(title=f"qcflow status — {report['store']} at {report['at']}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    rows = [
+        ("recordings in the ledger", push["recordings"]), ("pushed (submitted)", push["submitted"]),
+        ("failed", push["failed"]), ("in flight", push["in_flight"]), ("stalled claims", push["stalled"]),
+        ("submitted, taskId unknown", push["task_id_unknown"]),
+        (f"harvested (last {days} days)", harvest[f"harvested_last_{days}_days"]),
+        ("unfinished (remembered)", harvest["unfinished"]), ("stuck", harvest["stuck"]),
+        ("checkpoint", harvest["checkpoint"] or "-"),
+        ("harvest lag", f"{harvest['lag_seconds']} s" if harvest["lag_seconds"] is not None else "-"),
+        ("last run", (harvest["last_run"] or {}).get("finished_at") or "-"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    Console().print(table)
+    if push["failed_top_reasons"]:
+        click.echo("top failure reasons: " + ", ".join(f"{code} ×{n}" for code, n in push["failed_top_reasons"].items()))
+
+
+@click.command("demo")
+@click.option("--recordings", default=20, show_default=True, type=click.IntRange(1, 5000), help="Synthetic recordings.")
+@click.option("--store", "store_url", default=None, help="Store URL (default QCFLOW_STORE, else file:./qcflow-data).")
+def demo_command(recordings: int, store_url: str | None) -> None:
+    """The whole pipeline on embedded defaults: sandbox, push, callbacks, harvest, JSONL."""
+    from qcflow.demo import run_demo
+
+    try:
+        summary = run_demo(recordings, store_url=store_url, say=lambda text: console.print(f"[dim]·[/dim] {text}"))
+    except KeyboardInterrupt:
+        console.print("interrupted: everything the demo started was stopped")
+        sys.exit(130)
+    table = Table(title=f"qcflow demo: {recordings} recordings in {summary.seconds:.1f} s")
+    for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(v) for v in (summary.pushed, summary.push_failed, summary.finished, summary.failed,
+                                      summary.harvested, summary.files, summary.callbacks)))
+    Console().print(table)
+    click.echo(f"JSONL results: {summary.results_at}")
+    if not summary.exactly_once or summary.harvested != summary.pushed:
+        console.print(f"[red]unexpected:[/red] {summary.harvested} lines for {summary.distinct_tasks} tasks, "
+                      f"{summary.pushed} pushed")
+        sys.exit(1)
+
+
 def register(main: click.Group) -> None:
     main.add_command(push_command)
     main.add_command(replay_command)
+    main.add_command(demo_command)
+    main.add_command(harvest_command)
+    main.add_command(status_command)

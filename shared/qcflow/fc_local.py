@@ -123,3 +123,68 @@ def http_event(method: str, path: str = "/", query: dict[str, str] | None = None
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "qcflow"},
         },
     }).encode("utf-8")
+
+
+class HttpTriggerServer:
+    """An FC HTTP trigger on loopback: each request becomes an FC3 HTTP event for ``handler``
+    (``functions/callback/index.py``'s), whose ``{"statusCode", "headers", "body"}`` is the answer.
+
+    Use as a context manager; the serving thread is a daemon and ``stop`` joins it.
+    """
+
+    def __init__(self, handler: Any, credentials: FcCredentials | None, *, function: str = "callback",
+                 host: str = "127.0.0.1", timeout: int = 30) -> None:
+        import http.server
+        import threading
+        from urllib.parse import parse_qsl, urlsplit
+
+        outer = self
+
+        class _Handler(http.server.BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                parts = urlsplit(self.path)
+                query: dict[str, str] = {}
+                for name, value in parse_qsl(parts.query, keep_blank_values=True):
+                    query[name] = f"{query[name]},{value}" if name in query else value  # FC joins repeats with commas
+                length = min(int(self.headers.get("content-length") or 0), 1 << 20)
+                body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+                event = http_event(self.command, parts.path or "/", query, body, {k.lower(): v for k, v in self.headers.items()})
+                try:
+                    answer = handler(event, context_for(function, credentials, timeout=timeout))
+                except Exception as exc:  # noqa: BLE001 - FC answers 502 for a crashed function
+                    answer = {"statusCode": 502, "body": f"function error: {type(exc).__name__}"}
+                outer.calls += 1
+                payload = str(answer.get("body", "")).encode("utf-8")
+                self.send_response(int(answer.get("statusCode", 200)))
+                for name, value in (answer.get("headers") or {}).items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _serve
+            do_POST = _serve
+
+            def log_message(self, *args: Any) -> None:  # keep the demo's output clean
+                return
+
+        self.calls = 0
+        self._server = http.server.ThreadingHTTPServer((host, 0), _Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{host}:{self._server.server_address[1]}/sca-callback"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="qcflow-http-trigger", daemon=True)
+
+    def start(self) -> HttpTriggerServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> HttpTriggerServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

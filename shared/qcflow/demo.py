@@ -1,0 +1,184 @@
+"""``qcflow demo``: the whole pipeline on embedded defaults, through the real handlers.
+
+It starts the sandbox (CCC + SCA on loopback) and an FC HTTP trigger for the callback
+function, writes N synthetic recordings into the store, feeds their OSS events through
+``functions/push/index.py``, lets the sandbox finish the tasks (its callbacks reach
+``functions/callback/index.py``), runs ``functions/harvest/index.py`` once, and counts what
+landed. Everything it started is stopped on the way out, also on Ctrl-C and on error.
+Not part of the layer (it needs the sandbox extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from qcflow.fc_local import FcCredentials, HttpTriggerServer, context_for, load_handler_module, oss_event, timer_event
+from qcflow.ledger import Ledger
+from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SandboxOptions
+from qcflow.sandbox.server import SandboxServer
+from qcflow.store import ObjectStore, open_store
+
+DEFAULT_STORE = "file:./qcflow-data"
+DEMO_BUCKET = "qcflow-demo-recordings"
+CREDENTIALS = FcCredentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, "demo-sts-token")
+
+
+@dataclass
+class DemoSummary:
+    store: str
+    recordings: int
+    pushed: int = 0
+    push_failed: int = 0
+    finished: int = 0
+    failed: int = 0
+    harvested: int = 0
+    distinct_tasks: int = 0
+    files: int = 0
+    callbacks: int = 0
+    results_at: str = ""
+    seconds: float = 0.0
+    part_keys: list[str] = field(default_factory=list)
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.harvested == self.distinct_tasks
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the handlers (they read ``QCFLOW_*`` on their first call)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _lines(store: ObjectStore, key: str) -> list[dict[str, Any]]:
+    body = store.get(key).body
+    if key.endswith(".gz"):
+        body = gzip.decompress(body)
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def count_results(store: ObjectStore) -> tuple[Counter[str], Counter[str], list[str]]:
+    """(lines per state, lines per result id, part keys) of every JSONL part in ``results/``."""
+    states: Counter[str] = Counter()
+    per_result: Counter[str] = Counter()
+    parts = []
+    for info in store.list("results/"):
+        if not info.key.endswith((".jsonl", ".jsonl.gz")):
+            continue
+        parts.append(info.key)
+        for record in _lines(store, info.key):
+            states[record.get("state") or "?"] += 1
+            per_result[f"{record.get('task_id')}|{record.get('call_id')}"] += 1
+    return states, per_result, parts
+
+
+def run_demo(
+    recordings: int = 20,
+    *,
+    store_url: str | None = None,
+    task_seconds: float = 2.0,
+    failure_rate: float = 0.1,
+    settle_timeout: float = 60.0,
+    say: Callable[[str], None] = lambda text: None,
+) -> DemoSummary:
+    """Run the pipeline end to end; the summary counts what each stage did."""
+    started = time.monotonic()
+    store_url = store_url or os.environ.get("QCFLOW_STORE") or DEFAULT_STORE
+    summary = DemoSummary(store_url, recordings)
+    options = replace(SandboxOptions(), task_seconds=task_seconds, task_jitter_seconds=task_seconds / 2,
+                      task_failure_rate=failure_rate, seed=int(time.time()) % 100_000)
+    handlers: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        sandbox = stack.enter_context(SandboxServer(options))
+        callback = load_handler_module("callback")
+        handlers.append(callback)
+        trigger = stack.enter_context(HttpTriggerServer(callback.handler, CREDENTIALS))
+        stack.callback(lambda: [h.app.close() for h in handlers])
+        say(f"sandbox (CCC + SCA) on {sandbox.url}; callback function on {trigger.url}")
+        stack.enter_context(environment({
+            "QCFLOW_STORE": store_url,
+            "QCFLOW_RECORDINGS_URL": store_url,  # recordings and results share the store: push ignores its own prefixes
+            "QCFLOW_RECORDING_PREFIX": "ccc/",
+            "QCFLOW_CCC_ENDPOINT": sandbox.url,
+            "QCFLOW_SCA_ENDPOINT": sandbox.url,
+            "QCFLOW_CCC_INSTANCE_ID": "ccc-demo",
+            "QCFLOW_PUSH_CALLBACK_URL": trigger.url,
+            "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
+            "QCFLOW_HARVEST_LOOKBACK_SECONDS": "600",
+            "QCFLOW_HARVEST_START_SECONDS": "3600",
+            "QCFLOW_LOG_LEVEL": os.environ.get("QCFLOW_LOG_LEVEL", "WARNING"),
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
+        }))
+        store = open_store(store_url)
+        day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+        base = int(time.time() * 1000) % 10**12
+        keys = [f"ccc/{day}/job-{base + i}.mkv" for i in range(recordings)]
+        for key in keys:
+            store.put(key, b"\x1aE\xdf\xa3 synthetic recording", content_type="video/x-matroska")
+        say(f"wrote {recordings} synthetic recordings under {store_url}/ccc/{day}/")
+
+        push = load_handler_module("push")
+        handlers.append(push)
+        with ThreadPoolExecutor(max_workers=8) as pool:  # OSS delivers events concurrently
+            list(pool.map(lambda key: push.handler(oss_event(DEMO_BUCKET, key), context_for("push", CREDENTIALS)), keys))
+        for entry in Ledger(store).entries():
+            outcome = entry.outcome
+            if outcome is not None and outcome.state == "submitted":
+                summary.pushed += 1
+            elif outcome is not None:
+                summary.push_failed += 1
+        say(f"pushed {summary.pushed} recordings to SCA ({summary.push_failed} failed); waiting for the tasks")
+
+        deadline = time.monotonic() + settle_timeout
+        while time.monotonic() < deadline:
+            callbacks = sandbox.app.snapshot().get("callbacks", {})
+            done = callbacks.get("delivered", 0) + callbacks.get("failed", 0)
+            if done >= summary.pushed and callbacks.get("pending", 0) == 0:
+                break
+            time.sleep(0.2)
+        summary.callbacks = trigger.calls
+        say(f"{trigger.calls} SCA callbacks reached the callback function; running the harvest function")
+
+        harvest = load_handler_module("harvest")
+        handlers.append(harvest)
+        harvest.handler(timer_event(), context_for("harvest", CREDENTIALS, timeout=300))
+
+        states, per_result, parts = count_results(store)
+        summary.finished = states.get("finished", 0)
+        summary.failed = states.get("failed", 0)
+        summary.harvested = sum(states.values())
+        summary.distinct_tasks = len(per_result)
+        summary.files = len(parts)
+        summary.part_keys = parts
+        summary.results_at = _results_location(store_url)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _results_location(store_url: str) -> str:
+    if store_url.startswith("file:"):
+        from qcflow.store import parse_store_url
+
+        _, path, _ = parse_store_url(store_url)
+        return os.path.join(os.path.abspath(os.path.expanduser(path)), "results")
+    return store_url.rstrip("/") + "/results"

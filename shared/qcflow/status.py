@@ -1,0 +1,97 @@
+"""``qcflow status``: the pipeline at a glance, read from the store alone (no API call).
+
+Push: the ledger (``state/push/``) — submitted, failed with the top reasons, in flight
+(a live claim), stalled (a claim that expired without an outcome: its FC retries ran out;
+``qcflow push --key`` settles it), taskIds still unknown. Harvest: the checkpoint and its
+lag, remembered unfinished and stuck results, results committed in the last ``days``, and
+the last run's manifest. Reading the ledger costs one listing page per 1,000 objects plus a
+read of each claim and outcome: on a very large ledger it takes a while, with progress.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from qcflow.ledger import Ledger
+from qcflow.store import ObjectStore
+
+
+def push_status(store: ObjectStore, *, now: float, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    recordings = 0
+    for entry in Ledger(store).entries():
+        recordings += 1
+        if progress is not None and recordings % 100 == 0:
+            progress(recordings)
+        outcome = entry.outcome
+        latest = entry.latest_claim
+        if entry.submitted is not None:
+            counts["submitted"] += 1
+            if entry.task_id is None:
+                counts["task_id_unknown"] += 1
+        elif outcome is not None and outcome.state == "failed":
+            counts["failed"] += 1
+            reasons[outcome.code or "?"] += 1
+        elif latest is not None and latest.expires_at > now:
+            counts["in_flight"] += 1
+        else:
+            counts["stalled"] += 1
+    return {
+        "recordings": recordings,
+        "submitted": counts["submitted"],
+        "failed": counts["failed"],
+        "failed_top_reasons": dict(reasons.most_common(5)),
+        "in_flight": counts["in_flight"],
+        "stalled": counts["stalled"],
+        "task_id_unknown": counts["task_id_unknown"],
+    }
+
+
+def harvest_status(store: ObjectStore, *, now: datetime, days: int = 7) -> dict[str, Any]:
+    from qcflow.harvest.output import COMMITS
+    from qcflow.harvest.run import MANIFESTS
+    from qcflow.harvest.state import get_json, read_checkpoint, stuck_results, unfinished_results
+
+    checkpoint = read_checkpoint(store)
+    harvested = 0
+    for day in range(days):
+        date = (now - timedelta(days=day)).strftime("%Y-%m-%d")
+        for info in store.list(f"{COMMITS}dt={date}/"):
+            record = get_json(store, info.key)
+            harvested += len((record or {}).get("results") or [])
+    last_run: dict[str, Any] | None = None
+    for info in store.list(MANIFESTS):  # dt=<day>/<run>.json: the last listed day holds the latest runs
+        manifest = get_json(store, info.key)
+        if manifest and (last_run is None or str(manifest.get("finished_at")) > str(last_run.get("finished_at"))):
+            last_run = manifest
+    return {
+        "checkpoint": checkpoint.through.isoformat() if checkpoint else None,
+        "lag_seconds": round((now - checkpoint.through).total_seconds()) if checkpoint else None,
+        f"harvested_last_{days}_days": harvested,
+        "unfinished": sum(1 for _ in unfinished_results(store)),
+        "stuck": sum(1 for _ in stuck_results(store)),
+        "last_run": None if last_run is None else {
+            k: last_run.get(k) for k in ("run_id", "mode", "started_at", "finished_at", "records", "stopped_by_deadline",
+                                         "lease_busy")
+        },
+    }
+
+
+def status(store: ObjectStore, *, now: datetime | None = None, days: int = 7,
+           progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    now = now or datetime.now(timezone.utc)
+    return {
+        "store": store.url,
+        "at": now.isoformat(timespec="seconds"),
+        "push": push_status(store, now=now.timestamp(), progress=progress),
+        "harvest": harvest_status(store, now=now, days=days),
+    }
+
+
+def as_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,40 @@
+"""`qcflow status` reads the ledger and harvest state of a real (demo) run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from qcflow.demo import run_demo
+from qcflow.ledger import Ledger, Outcome
+from qcflow.status import status
+from qcflow.store import LocalStore
+
+
+def test_status_counts_a_demo_run_and_the_ledgers_states(tmp_path: Path) -> None:
+    summary = run_demo(6, store_url=f"file:{tmp_path}/data", task_seconds=0.3, failure_rate=0.0)
+    store = LocalStore(tmp_path / "data")
+    ledger = Ledger(store)
+    now = time.time()
+    # one failed, one in flight, one stalled (claim expired, no outcome)
+    ledger.claim("oss://b/failed.mkv", token="a", now=now, expires_at=now + 60)
+    ledger.record(Outcome(generation=0, state="failed", recorded_at=now, location="oss://b/failed.mkv", code="NotExists.ContactId"))
+    ledger.claim("oss://b/live.mkv", token="b", now=now, expires_at=now + 600)
+    ledger.claim("oss://b/dead.mkv", token="c", now=now - 900, expires_at=now - 300)
+    report = status(store)
+    push, harvest = report["push"], report["harvest"]
+    assert push["submitted"] == summary.pushed == 6
+    assert (push["failed"], push["in_flight"], push["stalled"]) == (1, 1, 1)
+    assert push["failed_top_reasons"] == {"NotExists.ContactId": 1}
+    assert harvest["harvested_last_7_days"] == 6 and harvest["unfinished"] == 0 and harvest["stuck"] == 0
+    assert harvest["checkpoint"] is not None and harvest["last_run"]["run_id"]
+
+    exe = Path(sys.executable).with_name("qcflow")
+    env = {**os.environ, "QCFLOW_STORE": f"file:{tmp_path}/data"}
+    done = subprocess.run([str(exe), "status", "--json"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["push"]["submitted"] == 6
