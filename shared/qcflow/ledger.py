@@ -13,6 +13,8 @@ conditional overwrite on OSS is unconfirmed)::
     state/push/records/<rid>/task-id.json           a taskId learnt later (harvest, from callId)
     state/push/failed/<rid>.g000000                 index of failures, for ``qcflow replay``
     state/push/unknown-task/<contact>/<rid>         submitted with the taskId unknown
+    state/push/open/<rid>.g000000                   a generation claimed and not yet settled
+    state/push/by-contact/<contact>                 a push by ContactId (``ccc:contact/…``) happened
 
 ``<rid>`` is a hash of the recording's location (``oss://bucket/key``): the same object always
 maps to the same history. A *generation* is one attempt to settle the recording: its claim
@@ -41,6 +43,10 @@ ROOT = "state/push"
 RECORDS = f"{ROOT}/records/"
 FAILED = f"{ROOT}/failed/"
 UNKNOWN_TASK = f"{ROOT}/unknown-task/"
+#: One marker per claimed generation, dropped when it settles: what FC gave up on stays findable.
+OPEN = f"{ROOT}/open/"
+#: Pushes by ContactId have a ledger id of their own: the object path must know to look first.
+BY_CONTACT = f"{ROOT}/by-contact/"
 JSON = "application/json"
 #: Generations per recording before the ledger refuses to go on (a replay loop, a bug).
 MAX_GENERATIONS = 1000
@@ -242,6 +248,8 @@ class Ledger:
                 generation = 0
             elif latest.generation in entry.outcomes:  # settled as failed
                 if not replay:
+                    # the index is written after the outcome: a kill in between must not hide it from replay
+                    self._index_failure(rid, latest.generation)
                     return ClaimDecision("failed", entry)
                 generation = latest.generation + 1
             elif latest.token == token and latest.expires_at > now:
@@ -253,6 +261,8 @@ class Ledger:
             if generation >= MAX_GENERATIONS:
                 raise RuntimeError(f"ledger {rid}: more than {MAX_GENERATIONS} generations; refusing to go on")
             claim = Claim(generation, token, now, expires_at, location, key, etag, contact_id, replay)
+            # before the claim: a claimant killed right after it, or given up on by FC, stays findable
+            self.store.create_if_absent(self._open_key(rid, generation), b"", content_type=JSON)
             won = self.store.create_if_absent(
                 self._claim_key(rid, generation), _dumps(asdict(claim)), content_type=JSON, claim_token=token
             )
@@ -283,12 +293,49 @@ class Ledger:
             if stored is not None:
                 outcome = Outcome(**_known(Outcome, stored))
         if outcome.state == "failed":
-            self.store.create_if_absent(f"{FAILED}{rid}.g{outcome.generation:06d}", b"", content_type=JSON)
+            self._index_failure(rid, outcome.generation)
         if outcome.state == "submitted" and outcome.task_id is None and outcome.contact_id:
             self.store.create_if_absent(
                 f"{UNKNOWN_TASK}{_safe(outcome.contact_id)}/{rid}", _dumps({"contact_id": outcome.contact_id}), content_type=JSON
             )
+        self.store.delete(self._open_key(rid, outcome.generation))
         return outcome
+
+    def _index_failure(self, rid: str, generation: int) -> None:
+        self.store.create_if_absent(f"{FAILED}{rid}.g{generation:06d}", b"", content_type=JSON)
+
+    def _open_key(self, rid: str, generation: int) -> str:
+        return f"{OPEN}{rid}.g{generation:06d}"
+
+    def abandoned(self, now: float) -> Iterator[tuple[LedgerEntry, int]]:
+        """Generations claimed, never settled, whose claim has expired (FC gave up, or a kill):
+        ``(entry, generation)``. Markers of settled or superseded generations are dropped."""
+        for info in list(self.store.list(OPEN)):
+            rid, _, gen = info.key[len(OPEN):].partition(".g")
+            if not gen.isdigit():
+                continue
+            generation = int(gen)
+            entry = self.read(rid)
+            claim = entry.claims.get(generation)
+            if generation in entry.outcomes or entry.submitted is not None or (
+                entry.latest_generation is not None and entry.latest_generation > generation
+            ):
+                self.store.delete(info.key)  # settled, or taken over (the later one has its own marker)
+                continue
+            if claim is not None and claim.expires_at <= now:
+                yield entry, generation
+
+    def mark_contact_push(self, contact_id: str, location: str) -> None:
+        """A recording was pushed by ContactId: a push of its object must look in SCA first."""
+        self.store.create_if_absent(f"{BY_CONTACT}{_safe(contact_id)}", _dumps({"contact_id": contact_id, "location": location}),
+                                    content_type=JSON)
+
+    def contact_pushed(self, contact_id: str) -> bool:
+        try:
+            self.store.head(f"{BY_CONTACT}{_safe(contact_id)}")
+        except NotFoundError:
+            return False
+        return True
 
     def clear_failure(self, rid: str, generation: int) -> None:
         """Drop a failure from the replay index once a later generation settled it."""

@@ -37,8 +37,9 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from qcflow.ccc import CccClient
 from qcflow.config import Settings, env_name
-from qcflow.errors import ConfigError, NotFoundError, PermanentError, QcflowError, RetryableError
+from qcflow.errors import ConfigError, NotFoundError, PermanentError, QcflowError, RequestError, RetryableError
 from qcflow.ledger import Ledger, Outcome, call_uuid_for, recording_id
+from qcflow.logs import redact
 from qcflow.models.ccc import CccCall, UploadAudioDataParams
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson, UploadCall, format_sca_time
 from qcflow.sca import DuplicateCallUuidError, ScaClient
@@ -49,9 +50,14 @@ log = logging.getLogger("qcflow.push")
 PushStatus = Literal["submitted", "already_submitted", "failed", "already_failed", "ignored", "busy", "retry"]
 #: Seconds a claim outlives its claimant's deadline (clock skew between instances).
 CLAIM_MARGIN_SECONDS = 30.0
-#: Seconds around the claims' times searched in SCA for an earlier attempt's task.
-LOOKUP_SLACK_SECONDS = 600.0
+#: Seconds around the claims' times searched in SCA for an earlier attempt's task: more than any
+#: time-zone offset, since the zone SCA reads startTime/endTime in is UNCONFIRMED (the callId
+#: filter keeps the answer small whatever the window).
+LOOKUP_SLACK_SECONDS = 86400.0
+#: The ledger location of a recording pushed by ContactId (``qcflow push --contact-id``).
+CONTACT_LOCATION = "ccc:contact/"
 _AUDIO_URL_CONFIG = env_name("audio_url_strategy")
+_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also accepts "²", which float() and int() refuse
 
 
 @dataclass(frozen=True)
@@ -128,10 +134,10 @@ def url_expires_at(url: str, now: float) -> float | None:
     (``X-Amz-Date`` + ``X-Amz-Expires``) are understood.
     """
     params = {k.lower(): v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-    if params.get("expires", "").isdigit():
+    if _DIGITS.fullmatch(params.get("expires", "")):
         return float(params["expires"])
     for date_key, expires_key in (("x-oss-date", "x-oss-expires"), ("x-amz-date", "x-amz-expires")):
-        if params.get(expires_key, "").isdigit() and params.get(date_key):
+        if _DIGITS.fullmatch(params.get(expires_key, "")) and params.get(date_key):
             try:
                 signed = datetime.strptime(params[date_key], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
             except ValueError:
@@ -169,6 +175,13 @@ class Pusher:
         self._pattern = re.compile(settings.contact_id_pattern)
         self._suffixes = tuple(s.strip().lower() for s in settings.recording_suffixes.split(",") if s.strip())
         self._remarks = _parse_remarks(settings.push_remarks)
+        try:  # the values too: one UploadCall refuses would fail every push after its claim
+            UploadCall(voice_file_url="https://example.invalid/a.wav", **self._remarks)
+        except ValueError as exc:
+            raise ConfigError(f"{env_name('push_remarks')}: {str(exc).splitlines()[0]}") from None
+        if settings.push_claim_ttl_seconds <= 2 * CLAIM_MARGIN_SECONDS:
+            raise ConfigError(f"{env_name('push_claim_ttl_seconds')} must exceed {2 * CLAIM_MARGIN_SECONDS:g} s: a claimant "
+                              f"stops working {CLAIM_MARGIN_SECONDS:g} s before its claim expires")
         self._rule_ids = [r.strip() for r in (settings.push_rule_ids or "").split(",") if r.strip()] or None
         self._own_prefixes = tuple(object_location(settings.store, p) for p in ("state/", "results/"))
 
@@ -213,7 +226,7 @@ class Pusher:
                 info = await asyncio.to_thread(self.recordings.head, candidate)
             except NotFoundError:
                 continue
-            except InvalidKeyError as exc:
+            except (InvalidKeyError, RequestError) as exc:  # e.g. a segment too long for a local folder
                 return self._ignored(location, candidate, f"not a valid object key: {exc.message}")
             except RetryableError as exc:
                 return self._result("retry", Recording(location, candidate, None, None), exc=exc)
@@ -259,6 +272,14 @@ class Pusher:
                 on_result(result)
 
         gate = asyncio.Semaphore(max(1, concurrency))
+        # One invocation has one token: the ledger cannot arbitrate between two copies of a recording in it.
+        unique: dict[str, Recording] = {}
+        for recording in recordings:
+            if recording.location in unique:
+                settle(self._ignored(recording.location, recording.key or recording.location,
+                                     "the same recording twice in one invocation: pushed once"))
+            else:
+                unique[recording.location] = recording
 
         async def prepare(recording: Recording) -> _Ready | None:
             async with gate:
@@ -268,7 +289,7 @@ class Pusher:
                 return None
             return outcome
 
-        ready = [r for r in await asyncio.gather(*(prepare(r) for r in recordings)) if r is not None]
+        ready = [r for r in await _gather_all(prepare(r) for r in unique.values()) if r is not None]
         batches = _batches(ready, self.settings.push_batch_size)
 
         async def send(batch: list[_Ready]) -> None:
@@ -276,7 +297,7 @@ class Pusher:
                 for result in await self._send(batch, deadline=min(r.deadline for r in batch)):
                     settle(result)
 
-        await asyncio.gather(*(send(b) for b in batches))
+        await _gather_all(send(b) for b in batches)
         return results
 
     async def _prepare(self, recording: Recording, *, token: str, deadline: float, replay: bool) -> _Ready | PushResult:
@@ -326,9 +347,18 @@ class Pusher:
         except PermanentError as exc:
             return await self._fail(recording, generation, exc.code or "InvalidParams", exc.message,
                                     request_id=answer.request_id, uncertain=decision.uncertain)
-        if decision.uncertain:
+        uncertain, any_name = decision.uncertain, False
+        if recording.location.startswith(CONTACT_LOCATION):
+            # the call's recording object may have been pushed by the trigger, under another ledger id
+            await asyncio.to_thread(self.ledger.mark_contact_push, recording.contact_id, recording.location)
+            uncertain = any_name = True
+        elif await asyncio.to_thread(self.ledger.contact_pushed, recording.contact_id):
+            uncertain = any_name = True  # `qcflow push --contact-id` pushed this call already?
+        if uncertain:
+            since = ready.call.call_start_time / 1000.0 if any_name and ready.call.call_start_time else None
             try:
-                found = await self._lookup(recording, decision.entry.claims.values(), deadline=deadline)
+                found = await self._lookup(recording, decision.entry.claims.values(), deadline=deadline,
+                                           any_name=any_name, since=since)
             except RetryableError as exc:
                 return self._result("retry", recording, exc=exc, generation=generation)
             except PermanentError as exc:
@@ -396,9 +426,11 @@ class Pusher:
                 code="VoiceFileUrlTooShortLived",
             )
 
-    async def _lookup(self, recording: Recording, claims: Iterable[Any], *, deadline: float) -> str | None:
-        """The taskId of an earlier attempt's upload of this recording, if SCA has one."""
-        times = [c.claimed_at for c in claims] or [self.clock()]
+    async def _lookup(self, recording: Recording, claims: Iterable[Any], *, deadline: float, any_name: bool = False,
+                      since: float | None = None) -> str | None:
+        """The taskId of an earlier attempt's upload of this recording, if SCA has one (``any_name``:
+        any task of its ContactId uploaded after ``since``, e.g. the call's start)."""
+        times = [c.claimed_at for c in claims] + ([since] if since else []) or [self.clock()]
         zone = self.settings.zone
         start = datetime.fromtimestamp(min(times) - LOOKUP_SLACK_SECONDS, timezone.utc)
         end = datetime.fromtimestamp(self.clock() + LOOKUP_SLACK_SECONDS, timezone.utc)
@@ -412,7 +444,7 @@ class Pusher:
         page = await self.sca.get_result_page(query, deadline=deadline)
         for item in page.items:
             name = (item.get("Recording") or {}).get("Name")
-            if item.get("TaskId") and (name is None or name == recording.file_name):
+            if item.get("TaskId") and (any_name or name is None or name == recording.file_name):
                 log.info("found an earlier attempt's task in SCA", extra={
                     "event": "push_lookup_found", "task_id": item["TaskId"], "contact_id": recording.contact_id})
                 return str(item["TaskId"])
@@ -475,7 +507,7 @@ class Pusher:
         outcome = Outcome(
             generation=generation, state="failed", recorded_at=self.clock(), location=recording.location,
             key=recording.key, etag=recording.etag, contact_id=recording.contact_id, call_uuid=recording.call_uuid,
-            code=code, message=message, request_id=request_id or (exc.request_id if exc else None),
+            code=code, message=redact(message), request_id=request_id or (exc.request_id if exc else None),
             attempts=exc.attempts if exc else None,
             uncertain=uncertain or bool(exc and exc.prior_attempt_uncertain),
         )
@@ -497,7 +529,7 @@ class Pusher:
                 generation: int | None = None) -> PushResult:
         return self._log(PushResult(
             status, recording.location, recording.key, recording.contact_id, code=exc.code or type(exc).__name__,
-            message=str(exc), request_id=exc.request_id, generation=generation, attempts=exc.attempts,
+            message=redact(str(exc)), request_id=exc.request_id, generation=generation, attempts=exc.attempts,
             uncertain=exc.prior_attempt_uncertain,
         ))
 
@@ -531,25 +563,38 @@ class Pusher:
 
     def recording_for_contact(self, contact_id: str) -> Recording:
         """A recording known only by its ContactId (``qcflow push --contact-id``): CCC's URL is sent."""
-        return Recording(f"ccc:contact/{contact_id}", None, None, contact_id)
+        return Recording(f"{CONTACT_LOCATION}{contact_id}", None, None, contact_id)
 
     async def replayable(self) -> list[tuple[Recording, int]]:
-        """Recorded failures still waiting for a replay, as recordings (with the failed generation)."""
-        found: list[tuple[Recording, int]] = []
+        """Recordings to re-push: recorded failures, and generations claimed but never settled whose
+        claim expired (FC gave up on them, a replay met an outage, a kill) — with the generation."""
+        found: dict[str, tuple[Recording, int]] = {}
         for rid, generation in await asyncio.to_thread(lambda: list(self.ledger.failures())):
             entry = await asyncio.to_thread(self.ledger.read, rid)
-            last = entry.outcome
-            if last is None or last.state != "failed" or last.generation != generation:
-                if entry.latest_generation is not None and entry.latest_generation > generation:
-                    await asyncio.to_thread(self.ledger.clear_failure, rid, generation)  # replayed since
+            failed = entry.outcomes.get(generation)
+            later_settled = entry.latest_generation != generation and entry.outcome is not None
+            if entry.submitted is not None or later_settled:
+                await asyncio.to_thread(self.ledger.clear_failure, rid, generation)  # settled since
                 continue
-            recording = Recording(last.location, last.key, last.etag, last.contact_id)
-            if recording.key is not None and self.recordings is not None and last.location.startswith(("oss://", "file:")):
-                fresh = await self.resolve(recording.key)
-                if isinstance(fresh, Recording):
-                    recording = replace(fresh, location=last.location)
-            found.append((recording, generation))
-        return found
+            if failed is None or failed.state != "failed":
+                continue
+            # a later generation still without outcome (a replay that met an outage, or was killed):
+            # replay again; its claim decides (busy while it lives, taken over as uncertain after)
+            found[rid] = (await self._fresh(failed.location, failed.key, failed.etag, failed.contact_id), generation)
+        now = self.clock()
+        for entry, generation in await asyncio.to_thread(lambda: list(self.ledger.abandoned(now))):
+            claim = entry.claims[generation]
+            if entry.rid not in found:
+                found[entry.rid] = (await self._fresh(claim.location, claim.key, claim.etag, claim.contact_id), generation)
+        return list(found.values())
+
+    async def _fresh(self, location: str, key: str | None, etag: str | None, contact_id: str | None) -> Recording:
+        recording = Recording(location, key, etag, contact_id)
+        if key is not None and self.recordings is not None and location.startswith(("oss://", "file:")):
+            fresh = await self.resolve(key)
+            if isinstance(fresh, Recording):
+                recording = replace(fresh, location=location)
+        return recording
 
     async def replay(self, *, token: str, deadline: float, concurrency: int = 8,
                      on_result: Callable[[PushResult], None] | None = None) -> list[PushResult]:
@@ -563,6 +608,16 @@ class Pusher:
             if result.settled and rid in failed_gen and result.status in ("submitted", "failed", "already_submitted"):
                 await asyncio.to_thread(self.ledger.clear_failure, rid, failed_gen[rid])
         return results
+
+
+async def _gather_all(aws: Iterable[Any]) -> list[Any]:
+    """``asyncio.gather`` that lets every branch finish before raising the first error: a branch
+    left running would go on (send, record) after the invocation ended, on the instance's loop."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _call_for(params: UploadAudioDataParams, contact_id: str | None) -> CccCall | None:
@@ -697,6 +752,7 @@ async def push_oss_event(
     retrying the same bytes cannot help. Retryable faults raise ``PushIncomplete``.
     """
     from qcflow.models.events import InvalidEventError, parse_oss_event
+    from qcflow.services import ForeignBucketError
 
     try:
         event = parse_oss_event(raw_event)
@@ -708,7 +764,7 @@ async def push_oss_event(
     for record in event.events:
         try:
             pusher = pusher_for(record.bucket)
-        except ConfigError as exc:
+        except ForeignBucketError as exc:
             log.error("push: %s", exc, extra={"event": "push_bad_event", "bucket": record.bucket, "key": record.key})
             results.append(PushResult("failed", f"oss://{record.bucket}/{record.key}", record.key, code="ForeignBucket",
                                       message=str(exc)))

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from qcflow.push import Pusher
 
 
+class ForeignBucketError(ConfigError):
+    """An event for a bucket other than the configured recordings: dropped, not retried. Any other
+    ``ConfigError`` (a bad setting) raises out of the handler, so that FC retries and dead-letters it."""
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -42,7 +47,7 @@ class Services:
             kind, where, _ = parse_store_url(configured)
             # a local folder stands in for any bucket (the demo and tests feed it OSS events)
             if bucket is not None and kind == "oss" and where != bucket:
-                raise ConfigError(
+                raise ForeignBucketError(
                     f"event for bucket {bucket!r}, but {env_name('recordings_url')}={configured} names another place; "
                     "point the OSS trigger at that bucket or change the setting"
                 )
