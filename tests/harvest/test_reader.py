@@ -227,6 +227,23 @@ async def test_a_second_too_full_to_split_is_read_in_sequence_past_record_10000(
         assert_paging_rules(spy)
 
 
+async def test_a_window_still_filling_up_is_reported_and_a_second_read_gets_all(caplog: pytest.LogCaptureFixture) -> None:
+    hour = DAY.split(24)[9]
+    with running_sandbox(SandboxOptions(quotas=NO_QUOTA, preload=PreloadOptions(count=300, start=hour.start, end=hour.end))) as server:
+        source = reader(sca_over(server))
+        got: list[dict[str, Any]] = []
+        with caplog.at_level("WARNING", logger="qcflow.harvest.reader"):
+            async with contextlib.aclosing(source.pages(hour, deadline=time.monotonic() + 30)) as pages:
+                async for page in pages:
+                    if not got:  # uploads land while the window is read (the settle delay was too short)
+                        server.app.sca.preload(200, hour.start, hour.end)
+                    got.extend(page)
+        assert source.stats.count_changed >= 1
+        assert any(getattr(r, "event", None) == "harvest_window_count_changed" for r in caplog.records)
+        assert len({item["TaskId"] for item in got}) <= 500
+        assert_once(await read_all(reader(sca_over(server)), hour), 500)
+
+
 # --------------------------------------------------------------------------- the quota
 
 
@@ -294,6 +311,17 @@ async def test_a_deadline_stops_the_read_and_a_second_pass_gets_everything() -> 
         assert {item["TaskId"] for item in got} <= {item["TaskId"] for item in rest}
 
 
+async def test_a_deadline_during_slow_answers_ends_the_read_cleanly() -> None:
+    faults = FaultOptions(latency_seconds=1.0, actions=frozenset({"GetResult"}))
+    with running_sandbox(SandboxOptions(quotas=NO_QUOTA, faults=faults, preload=PreloadOptions(count=500, start=DAY.start, end=DAY.end))) as server:
+        source = reader(sca_over(server))
+        with pytest.raises(DeadlineReached):
+            await read_all(source, DAY, seconds=0.3)
+        assert source.stats.records == 0
+        await asyncio.sleep(0)
+        assert not [t for t in asyncio.all_tasks() if "_fetch" in repr(t.get_coro())], "calls left running"
+
+
 async def test_a_deadline_already_past_sends_nothing() -> None:
     with running_sandbox(SandboxOptions(quotas=NO_QUOTA)) as server:
         spy = SpyTransport()
@@ -322,8 +350,7 @@ async def test_tasks_by_id_every_result_of_each_and_none_for_unknown() -> None:
         source = reader(sca, fields="recording")
         deadline = time.monotonic() + 30
         found = [item async for item in source.tasks([single.task_id, batch.task_id, "NO-SUCH-TASK", single.task_id], deadline=deadline)]
-        by_call = {item["Recording"]["Id"]: item for item in found}
-        assert sorted(by_call) == ["job-1", "job-2", "job-3"]
+        assert sorted(item["Recording"]["Id"] for item in found) == ["job-1", "job-2", "job-3"]  # each id asked once
         # still running (status 0) and reported as such: the reader never filters on status
         assert all(item["Status"] == 0 and item["TaskId"] for item in found)
         assert (await source.task(single.task_id, deadline=deadline))["Recording"]["Id"] == "job-1"

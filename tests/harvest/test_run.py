@@ -464,8 +464,8 @@ async def test_parts_roll_at_the_configured_size(store: ObjectStore) -> None:
 
 
 async def test_memory_does_not_grow_with_the_window(tmp_path: Any) -> None:
-    """The writer streams: harvesting one window of 8,000 results peaks (Python allocations,
-    the sandbox's included) no higher than one of 2,000 — what is held is the pages in
+    """The writer streams: harvesting one window of 12,000 results peaks (Python allocations,
+    the sandbox's included) about as high as one of 4,000 — what is held is the pages in
     flight, not the window — and well below the bytes written."""
     import tracemalloc
 
@@ -483,7 +483,10 @@ async def test_memory_does_not_grow_with_the_window(tmp_path: Any) -> None:
             finally:
                 tracemalloc.stop()
 
-    small_peak, _ = await peak(2_000, "small")
-    big_peak, big_bytes = await peak(8_000, "big")
-    assert big_peak < small_peak * 1.5, (small_peak, big_peak)
+    # both sizes well past the pages-in-flight plateau (16 pages of 99 per window): a window held
+    # whole would triple the peak; streaming keeps it about level (2x leaves room for the noise
+    # of a loaded 2-core machine)
+    small_peak, _ = await peak(4_000, "small")
+    big_peak, big_bytes = await peak(12_000, "big")
+    assert big_peak < small_peak * 2.0, (small_peak, big_peak)
     assert big_peak < big_bytes, (big_peak, big_bytes)

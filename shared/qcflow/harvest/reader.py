@@ -27,12 +27,13 @@ would skip and repeat records. Memory: the reader holds the pages in flight and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -110,14 +111,15 @@ class Window:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
 
-@dataclass(frozen=True)
+@dataclass
 class ReaderStats:
     """What a reader has done so far (for progress bars, reports and benchmarks).
 
     ``calls`` counts GetResult calls made (the client's retries inside one call are counted
     by the limiter, see ``throttled``); ``wasted`` are page-1 calls of windows then split;
     ``planned_pages`` is the number of pages known to be needed so far (``Count``-based),
-    for an ETA.
+    for an ETA; ``count_changed``: pages whose ``Count`` differed from their window's page 1.
+    ``WindowReader.stats`` hands out a copy.
     """
 
     calls: int = 0
@@ -129,6 +131,7 @@ class ReaderStats:
     sequential_pages: int = 0
     wasted: int = 0
     planned_pages: int = 0
+    count_changed: int = 0
 
 
 @dataclass
@@ -142,19 +145,10 @@ class _Job:
     chained: bool = False
     #: total pages of this window, when known (for chained pages)
     total: int | None = None
-
-
-@dataclass
-class _Counters:
-    calls: int = 0
-    pages: int = 0
-    records: int = 0
-    splits: int = 0
-    sequential_windows: int = 0
-    sequential_pages: int = 0
-    wasted: int = 0
-    planned_pages: int = 0
-    throttled_at_start: int = field(default=0)
+    #: the window's Count when page 1 was read (a later page saying otherwise: it changed)
+    expected: int | None = None
+    #: Count may be a cap (it reached the deep-paging limit): read on while pages are full
+    open_ended: bool = False
 
 
 def required_fields_with_identity(required_fields: str) -> str:
@@ -201,24 +195,14 @@ class WindowReader:
         self.deep_paging_limit = deep_paging_limit
         #: Pages that may be asked for in any order: those ending within the limit.
         self.free_pages = deep_paging_limit // page_size
-        self._n = _Counters(throttled_at_start=self._limiter_throttled())
+        self._n = ReaderStats()
+        self._throttled_at_start = self._limiter_throttled()
 
     # ------------------------------------------------------------------ public
 
     @property
     def stats(self) -> ReaderStats:
-        n = self._n
-        return ReaderStats(
-            calls=n.calls,
-            pages=n.pages,
-            records=n.records,
-            throttled=self._limiter_throttled() - n.throttled_at_start,
-            splits=n.splits,
-            sequential_windows=n.sequential_windows,
-            sequential_pages=n.sequential_pages,
-            wasted=n.wasted,
-            planned_pages=n.planned_pages,
-        )
+        return replace(self._n, throttled=self._limiter_throttled() - self._throttled_at_start)
 
     async def pages(self, window: Window, *, deadline: float) -> AsyncIterator[list[dict[str, Any]]]:
         """Every result uploaded in ``window`` (any status), as pages of item dicts.
@@ -275,25 +259,27 @@ class WindowReader:
         An upload of several recordings in one ``callList`` yields one taskId for all of
         them; this returns the first. ``tasks`` yields every one.
         """
-        async for item in self._items_of(task_id, deadline):
-            return item
+        async with contextlib.aclosing(self._items_of(task_id, deadline)) as items:
+            async for item in items:
+                return item
         return None
 
     async def tasks(self, task_ids: Iterable[str], *, deadline: float) -> AsyncIterator[dict[str, Any]]:
         """Every result of each task id (each id asked once), ``max_concurrency`` at a time."""
         pending = deque(dict.fromkeys(t for t in task_ids if t))
-        running: set[asyncio.Task[list[dict[str, Any]]]] = set()
+        running: set[asyncio.Task[list[dict[str, Any]]]] = set()  # until handled, finished ones too
         try:
             while pending or running:
                 self._check_deadline(deadline, None)
                 while pending and len(running) < self.max_concurrency:
                     running.add(asyncio.ensure_future(self._collect(pending.popleft(), deadline)))
-                done, running = await asyncio.wait(
+                done, _ = await asyncio.wait(
                     running, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
                     self._check_deadline(deadline, None, force=True)
                 for task in done:
+                    running.discard(task)
                     for item in task.result():
                         yield item
         finally:
@@ -328,7 +314,7 @@ class WindowReader:
             total = math.ceil(count / self.page_size)
             free = min(total, self.free_pages)
             self._n.planned_pages += total - 1
-            following = [_Job(window, number) for number in range(2, free + 1)]
+            following = [_Job(window, number, expected=count) for number in range(2, free + 1)]
             if total > free:
                 # one second holding more than the free range: the rest one page after another,
                 # chained from the last free page once it is here
@@ -337,20 +323,32 @@ class WindowReader:
                     "a window of one second holds more results than can be paged in parallel; reading the rest in sequence",
                     extra={"event": "harvest_window_sequential", "window": str(window), "count": count},
                 )
+                # UNCONFIRMED whether Count stops at 10,000 (as Elasticsearch's hit count does by
+                # default): from there on, pages are read while they come back full
+                open_ended = count >= self.deep_paging_limit
                 if following:
-                    following[-1] = _Job(window, free, chained=True, total=total)
+                    following[-1] = _Job(window, free, chained=True, total=total, expected=count, open_ended=open_ended)
                 else:
-                    jobs.appendleft(self._next_in_chain(job, items, total))
+                    jobs.appendleft(self._next_in_chain(replace(job, expected=count, open_ended=open_ended), items, total))
             jobs.extend(following)
             return items
+        if job.expected is not None and count is not None and count != job.expected:
+            # uploads still landing in the window (a settle delay too short): offsets moved, so
+            # results may have been skipped or repeated; the next pass's lookback reads it again
+            self._n.count_changed += 1
+            log.warning(
+                "a window's Count changed while it was read (%s -> %s); its results will be read again by the lookback",
+                job.expected, count, extra={"event": "harvest_window_count_changed", "window": str(window)},
+            )
         if job.chained:
             total = job.total
-            more = len(items) >= self.page_size if total is None else job.number < total
-            if more and items:
-                if total is None:
+            full = len(items) >= self.page_size
+            more = full and (total is None or job.number < total or job.open_ended)
+            if more:
+                if total is None or job.number >= total:
                     self._n.planned_pages += 1
                 jobs.appendleft(self._next_in_chain(job, items, total))
-            if total is not None and job.number < total and not items:
+            elif total is not None and job.number < total:
                 log.warning("a window's results ended early", extra={"event": "harvest_window_short", "window": str(window), "page": job.number})
         return items
 
@@ -366,7 +364,7 @@ class WindowReader:
                     action="GetResult",
                 )
             self._n.sequential_pages += 1
-        return _Job(job.window, number, cursor=cursor, chained=True, total=total)
+        return _Job(job.window, number, cursor=cursor, chained=True, total=total, expected=job.expected, open_ended=job.open_ended)
 
     def _needs_cursor(self, number: int) -> bool:
         """Strict rule: a page reaching past the limit carries the previous page's cursor."""
