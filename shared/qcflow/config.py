@@ -164,9 +164,19 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
-            ZoneInfo(value)
+            zone = ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        # GetResult's startTime/endTime are local wall-clock text: in a zone with daylight
+        # saving, the repeated hour of a fall-back cannot be asked for (both hours are the
+        # same text) and would never be read. Refuse such zones.
+        from datetime import datetime, timedelta, timezone
+
+        first = datetime(2020, 1, 1, tzinfo=timezone.utc)
+        offsets = {(first + timedelta(days=day)).astimezone(zone).utcoffset() for day in range(0, 366 * 40, 7)}
+        if len(offsets) > 1:
+            raise ValueError(f"time zone {value!r} changes its UTC offset (daylight saving): GetResult's local "
+                             "startTime/endTime cannot name its repeated hour; use a fixed-offset zone")
         return value
 
     @field_validator("log_level")

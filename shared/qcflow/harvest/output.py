@@ -333,6 +333,11 @@ class ResultWriter:
         spill = self._open.get(partition)
         return result in self._logs[partition].committed or (spill is not None and result in spill.index)
 
+    def is_in_commit_log(self, partition: str, result: str) -> bool:
+        """Listed in a commit record (as far as read): written, or recoverable — unlike a result
+        that only waits in this run's open spill."""
+        return result in self._logs[partition].committed
+
     def skip(self, count: int = 1) -> None:
         """Count results left out because they are written already (or queued)."""
         with self._stats_lock:  # committing threads count their drops too

@@ -40,6 +40,7 @@ are stable. Nested keys are snake_case too (``KeyWords`` → ``key_words``, ``Ch
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -77,7 +78,10 @@ _BOUNDARY_1 = re.compile(r"(.)([A-Z][a-z]+)")
 _BOUNDARY_2 = re.compile(r"([a-z0-9])([A-Z])")
 _UNDERSCORES = re.compile(r"_+")
 _SNAKE: dict[str, str] = {}
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+#: datetime's last second (9999-12-31T23:59:59Z): later epoch values cannot be a date.
+_MAX_EPOCH_SECONDS = 253_402_300_799
 
 
 def snake(name: str) -> str:
@@ -185,9 +189,10 @@ def epoch_seconds(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    if number <= 0:
+    if not math.isfinite(number) or number <= 0:
         return None
-    return number / 1000.0 if number >= 100_000_000_000 else number  # 1e11 s is the year 5138
+    seconds = number / 1000.0 if number >= 100_000_000_000 else number  # 1e11 s is the year 5138
+    return seconds if seconds <= _MAX_EPOCH_SECONDS else None  # garbage: fall back to CreateTime
 
 
 _TEXT_FORMATS = ("%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
@@ -253,6 +258,17 @@ def _strip_query(url: Any) -> Any:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)[?#][^\s\"'<>]*", re.IGNORECASE)
+
+
+def _strip_url_queries(text: Any) -> Any:
+    """Free text (an ``ErrorMessage``) with the query string of every URL in it removed: the
+    service may echo the pre-signed ``voiceFileUrl`` it failed to download."""
+    if not isinstance(text, str) or "://" not in text:
+        return text
+    return _URL_QUERY.sub(r"\1", text)
+
+
 def to_record(item: dict[str, Any], zone: ZoneInfo, harvested_at: str) -> dict[str, Any]:
     """The output object of one GetResult item (see the module docstring for the schema)."""
     status = status_of(item)
@@ -276,6 +292,7 @@ def to_record(item: dict[str, Any], zone: ZoneInfo, harvested_at: str) -> dict[s
     }
     for name, field in _SIMPLE:
         record[name] = item.get(field)
+    record["error_message"] = _strip_url_queries(record["error_message"])
     record["review_time"] = review_time
     record["comments"] = item.get("Comments")
     record["resolver"] = item.get("Resolver")
@@ -296,8 +313,29 @@ def to_record(item: dict[str, Any], zone: ZoneInfo, harvested_at: str) -> dict[s
 
 
 def encode_line(record: dict[str, Any]) -> bytes:
-    """One JSONL line (UTF-8, compact, ending in a newline)."""
-    return (_encode(record) + "\n").encode("utf-8")
+    """One JSONL line (UTF-8, compact, ending in a newline), always strict JSON: ``NaN`` and
+    infinities (which ``json.loads`` accepts from the service) become ``null``, and a lone
+    surrogate (a UTF-16 string cut inside a pair) is kept as a ``\\udXXX`` escape instead of
+    failing the whole run."""
+    try:
+        text = _encode(record)
+    except ValueError:  # a non-finite float
+        return encode_line(_finite(record))
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (_encode_ascii(record) + "\n").encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {key: _finite(item) for key, item in value.items()}
+    if kind is list:
+        return [_finite(item) for item in value]
+    return value
 
 
 def utc_now_text(moment: datetime | None = None) -> str:

@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from qcflow.acs.adaptive import AdaptiveRateLimiter
 from qcflow.config import Settings
-from qcflow.errors import QcflowError
+from qcflow.errors import QcflowError, RetryableError
 from qcflow.harvest import records as rec
 from qcflow.harvest import state as st
 from qcflow.harvest.output import (
@@ -77,6 +77,8 @@ CHUNK_SECONDS = 3600
 #: Windows fetched ahead of the one being written, and pages each may queue (memory bound).
 PREFETCH_WINDOWS = 2
 PREFETCH_PAGES = 4
+#: Times a window whose Count changed while it was paged is read again before the run gives up.
+WINDOW_REREADS = 3
 #: Time kept at the end of a budget to commit what was read (at most a quarter of the budget).
 COMMIT_MARGIN_SECONDS = 20.0
 #: A lease outlives its run's deadline by this much (a run never holds it past its budget).
@@ -87,6 +89,10 @@ RECOVERY_GRACE_SECONDS = 300.0
 #: comes from the upload time, the state from the status, a result's identity from its task
 #: and ``Recording.Id`` (one upload of several recordings shares a taskId).
 ALWAYS_REQUIRED = ("status", "taskId", "createTimeLong", "createTime", "recording")
+
+
+class WindowUnstable(RetryableError):
+    """A window's results kept moving while it was paged: not checkpointed, read next run."""
 
 
 def _utc_now() -> datetime:
@@ -225,6 +231,8 @@ class _Pass:
         self.fresh: set[str] = set()
         self._count_lock = threading.Lock()
         self.windows_total = 0
+        #: Wall time (epoch s) the run's lease ends (None: no lease, the callback path).
+        self.lease_expires_at: float | None = None
         self._side: list[asyncio.Future[Any]] = []
         self._outstanding: list[asyncio.Future[Any]] = []
         self.writer = ResultWriter(
@@ -264,6 +272,13 @@ class _Pass:
                 log.warning("harvest: a result without TaskId was skipped", extra={"event": "harvest_no_task_id"})
                 continue
             state = rec.state_of(item)
+            if state in ("finished", "failed") and (rec.epoch_seconds(item.get("CreateTimeLong")) is None
+                                                     or rec.call_id_of(item) is None):
+                # the exactly-once key comes from these (always requested): a guessed key could
+                # differ from the one another read gives the same result, and write it twice
+                log.warning("harvest: result %s came without CreateTimeLong or Recording.Id; polled again later",
+                            result, extra={"event": "harvest_incomplete_identity"})
+                state = "unknown"
             if state == "running" or state == "unknown":
                 if state == "unknown":
                     log.warning("harvest: result %s came without a readable Status; treated as unfinished", result,
@@ -274,7 +289,8 @@ class _Pass:
             await self.writer.ensure_loaded(partition)
             if self.writer.is_committed(partition, result):
                 self.writer.skip()
-                self._resolved(result)
+                if self.writer.is_in_commit_log(partition, result):  # not merely queued in this run's spill
+                    self._resolved(result)
                 continue
             record = rec.to_record(item, self.zone, harvested_at)
             contact = record["call_id"] if record["call_id"] in self.contacts else None
@@ -399,6 +415,7 @@ class _Pass:
         while one is consumed (a window's first page costs a round trip before its other pages
         can start), and each window's commit overlaps the next one's reading."""
         self.windows_total = len(windows)
+        lease_ok = lambda: self.lease_expires_at is None or self.wall() < self.lease_expires_at - LEASE_MARGIN_SECONDS / 2  # noqa: E731
         previous: tuple[Window, asyncio.Future[Any]] | None = None
         upcoming = iter(windows)
         fetching: deque[tuple[Window, asyncio.Queue[tuple[str, Any]], asyncio.Task[None]]] = deque()
@@ -433,6 +450,11 @@ class _Pass:
                     await done
                     return
                 previous = (window, done)
+                if not lease_ok():
+                    log.warning("harvest: the lease is about to expire; stopping after the windows read",
+                                extra={"event": "harvest_lease_lost"})
+                    self.report.stopped_by_deadline = True
+                    break
                 start_next()
             if previous is not None:
                 await self._finish(*previous, checkpoint=checkpoint)
@@ -446,9 +468,20 @@ class _Pass:
         """Fetch one window's pages into ``queue`` (bounded: memory stays a few pages), then
         ``done``, ``deadline`` or ``error``."""
         try:
-            async with contextlib.aclosing(self.reader.pages(window, deadline=self.read_deadline)) as pages:
-                async for items in pages:
-                    await queue.put(("page", items))
+            for attempt in range(WINDOW_REREADS + 1):
+                changed = self.reader.stats.count_changed
+                async with contextlib.aclosing(self.reader.pages(window, deadline=self.read_deadline)) as pages:
+                    async for items in pages:
+                        await queue.put(("page", items))
+                if self.reader.stats.count_changed == changed:
+                    break
+                # offsets moved while the window was paged: a result may have been skipped, and
+                # the lookback re-reads only the last hour before the checkpoint. Read it again
+                # (what was yielded stays valid: the writer drops repeats).
+                if attempt == WINDOW_REREADS:
+                    raise WindowUnstable(f"{window}: its Count kept changing while it was read; the checkpoint stays before it")
+                log.warning("harvest: %s changed while it was read; reading it again", window,
+                            extra={"event": "harvest_window_reread", "window": str(window)})
             await queue.put(("done", None))
         except DeadlineReached:
             await queue.put(("deadline", None))
@@ -564,6 +597,7 @@ async def run_harvest(
         log.info("harvest: lease held by %s until %s; this run does nothing", lease.owner, lease.expires_at,
                  extra={"event": "harvest_lease_busy"})
         return run.report
+    run.lease_expires_at = lease.expires_at
     try:
         await run.load_contacts()
         await run.list_unfinished()
