@@ -7,8 +7,12 @@ takes OSS events one at a time from a common queue, through the same ``push_oss_
 handler calls. State and recordings live in local stores in a temp folder.
 
 The physical limit is the quota: 3,000 uploads need 60 s at 50/s in steady state, so the
-figure is total time ÷ 60 s (the sandbox's sliding window lets a fresh account burst a full
-window at once, so a ratio below 1 is possible and means the quota did not bind).
+figure is total time ÷ 60 s. The sandbox's quota is a sliding window, as the service's
+appears to be, so a fresh account can burst a whole window at once: for 3,000 recordings the
+quota does not bind and the ratio is below 1. A second scenario pushes twice the quota
+(6,000): the first window's worth goes at once, the rest must ride the throttling until the
+window slides, so its physical limit is one window (60 s) and its ratio tells how quickly
+throttled instances resume (``push_2x_quota_ratio``).
 Last line: ``push_time_ratio=… tasks=… duplicates=… missing=… throttled=…``.
 """
 
@@ -111,21 +115,18 @@ async def count_tasks(url: str, contacts: set[str], since: datetime) -> tuple[in
     return tasks, duplicates, missing
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--recordings", type=int, default=3000)
-    parser.add_argument("--instances", type=int, default=32)
-    args = parser.parse_args(argv)
-    proc, url = start_sandbox(stop_after=600)
+def scenario(recordings: int, instances: int) -> dict[str, float]:
+    """Push ``recordings`` through ``instances`` against a fresh sandbox; the figures."""
+    proc, url = start_sandbox(stop_after=900)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            recordings = LocalStore(Path(tmp, "recordings"))
-            keys = [f"ccc/2026/11/20/job-{500000 + i}.mkv" for i in range(args.recordings)]
+            store = LocalStore(Path(tmp, "recordings"))
+            keys = [f"ccc/2026/11/20/job-{500000 + i}.mkv" for i in range(recordings)]
             for key in keys:
-                recordings.put(key, b"\x1aE\xdf\xa3")
+                store.put(key, b"\x1aE\xdf\xa3")
             settings = load_settings(
                 {}, store=f"file:{tmp}/store", recordings_url=f"file:{tmp}/recordings", ccc_endpoint=url, sca_endpoint=url,
-                ccc_instance_id="ccc-bench", log_level="ERROR",
+                ccc_instance_id="ccc-bench", log_level="ERROR", call_deadline_seconds=300,
             )
             queue: asyncio.Queue[str] = asyncio.Queue()
             for key in keys:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> str:
             started = time.perf_counter()
 
             async def run() -> None:
-                await asyncio.gather(*(instance(i, queue, settings, statuses) for i in range(args.instances)))
+                await asyncio.gather(*(instance(i, queue, settings, statuses) for i in range(instances)))
 
             asyncio.run(run())
             elapsed = time.perf_counter() - started
@@ -146,12 +147,29 @@ def main(argv: list[str] | None = None) -> str:
     finally:
         proc.terminate()
         proc.wait(10)
-    ideal = args.recordings / (UPLOAD_QUOTA / QUOTA_WINDOW)
-    print(f"== push burst: {args.recordings} recordings, {args.instances} instances, own clients, no shared limiter ==")
-    print(f"  total {elapsed:.1f} s (quota-bound steady state: {ideal:.0f} s); outcomes {dict(statuses)}")
+    # the physical limit: a fresh window admits one quota at once, each further quota one window later
+    windows = max(1, -(-recordings // UPLOAD_QUOTA) - 1) if recordings > UPLOAD_QUOTA else recordings / UPLOAD_QUOTA
+    ideal = windows * QUOTA_WINDOW
+    print(f"== push burst: {recordings} recordings, {instances} instances, own clients, no shared limiter ==")
+    print(f"  total {elapsed:.1f} s (physical limit {ideal:.0f} s); outcomes {dict(statuses)}")
     print(f"  sandbox answers: {json.dumps(stats, sort_keys=True)}")
-    line = (f"push_time_ratio={elapsed / ideal:.3f} tasks={tasks} duplicates={duplicates} missing={missing} "
-            f"throttled={throttled}")
+    return {"ratio": elapsed / ideal, "tasks": tasks, "duplicates": duplicates, "missing": missing, "throttled": throttled}
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recordings", type=int, default=3000)
+    parser.add_argument("--instances", type=int, default=32)
+    parser.add_argument("--no-contended", action="store_true", help="skip the 2x-quota scenario")
+    args = parser.parse_args(argv)
+    if not args.no_contended:
+        # twice the quota: the second half must wait for the window to slide and ride the throttling
+        two = scenario(2 * UPLOAD_QUOTA, args.instances)
+        print(f"push_2x_quota_ratio={two['ratio']:.3f} push_2x_duplicates={two['duplicates']} "
+              f"push_2x_missing={two['missing']} push_2x_throttled={two['throttled']}")
+    one = scenario(args.recordings, args.instances)
+    line = (f"push_time_ratio={one['ratio']:.3f} tasks={one['tasks']} duplicates={one['duplicates']} "
+            f"missing={one['missing']} throttled={one['throttled']}")
     print(line)
     return line
 
