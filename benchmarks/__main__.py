@@ -79,6 +79,10 @@ BENCHES = (
         Goal("duplicates", "push burst: duplicates / missing", "0 / 0",
              lambda v: v["duplicates"] == 0 and v["missing"] == 0,
              lambda v: f"{v['duplicates']:.0f} / {v['missing']:.0f} (tasks {v['tasks']:.0f}, throttled {v['throttled']:.0f})"),
+        Goal("push_2x_quota_ratio", "push at twice the quota: time ÷ (first quota's time + 60 s)", "≤ 1.15",
+             lambda v: v["push_2x_quota_ratio"] <= 1.15,
+             lambda v: f"{v['push_2x_quota_ratio']:.3f} (throttled {v['push_2x_throttled']:.0f}, duplicates "
+                       f"{v['push_2x_duplicates']:.0f}, missing {v['push_2x_missing']:.0f})"),
     )),
     Bench("importtime", [PY, "benchmarks/importtime.py"], (
         Goal("push_cold_start_ms", "push handler cold start (import + oss:// store)", "< 300 ms",
