@@ -8,12 +8,12 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test demo install bench importtime layer clean
+.PHONY: test demo install bench importtime layer chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,sandbox,cli]'
+	$(PY) -m pip install --quiet -e '.[test,sandbox,cli,report]'
 	touch $(STAMP)
 
 $(CHECKOV_STAMP):
@@ -22,11 +22,22 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
 	touch $(CHECKOV_STAMP)
 
+# Headless Chromium for the report's browser tests: Debian's package (no Playwright browser download).
+# CI runs as root; elsewhere sudo. Without apt-get it says so, and those tests skip (set CHROMIUM_BIN to run them).
+CHROMIUM_BIN ?= /usr/bin/chromium
+
+chromium:
+	@if [ -x "$(CHROMIUM_BIN)" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: no apt-get here: install Chromium and set CHROMIUM_BIN, or the report's browser tests are skipped" >&2; exit 0; fi; \
+	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 install: $(STAMP) $(CHECKOV_STAMP)
 
 # pytest exits 5 when it collected no test: a run that tested nothing must not look green.
-test: $(STAMP) $(CHECKOV_STAMP)
-	@CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: $(STAMP) $(CHECKOV_STAMP) chromium
+	@CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov CHROMIUM_BIN=$(CHROMIUM_BIN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
 	exit $$rc
 

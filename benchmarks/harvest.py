@@ -180,10 +180,22 @@ async def _child_reader(url: str, store_dir: Path, until: datetime) -> dict[str,
             "duplicates": 0, "files": 0, "stopped_by_deadline": False, "windows": len(chunks(DAY_START, until))}
 
 
+def peak_rss_kib() -> int:
+    """This process's peak RSS: ``VmHWM`` on Linux, because ``ru_maxrss`` survives ``exec`` and
+    would report the parent's peak for a child that never used that much."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def child_main(url: str, store_dir: str, until: str, reader_only: bool) -> None:
     run = _child_reader if reader_only else _child_harvest
     result = asyncio.run(run(url, Path(store_dir), datetime.fromisoformat(until)))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result["peak_rss_mb"] = peak_rss_kib() / 1024
     print(json.dumps(result))
 
 

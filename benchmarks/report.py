@@ -39,7 +39,7 @@ ZONE = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 12, 16, 0, tzinfo=timezone.utc)  # 2026-11-13 00:00 in Asia/Shanghai
 DAYS = 7
 PART_RECORDS = 20_000  # QCFLOW_HARVEST_PART_MAX_RECORDS' default
-CHROMIUM = os.environ.get("QCFLOW_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 
 
 def sandbox_items(count: int, *, start: datetime, days: int, seed: int = 7, failed_rate: float = 0.06,

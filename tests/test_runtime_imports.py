@@ -42,5 +42,5 @@ def test_runtime_import_loads_no_sdk_sandbox_or_cli() -> None:
     )
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
     # (httpx imports click/rich for its own CLI when they are installed; the layer has neither)
-    bad = [m for m in loaded if m.startswith(FORBIDDEN_PREFIXES) or m.startswith(("qcflow.sandbox", "qcflow.cli", "uvicorn", "alibabacloud_oss_v2"))]
+    bad = [m for m in loaded if m.startswith(FORBIDDEN_PREFIXES) or m.startswith(("qcflow.sandbox", "qcflow.cli", "qcflow.report", "uvicorn", "alibabacloud_oss_v2", "duckdb", "plotly"))]
     assert not bad, bad

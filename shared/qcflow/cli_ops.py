@@ -279,3 +279,6 @@ def register(main: click.Group) -> None:
     main.add_command(demo_command)
     main.add_command(harvest_command)
     main.add_command(status_command)
+    from qcflow.report import register as register_report
+
+    register_report(main)  # qcflow report, qcflow ddl maxcompute (DuckDB/Plotly imported when they run)

@@ -1,0 +1,116 @@
+"""The click commands ``qcflow report`` and ``qcflow ddl maxcompute`` (``register(main)``).
+
+Importing this module costs click only: DuckDB and Plotly (extra ``qcflow[report]``) are
+imported when a command runs, so the rest of the CLI works without the extra, and a missing
+extra is a one-line message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+EXTRA_HINT = "qcflow report needs its extra: pip install 'qcflow[report]'"
+DEFAULT_OUT = "qcflow-report.html"
+_STAGES = {"listing": "listing parts", "running": "reading running markers", "reading": "reading JSONL",
+           "loading": "loading records", "records": "records loaded"}
+
+
+def _require_extra() -> None:
+    try:
+        import duckdb  # noqa: F401
+        import plotly  # noqa: F401
+    except ImportError:
+        click.echo(EXTRA_HINT, err=True)
+        sys.exit(2)
+
+
+@contextmanager
+def terminal_progress() -> Iterator[Any]:
+    """Bars on stderr for long reads: parts listed, bytes read, records loaded (stdout stays
+    for the summary line)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[extra]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            task = tasks.get(stage)
+            if task is None:
+                task = tasks[stage] = bars.add_task(_STAGES.get(stage, stage), total=total, extra="")
+            if stage == "reading":
+                extra = f"{done / 1e6:,.1f} / {(total or 0) / 1e6:,.1f} MB"
+            elif stage == "loading":
+                extra = f"{done}%"
+            elif stage == "records":
+                extra = f"{done:,} records"
+            else:
+                extra = f"{done:,} found"
+            if total == 0:  # nothing to do is done, not 0 %
+                done = total = 1
+            bars.update(task, completed=done, total=total, extra=extra)
+
+        yield update
+
+
+@click.command("report")
+@click.option("--since", default=None, metavar="DATE", help="First upload day (YYYY-MM-DD, SCA's time zone).")
+@click.option("--until", default=None, metavar="DATE", help="Last upload day, included.")
+@click.option("--out", "out", default=DEFAULT_OUT, show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write (self-contained: opens offline).")
+def report_command(since: str | None, until: str | None, out: str) -> None:
+    """One HTML page of the harvested results: per day, scores, agents, rules, reviews, failures."""
+    _require_extra()
+    from qcflow.config import load_settings
+    from qcflow.errors import QcflowError
+    from qcflow.report import DayRange, make_report
+    from qcflow.store import open_store
+
+    try:
+        days = DayRange.parse(since, until)
+        settings = load_settings()
+        store = open_store(settings.store, settings=settings)
+        with terminal_progress() as progress:
+            summary = make_report(store, out, days=days, zone=settings.zone, progress=progress)
+    except QcflowError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(summary.line())
+
+
+@click.group("ddl")
+def ddl_group() -> None:
+    """DDL for the engines analysts already use, over the results prefix."""
+
+
+@ddl_group.command("maxcompute")
+@click.option("--table", default="qcflow_results", show_default=True, help="Table name.")
+@click.option("--location", default=None,
+              help="OSS location of results/ (default: from QCFLOW_STORE and the region, internal endpoint).")
+@click.option("--role-arn", default=None, help="RAM role MaxCompute assumes to read OSS (odps.properties.rolearn).")
+def maxcompute_command(table: str, location: str | None, role_arn: str | None) -> None:
+    """An external table over results/ (JSON, partitions dt and hour) matching the JSONL schema."""
+    from qcflow.config import load_settings
+    from qcflow.errors import QcflowError
+    from qcflow.report.ddl import maxcompute_ddl, oss_location
+
+    try:
+        if location is None:
+            settings = load_settings()
+            location = oss_location(settings.store, settings.region, settings.oss_endpoint)
+        click.echo(maxcompute_ddl(table=table, location=location, role_arn=role_arn), nl=False)
+    except QcflowError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(report_command)
+    main.add_command(ddl_group)

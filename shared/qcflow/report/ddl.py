@@ -1,0 +1,169 @@
+"""The analytics hand-off: a MaxCompute external table over ``results/``, and a DuckDB query.
+
+The columns are the JSONL schema of ``qcflow.harvest.records`` (``schema_version`` 1), in
+its order. Nested columns are typed from the models the API client parses the same answers
+with (``qcflow.models.sca``: ``Agent``, ``Recording``, ``HitRule``…), so the DDL and the
+models cannot drift apart silently; a test checks the columns against ``to_record``.
+
+What is left out, on purpose: open-ended objects (``hit_result[].conditions``,
+``review_history[].review_right_rule``, ``recording.remark*`` and any field the service adds,
+see the records docstring). MaxCompute's JSON SerDe skips keys a table does not declare, so
+they cost nothing; DuckDB reads them from the same files.
+
+Facts taken from MaxCompute's "JSON external tables" page: ``ROW FORMAT SERDE
+'org.apache.hive.hcatalog.data.JsonSerDe' STORED AS TEXTFILE``, missing keys read as NULL,
+extra keys discarded, ``LOCATION 'oss://<endpoint>/<bucket>/<path>/'`` with an internal
+endpoint in the project's region, ``odps.properties.rolearn`` for the role MaxCompute
+assumes, ``MSCK REPAIR TABLE … ADD PARTITIONS`` to register ``dt=…/hour=…`` directories.
+UNCONFIRMED: whether ``.jsonl.gz`` parts (``QCFLOW_HARVEST_GZIP``) are decompressed by suffix.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from typing import Any, Union
+
+from pydantic import BaseModel
+
+from qcflow.errors import ConfigError
+from qcflow.models.sca import Agent, AsrSentence, HitRule, HitScore, Recording, ReviewHistory
+
+#: The JSONL's top-level keys (``to_record``'s order) with their MaxCompute type and meaning.
+COLUMNS: tuple[tuple[str, Any, str], ...] = (
+    ("schema_version", "BIGINT", "1 for this layout"),
+    ("task_id", "STRING", "SCA taskId (one upload of several recordings shares it)"),
+    ("status", "BIGINT", "SCA status: 1 finished, other non-zero failed"),
+    ("state", "STRING", "finished | failed"),
+    ("call_id", "STRING", "Recording.Id: the callId sent at upload (the CCC ContactId)"),
+    ("contact_id", "STRING", "the CCC ContactId (same as call_id): join key to CCC and the push ledger"),
+    ("object_key", "STRING", "Recording.Name: the object key of the recording"),
+    ("upload_time", "STRING", "upload time, ISO 8601 with the offset of the SCA time zone"),
+    ("score", "DOUBLE", "inspection score"),
+    ("error_message", "STRING", "why a failed task failed"),
+    ("review_status", "BIGINT", "0 not reviewed, 1 reviewed"),
+    ("review_result", "BIGINT", "review result"),
+    ("reviewer", "STRING", "reviewer"),
+    ("review_time", "STRING", "review time, ISO 8601 (or as SCA sent it)"),
+    ("comments", "STRING", "review comments"),
+    ("resolver", "STRING", "resolver"),
+    ("agent", Agent, "the agent: id, name, skill_group"),
+    ("recording", Recording, "the recording (URL without its query string)"),
+    ("hit_result", list[HitRule], "rules hit, with their hits"),
+    ("hit_score", list[HitScore], "score items per rule"),
+    ("asr_result", list[AsrSentence], "the transcript, sentence by sentence"),
+    ("review_history", list[ReviewHistory], "review history"),
+    ("scheme_ids", list[int], "inspection scheme ids"),
+    ("scheme_names", list[str], "inspection scheme names"),
+    ("harvested_at", "STRING", "when qcflow wrote the line (UTC, ISO 8601)"),
+)
+PARTITIONS = (("dt", "upload day in the SCA time zone, YYYY-MM-DD (or unknown)"), ("hour", "upload hour there, HH"))
+
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+_SCALARS: dict[Any, str] = {str: "STRING", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN"}
+
+DUCKDB_EXAMPLE = """\
+-- Average score and volume per agent, worst first, over the local results folder
+SELECT agent.name AS agent, agent.skill_group AS skill_group,
+       count(*) AS calls, round(avg(score), 1) AS avg_score
+FROM read_json('qcflow-data/results/*/*/*.jsonl*',
+               hive_partitioning = true, hive_types = {'dt': 'VARCHAR', 'hour': 'VARCHAR'})
+WHERE state = 'finished' AND dt BETWEEN '2026-11-01' AND '2026-11-30'
+GROUP BY ALL
+ORDER BY avg_score;
+"""
+
+
+def quote(name: str) -> str:
+    """Every name back-quoted: ``from``, ``to``, ``end`` and ``type`` are reserved words."""
+    return f"`{name}`"
+
+
+def type_of(annotation: Any) -> str | None:
+    """The MaxCompute type of a model annotation; ``None`` for an open-ended one (``dict``, ``Any``)."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(inner) != 1:
+            return "STRING"  # int | str ids: text holds both
+        return type_of(inner[0])
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        inner_type = type_of(item)
+        return f"ARRAY<{inner_type}>" if inner_type else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        fields = [(name, type_of(info.annotation)) for name, info in annotation.model_fields.items()]
+        declared = [f"{quote(key_of(name))}:{kind}" for name, kind in fields if kind]
+        return f"STRUCT<{', '.join(declared)}>" if declared else None
+    if isinstance(annotation, str):
+        return annotation
+    return _SCALARS.get(annotation)
+
+
+def key_of(field_name: str) -> str:
+    """The JSONL key of a model field (``from_`` → ``from``: the records are snake_case)."""
+    return field_name.rstrip("_")
+
+
+def column_types() -> list[tuple[str, str, str]]:
+    """(column, MaxCompute type, comment) of every top-level key."""
+    out = []
+    for name, annotation, comment in COLUMNS:
+        kind = type_of(annotation)
+        if kind is None:  # pragma: no cover - every top-level column has a type
+            raise AssertionError(f"no MaxCompute type for {name}")
+        out.append((name, kind, comment))
+    return out
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def oss_location(store_url: str, region: str, endpoint: str | None = None) -> str:
+    """``oss://<endpoint>/<bucket>/<prefix>/results/`` of an ``oss://`` store (the region's
+    internal endpoint by default: MaxCompute reads OSS from inside Alibaba Cloud)."""
+    from qcflow.store import parse_store_url
+
+    kind, bucket, prefix = parse_store_url(store_url)
+    if kind != "oss":
+        raise ConfigError(f"QCFLOW_STORE={store_url!r} is not an oss:// store: pass --location oss://<endpoint>/<bucket>/<prefix>/results/")
+    host = (endpoint or f"oss-{region}-internal.aliyuncs.com").split("://", 1)[-1].rstrip("/")
+    path = "/".join(part for part in (bucket, prefix, "results") if part)
+    return f"oss://{host}/{path}/"
+
+
+def maxcompute_ddl(*, table: str = "qcflow_results", location: str, role_arn: str | None = None) -> str:
+    """``CREATE EXTERNAL TABLE`` over ``location`` and the statement that finds its partitions."""
+    if not _TABLE_NAME.match(table):
+        raise ConfigError(f"--table {table!r}: letters, digits and _ only, starting with a letter (at most 128)")
+    if not location.startswith("oss://"):
+        raise ConfigError(f"--location {location!r}: MaxCompute reads oss://<endpoint>/<bucket>/<path>/")
+    if not location.endswith("/"):
+        location += "/"
+    columns = column_types()
+    width = max(len(quote(name)) for name, _, _ in columns)
+    lines = [f"  {quote(name).ljust(width)} {kind} COMMENT {_sql_text(comment)}" for name, kind, comment in columns]
+    partitions = ", ".join(f"{quote(name)} STRING COMMENT {_sql_text(comment)}" for name, comment in PARTITIONS)
+    serde = ""
+    if role_arn:
+        serde = f"WITH SERDEPROPERTIES ('odps.properties.rolearn' = {_sql_text(role_arn)})\n"
+    return (
+        "-- qcflow results (JSONL schema_version 1) as a MaxCompute external table.\n"
+        "-- Objects: results/dt=YYYY-MM-DD/hour=HH/part-*.jsonl, one JSON object per line (upload time, SCA time zone).\n"
+        "-- Not declared, so skipped by the SerDe: hit_result[].conditions, review_history[].review_right_rule,\n"
+        "-- recording.remark* and fields the service adds (DuckDB reads them from the same files).\n"
+        + ("" if role_arn else "-- Reading OSS with a RAM role: add WITH SERDEPROPERTIES ('odps.properties.rolearn' = "
+                               "'acs:ram::<uid>:role/<role>') (qcflow ddl maxcompute --role-arn …).\n")
+        + f"CREATE EXTERNAL TABLE IF NOT EXISTS {quote(table)} (\n"
+        + ",\n".join(lines)
+        + "\n)\nCOMMENT 'qcflow: Smart Conversation Analysis results harvested as JSONL'\n"
+        f"PARTITIONED BY ({partitions})\n"
+        "ROW FORMAT SERDE 'org.apache.hive.hcatalog.data.JsonSerDe'\n"
+        f"{serde}"
+        "STORED AS TEXTFILE\n"
+        f"LOCATION {_sql_text(location)};\n"
+        "\n-- Register the dt=/hour= directories present now (run again as new hours land):\n"
+        f"MSCK REPAIR TABLE {quote(table)} ADD PARTITIONS;\n"
+    )

@@ -1,0 +1,188 @@
+"""Which result parts a report reads, and how they reach DuckDB as local files.
+
+Why local files: DuckDB reads JSONL and gzip with hive partitions from paths, and cannot
+speak our ``ObjectStore`` (an OSS store may sit behind STS credentials, a custom endpoint or
+the test shim). So a local store is read in place (its parts are complete whenever they are
+visible: the store publishes them atomically), and any other store is copied part by part
+through ``ObjectStore.get`` into a temporary directory that keeps the
+``results/dt=…/hour=…/`` layout, a few parts at a time (each part is held in memory once,
+bounded by ``harvest_part_max_bytes``).
+
+The range is a pair of days in SCA's zone — the ``dt`` partition of a result is its upload
+day there — so a range prunes by listing: only keys between ``results/dt=<since>`` and
+``results/dt=<until>/`` are listed. ``dt=unknown`` (results without an upload time) belongs to
+no day: it is read only when no range is given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from qcflow.errors import PermanentError, QcflowError
+from qcflow.store import LocalStore, ObjectStore
+
+RESULTS = "results/"
+SUFFIXES = (".jsonl", ".jsonl.gz")
+#: ``results/dt=<day>/hour=<hh>/<name>``: anything else under ``results/`` is not a part.
+_PART = re.compile(r"^results/dt=([^/]+)/hour=([^/]+)/([^/]+)$")
+_DOWNLOAD_THREADS = 8
+
+
+class ReportError(PermanentError):
+    """The report cannot be made as asked (bad range, unreadable part): the message says why."""
+
+
+#: ``progress(stage, done, total)``: stages ``listing`` (files found), ``running`` (markers
+#: read), ``reading`` (bytes), ``loading`` (percent, DuckDB's own estimate), ``records`` (loaded).
+Progress = Callable[[str, int, "int | None"], None]
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class DayRange:
+    """Inclusive days in SCA's zone; ``None`` leaves that end open."""
+
+    since: date | None = None
+    until: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since > self.until:
+            raise ReportError(f"--since {self.since} is after --until {self.until}")
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None) -> DayRange:
+        return cls(_day(since, "--since"), _day(until, "--until"))
+
+    @property
+    def bounded(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def holds(self, day: str) -> bool:
+        """Whether a ``dt`` value (``YYYY-MM-DD`` or ``unknown``) is in range."""
+        if not self.bounded:
+            return True
+        try:
+            value = date.fromisoformat(day)
+        except ValueError:
+            return False  # dt=unknown: no upload time, so in no bounded range
+        return (self.since is None or value >= self.since) and (self.until is None or value <= self.until)
+
+    def describe(self) -> str:
+        if not self.bounded:
+            return "all results"
+        if self.since == self.until:
+            return f"{self.since}"
+        return f"{self.since or 'the first result'} to {self.until or 'the last result'}"
+
+
+def _day(text: str | None, option: str) -> date | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ReportError(f"{option} {text!r} is not a date (YYYY-MM-DD, a day in SCA's time zone)") from None
+
+
+@dataclass(frozen=True)
+class Part:
+    key: str
+    size: int
+    day: str
+    hour: str
+
+
+def list_parts(store: ObjectStore, days: DayRange, progress: Progress = _no_progress) -> list[Part]:
+    """The JSONL parts of the range, in key order (one listing, pruned by the range)."""
+    start_after = f"{RESULTS}dt={days.since.isoformat()}" if days.since else None
+    stop_after = f"{RESULTS}dt={days.until.isoformat()}/\U0010ffff" if days.until else None
+    parts: list[Part] = []
+    for info in store.list(RESULTS, start_after=start_after):
+        if stop_after is not None and info.key > stop_after:
+            break
+        match = _PART.match(info.key)
+        if match is None or not info.key.endswith(SUFFIXES):
+            continue
+        day, hour, _ = match.groups()
+        if not days.holds(day):
+            continue
+        parts.append(Part(info.key, info.size, day, hour))
+        if len(parts) % 100 == 0:
+            progress("listing", len(parts), None)
+    progress("listing", len(parts), len(parts))
+    return parts
+
+
+def local_paths(store: ObjectStore, parts: list[Part], workdir: Path, progress: Progress = _no_progress) -> list[Path]:
+    """A local file per part: in place for a local store, else copied into ``workdir``."""
+    total = sum(p.size for p in parts)
+    if isinstance(store, LocalStore):
+        progress("reading", total, total)
+        return [store.root.joinpath(*p.key.split("/")) for p in parts]
+    done = 0
+    progress("reading", 0, total)
+
+    def fetch(part: Part) -> Path:
+        target = workdir.joinpath(*part.key.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            body = store.get(part.key).body
+        except QcflowError as exc:
+            raise ReportError(f"could not read {part.key} from {store.url}: {exc}") from exc
+        target.write_bytes(body)
+        return target
+
+    paths: list[Path] = []
+    with ThreadPoolExecutor(max_workers=_DOWNLOAD_THREADS, thread_name_prefix="qcflow-report-get") as pool:
+        for part, path in zip(parts, pool.map(fetch, parts)):  # map keeps order; at most a few bodies in flight
+            paths.append(path)
+            done += part.size
+            progress("reading", done, total)
+    return paths
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A result the harvest saw running: still polled (``state/harvest/unfinished/``) or
+    reported stuck (``state/harvest/stuck/``: running past the maximum age)."""
+
+    result: str
+    day: str  # upload day in SCA's zone, or ``unknown``
+    stuck: bool
+
+
+def markers(store: ObjectStore, zone: ZoneInfo, days: DayRange, progress: Progress = _no_progress) -> list[Marker]:
+    """The running and stuck results of the range, by upload day. One read per marker: they
+    are few (the tasks in flight), and the harvest forgets a marker once its result is written."""
+    from qcflow.harvest.state import STUCK, UNFINISHED, get_json, key_segment, stuck_results, unfinished_results
+
+    found: list[Marker] = []
+    seen = 0
+    for prefix, results, stuck in ((UNFINISHED, unfinished_results, False), (STUCK, stuck_results, True)):
+        for result in results(store):
+            try:
+                record = get_json(store, f"{prefix}{key_segment(result)}.json")
+            except QcflowError as exc:
+                raise ReportError(f"could not read the marker of {result!r} in {store.url}: {exc}") from exc
+            seen += 1
+            if seen % 20 == 0:
+                progress("running", seen, None)
+            if record is None:
+                continue  # finished and forgotten between the listing and the read
+            upload = record.get("upload_time")
+            day = "unknown"
+            if isinstance(upload, (int, float)) and not isinstance(upload, bool) and upload > 0:
+                day = datetime.fromtimestamp(upload, zone).date().isoformat()
+            if days.holds(day):
+                found.append(Marker(result, day, stuck))
+    progress("running", seen, seen)
+    return found
