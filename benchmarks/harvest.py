@@ -39,7 +39,6 @@ import json
 import math
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from urllib.request import urlopen
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/<x>.py` from anywhere
+from benchmarks import common  # noqa: E402
 
 QUOTA_CALLS = 1000
 QUOTA_WINDOW = 60.0
@@ -65,20 +67,9 @@ FRESH_UPLOAD_INTERVAL = 0.2
 
 
 def start_sandbox(*args: str, stop_after: float = 400.0) -> tuple[subprocess.Popen[str], str]:
-    """``qcflow sandbox serve`` on a free port, in its own process (stops by itself)."""
-    exe = os.path.join(os.path.dirname(sys.executable), "qcflow")
-    proc = subprocess.Popen(
-        [exe, "sandbox", "serve", "--port", "0", "--latency", str(LATENCY), "--get-result-quota", str(QUOTA_CALLS),
-         "--quota-window-seconds", str(QUOTA_WINDOW), "--stop-after", str(stop_after), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"(http://[\d.]+:\d+)", line)
-    if not match:
-        proc.kill()
-        raise RuntimeError(f"sandbox did not start: {line!r}")
-    return proc, match.group(1)
+    """The sandbox at the real GetResult quota with the benchmark's added latency."""
+    return common.start_sandbox("--latency", str(LATENCY), "--get-result-quota", str(QUOTA_CALLS),
+                                "--quota-window-seconds", str(QUOTA_WINDOW), *args, stop_after=stop_after)
 
 
 @contextlib.contextmanager
@@ -180,22 +171,10 @@ async def _child_reader(url: str, store_dir: Path, until: datetime) -> dict[str,
             "duplicates": 0, "files": 0, "stopped_by_deadline": False, "windows": len(chunks(DAY_START, until))}
 
 
-def peak_rss_kib() -> int:
-    """This process's peak RSS: ``VmHWM`` on Linux, because ``ru_maxrss`` survives ``exec`` and
-    would report the parent's peak for a child that never used that much."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-
-
 def child_main(url: str, store_dir: str, until: str, reader_only: bool) -> None:
     run = _child_reader if reader_only else _child_harvest
     result = asyncio.run(run(url, Path(store_dir), datetime.fromisoformat(until)))
-    result["peak_rss_mb"] = peak_rss_kib() / 1024
+    result["peak_rss_mb"] = common.peak_rss_kib() / 1024
     print(json.dumps(result))
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,9 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/<x>.py` from anywhere
+from benchmarks import common  # noqa: E402
 
 import httpx
 
@@ -51,19 +52,9 @@ MARKS: dict[str, float] = {}
 
 
 def start_sandbox(stop_after: float) -> tuple[subprocess.Popen[str], str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "qcflow")
-    proc = subprocess.Popen(
-        [exe, "sandbox", "serve", "--port", "0", "--upload-quota", str(UPLOAD_QUOTA), "--ccc-quota", "0",
-         "--task-seconds", "5", "--stop-after", str(stop_after)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"(http://[\d.]+:\d+)", line)
-    if not match:
-        proc.kill()
-        raise RuntimeError(f"sandbox did not start: {line!r}")
-    return proc, match.group(1)
+    """The sandbox at the real UploadAudioData quota, CCC unlimited."""
+    return common.start_sandbox("--upload-quota", str(UPLOAD_QUOTA), "--ccc-quota", "0", "--task-seconds", "5",
+                                stop_after=stop_after)
 
 
 async def instance(number: int, queue: asyncio.Queue[str], settings, statuses: Counter[str]) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,6 @@ import gzip as gzip_module
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/<x>.py` from anywhere
+from benchmarks import common  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -122,18 +124,6 @@ def remember_running(store: Any, count: int, *, day_start: datetime) -> None:
                             owner="bench")
 
 
-def peak_rss_kib() -> int:
-    """This process's peak RSS. ``VmHWM`` on Linux: ``ru_maxrss`` survives ``exec`` and would
-    report the parent's peak (the generator's) for a child that never used that much."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def run_child(store_dir: Path, out: Path) -> dict[str, float]:
     """``make_report`` in a fresh interpreter: wall time from the parent, peak RSS from the child."""
     code = (
@@ -142,7 +132,7 @@ def run_child(store_dir: Path, out: Path) -> dict[str, float]:
         "from qcflow.report import make_report\n"
         "from qcflow.store import LocalStore\n"
         "s = make_report(LocalStore(sys.argv[1]), sys.argv[2], zone=ZoneInfo('Asia/Shanghai'))\n"
-        "from benchmarks.report import peak_rss_kib\n"
+        "from benchmarks.common import peak_rss_kib\n"
         "print(json.dumps({'records': s.counts['results'], 'rss_kib': peak_rss_kib()}))\n"
     )
     started = time.perf_counter()
@@ -200,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"{', gzip' if args.gzip else ''}) in {time.perf_counter() - started:.1f} s", flush=True)
         result = run_child(store_dir, Path(tmp) / "report.html")
         assert result["records"] == written, (result, written)
-    own = peak_rss_kib() / 1024
+    own = common.peak_rss_kib() / 1024
     print(f"report of {int(result['records']):,} results: {result['seconds']:.2f} s end to end (goal < 10 s), "
           f"peak RSS {result['peak_rss_mb']:.0f} MB (the generator's own: {own:.0f} MB)")
     print(f"report_seconds={result['seconds']:.2f} records={int(result['records'])} peak_rss_mb={result['peak_rss_mb']:.0f}")
