@@ -77,3 +77,14 @@ def test_fc_context_credentials_are_stripped() -> None:
 
     creds = credentials_from_fc_context(Context())
     assert (creds.access_key_id, creds.access_key_secret, creds.security_token) == ("id", "secret", "CAIStoken")
+
+
+def test_names_are_matched_without_regard_to_case_and_values_coerced() -> None:
+    settings = load_settings({"qcflow_max_attempts": "7", "QCFLOW_HARVEST_GZIP": "true", "QCFLOW_SCA_BASE_ME_AGENT_ID": "3"})
+    assert (settings.max_attempts, settings.harvest_gzip, settings.sca_base_me_agent_id) == (7, True, 3)
+
+
+def test_a_zone_with_daylight_saving_is_refused() -> None:
+    with pytest.raises(ConfigError, match="QCFLOW_SCA_TIME_ZONE.*daylight saving"):
+        load_settings({"QCFLOW_SCA_TIME_ZONE": "Europe/Berlin"})
+    assert load_settings({"QCFLOW_SCA_TIME_ZONE": "Asia/Tokyo"}).sca_time_zone == "Asia/Tokyo"
