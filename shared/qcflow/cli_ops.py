@@ -177,9 +177,15 @@ def _moment(value: str | None) -> Any:
 @click.option("--max-seconds", default=None, type=click.FloatRange(1), help="Time budget (default QCFLOW_HARVEST_MAX_SECONDS).")
 def harvest_command(since: str | None, until: str | None, max_seconds: float | None) -> None:
     """One harvest pass from the checkpoint (plus remembered unfinished tasks), or a backfill of a range."""
+    from datetime import datetime, timezone
+
+    from qcflow.triggers import check_backfill_range
+
     start, end = _moment(since), _moment(until)
-    if end is not None and start is None:
-        raise click.UsageError("--until needs --since")
+    try:
+        check_backfill_range(start, end, datetime.now(timezone.utc))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     async def work() -> Any:
         from qcflow.harvest import HarvestProgress, run_harvest

@@ -228,6 +228,7 @@ class Ledger:
         etag: str | None = None,
         contact_id: str | None = None,
         replay: bool = False,
+        min_remaining: float = 0.0,
     ) -> ClaimDecision:
         """Claim the recording's next generation, or say why not.
 
@@ -235,7 +236,8 @@ class Ledger:
         - a failed one only by a replay (``failed`` otherwise);
         - a live claim of someone else: ``busy`` until it expires;
         - our own claim (same token: an FC retry of this invocation) or an expired one taken
-          over: ``proceed`` with ``uncertain`` — an earlier attempt may have reached SCA.
+          over: ``proceed`` with ``uncertain`` — an earlier attempt may have reached SCA. Our own
+          claim with less than ``min_remaining`` seconds left is renewed as the next generation.
         """
         rid = recording_id(location)
         for _ in range(3):  # a lost race re-reads once or twice, then settles
@@ -252,8 +254,12 @@ class Ledger:
                     self._index_failure(rid, latest.generation)
                     return ClaimDecision("failed", entry)
                 generation = latest.generation + 1
-            elif latest.token == token and latest.expires_at > now:
+            elif latest.token == token and latest.expires_at - min_remaining > now:
                 generation, uncertain = latest.generation, True  # our own earlier attempt, still ours
+            elif latest.token == token:
+                # ours, but too close to its expiry to work under: nobody else may have it, so the
+                # next generation is ours at once, with a fresh expiry
+                generation, uncertain = latest.generation + 1, True
             elif latest.expires_at > now:
                 return ClaimDecision("busy", entry, busy_until=latest.expires_at)
             else:

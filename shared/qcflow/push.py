@@ -244,7 +244,9 @@ class Pusher:
 
     def _ignored(self, location: str, key: str, reason: str) -> PushResult:
         result = PushResult("ignored", location, key, message=reason)
-        log.info("ignored %r: %s", key, reason, extra=_fields(result, event="push_ignored"))
+        shown = key if len(key) <= 300 else key[:300] + f"… ({len(key)} characters)"  # a forged key: a bounded line
+        log.info("ignored %r: %s", shown, reason[:300], extra=_fields(replace(result, key=shown, message=reason[:300]),
+                                                                    event="push_ignored"))
         return result
 
     # ------------------------------------------------------------------ pushing
@@ -308,6 +310,7 @@ class Pusher:
             decision = await asyncio.to_thread(
                 self.ledger.claim, recording.location, token=token, now=now, expires_at=expires_at,
                 key=recording.key, etag=recording.etag, contact_id=recording.contact_id, replay=replay,
+                min_remaining=2 * CLAIM_MARGIN_SECONDS,
             )
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc)

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from qcflow.errors import QcflowError, RetryableError
@@ -27,6 +27,23 @@ def _iso_or_none(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+#: How far back a backfill may reach: SCA's retention is not published, and a range of decades
+#: would only build millions of empty windows. A year covers any realistic catch-up.
+MAX_BACKFILL_DAYS = 366
+
+
+def check_backfill_range(since: datetime | None, until: datetime | None, now: datetime) -> None:
+    """Refuse a backfill range that cannot be meant (``ValueError`` naming the problem)."""
+    if until is not None and since is None:
+        raise ValueError("a backfill needs since (until alone is not a range)")
+    if since is None:
+        return
+    if since < now - timedelta(days=MAX_BACKFILL_DAYS):
+        raise ValueError(f"since {since.isoformat()} is more than {MAX_BACKFILL_DAYS} days back")
+    if since > now or (until is not None and until <= since):
+        raise ValueError("the range is empty or in the future")
+
+
 def _jsonable(report: Any) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(report), default=str))
 
@@ -40,7 +57,9 @@ async def harvest_timer(raw_event: bytes | str | dict[str, Any], services: Servi
     try:
         payload = parse_timer_event(raw_event).payload_json()
         since, until = _iso_or_none(payload.get("since")), _iso_or_none(payload.get("until"))
-    except (InvalidEventError, ValueError) as exc:
+        check_backfill_range(since, until, datetime.now(timezone.utc))
+    except (InvalidEventError, ValueError, TypeError, OverflowError) as exc:
+        since = until = None
         # a bad payload must not stop the incremental harvest: run the plain pass, say why
         log.error("harvest: ignoring the timer payload: %s", exc, extra={"event": "harvest_bad_event"})
     report = await run_harvest(

@@ -166,7 +166,8 @@ def test_a_retryable_fault_that_outlasts_the_invocation_raises_then_the_retry_su
         world.server.app.options = replace(world.server.app.options, faults=FaultOptions())
         assert world.deliver(instance, KEY, request_id="req-1") == {"records": 1, "submitted": 1}
         assert len(world.tasks_for(CONTACT)) == 1
-        assert world.entry(KEY).outcomes[0].state == "submitted"
+        entry = world.entry(KEY)  # settled by the retry (its own claim, or renewed if near its expiry)
+        assert entry.submitted is not None and entry.submitted.via in ("upload", "lookup")
 
 
 @pytest.mark.parametrize(

@@ -268,7 +268,12 @@ class AcsClient:
         """One signed request. An error it raises has ``prior_attempt_uncertain`` set when this
         very attempt may have been applied without its answer reaching us."""
         assert self.http is not None
-        request = self.build_request(action, query, method=method)
+        try:
+            request = self.build_request(action, query, method=method)
+        except httpx.InvalidURL:
+            # e.g. a JsonStr past the URL length httpx accepts: nothing was sent, and never will be
+            raise RequestError("the request is too large to send (its query string exceeds the URL limit)",
+                               code="RequestTooLarge", action=action) from None
         request.extensions["timeout"] = _capped(self.timeout, remaining).as_dict()
         # httpx's messages may quote header values (credentials): only its class name is kept.
         try:
@@ -296,7 +301,14 @@ class AcsClient:
             raise _lost(error, status < 300 or status >= 500)
         if status >= 400 or (is_success is not None and not is_success(body)):
             code = _text(body.get("Code") or body.get("code"))
-            message = _text(body.get("Message") or body.get("message")) or "request failed"
+            # a service's message may echo what it was sent (SignatureDoesNotMatch quotes the
+            # string to sign, STS token included): masked where the error is made
+            message = redact(_text(body.get("Message") or body.get("message")) or "request failed")
+            if status < 300 and not code and body.get("Success") is not False:
+                # neither a success nor a refusal: an answer we cannot read, not a certain "no"
+                error = ServiceUnavailableError(f"answer neither succeeded nor failed: {message[:200]}",
+                                                request_id=request_id, http_status=status, action=action)
+                raise _lost(error, True)
             error = error_class_for_code(code, status)(message, code=code, request_id=request_id, http_status=status, action=action)
             # a 5xx without the service's Code came from a gateway: the outcome is unknown
             raise _lost(error, status >= 500 and not body.get("Code"))

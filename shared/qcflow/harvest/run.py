@@ -231,8 +231,10 @@ class _Pass:
         self.fresh: set[str] = set()
         self._count_lock = threading.Lock()
         self.windows_total = 0
-        #: Wall time (epoch s) the run's lease ends (None: no lease, the callback path).
+        #: Wall time (epoch s) the run's lease ends (None: no lease, the callback path), and the
+        #: margin it was given beyond the run's deadline.
         self.lease_expires_at: float | None = None
+        self.lease_margin = LEASE_MARGIN_SECONDS
         self._side: list[asyncio.Future[Any]] = []
         self._outstanding: list[asyncio.Future[Any]] = []
         self.writer = ResultWriter(
@@ -291,10 +293,20 @@ class _Pass:
                 self.writer.skip()
                 if self.writer.is_in_commit_log(partition, result):  # not merely queued in this run's spill
                     self._resolved(result)
+                    call_id = rec.call_id_of(item)
+                    if call_id in self.contacts:  # written before push learnt it lacks the taskId
+                        await asyncio.to_thread(self._learn_task_id, call_id, rec.task_of(result))
                 continue
-            record = rec.to_record(item, self.zone, harvested_at)
+            try:
+                record = rec.to_record(item, self.zone, harvested_at)
+                line = rec.encode_line(record)
+            except (RecursionError, ValueError, TypeError) as exc:
+                # one poison result must not stall every later pass on the same window: skipped, loudly
+                log.error("harvest: result %s cannot be converted (%s); skipped", result[:200], type(exc).__name__,
+                          extra={"event": "harvest_unconvertible", "result": result[:200]})
+                continue
             contact = record["call_id"] if record["call_id"] in self.contacts else None
-            self.writer.add(partition, result, rec.encode_line(record), contact)
+            self.writer.add(partition, result, line, contact)
         if self.progress is not None and page:
             self.progress(self._snapshot())
 
@@ -339,12 +351,16 @@ class _Pass:
                 self.unfinished.discard(result)
                 self._forget(result)
         for result, contact_id in spill.contacts.items():
-            task_id = rec.task_of(result)
-            try:
-                self.ledger.record_task_id(contact_id, task_id)
-            except QcflowError as exc:
-                log.warning("harvest: cannot record taskId %s for ContactId %s in the ledger: %s", task_id, contact_id, exc,
-                            extra={"event": "harvest_ledger_write_failed"})
+            self._learn_task_id(contact_id, rec.task_of(result))
+
+    def _learn_task_id(self, contact_id: str, task_id: str) -> None:
+        """Tell the push ledger the taskId of a submission whose taskId SCA did not say."""
+        try:
+            self.ledger.record_task_id(contact_id, task_id)
+            self.contacts.discard(contact_id)
+        except QcflowError as exc:
+            log.warning("harvest: cannot record taskId %s for ContactId %s in the ledger: %s", task_id, contact_id, exc,
+                        extra={"event": "harvest_ledger_write_failed"})
 
     def _snapshot(self) -> HarvestProgress:
         elapsed = time.monotonic() - self.started
@@ -415,7 +431,7 @@ class _Pass:
         while one is consumed (a window's first page costs a round trip before its other pages
         can start), and each window's commit overlaps the next one's reading."""
         self.windows_total = len(windows)
-        lease_ok = lambda: self.lease_expires_at is None or self.wall() < self.lease_expires_at - LEASE_MARGIN_SECONDS / 2  # noqa: E731
+        lease_ok = lambda: self.lease_expires_at is None or self.wall() < self.lease_expires_at - self.lease_margin / 2  # noqa: E731
         previous: tuple[Window, asyncio.Future[Any]] | None = None
         upcoming = iter(windows)
         fetching: deque[tuple[Window, asyncio.Queue[tuple[str, Any]], asyncio.Task[None]]] = deque()
@@ -597,7 +613,7 @@ async def run_harvest(
         log.info("harvest: lease held by %s until %s; this run does nothing", lease.owner, lease.expires_at,
                  extra={"event": "harvest_lease_busy"})
         return run.report
-    run.lease_expires_at = lease.expires_at
+    run.lease_expires_at, run.lease_margin = lease.expires_at, margin
     try:
         await run.load_contacts()
         await run.list_unfinished()
@@ -624,6 +640,10 @@ async def run_harvest(
         await run.write_manifest(extra)
         log.info(run.report.summary(), extra={"event": "harvest_done", **run.report.to_json()})
         return run.report
+    except QcflowError as exc:
+        log.error("harvest %s failed: %s", run.run_id, exc, extra={
+            "event": "harvest_failed", "run_id": run.run_id, "code": exc.code, "request_id": exc.request_id})
+        raise
     finally:
         await run.settle()
         try:

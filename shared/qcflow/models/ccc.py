@@ -83,6 +83,8 @@ class GetUploadAudioDataParamsResponse(PascalModel):
     def _parse_params_str(self) -> GetUploadAudioDataParamsResponse:
         try:
             decoded: Any = json.loads(self.data.params_str)
+        except RecursionError:
+            raise ValueError("Data.ParamsStr is nested too deeply to be CCC's parameters") from None
         except ValueError as exc:
             raise ValueError(f"Data.ParamsStr is not valid JSON: {exc}") from exc
         if not isinstance(decoded, dict):

@@ -81,8 +81,10 @@ class TimerEvent(_EventModel):
             return {}
         try:
             value = json.loads(self.payload)
+        except RecursionError:
+            raise InvalidEventError("timer payload is nested too deeply") from None
         except ValueError as exc:
-            raise InvalidEventError(f"timer payload is not JSON: {exc}") from exc
+            raise InvalidEventError(f"timer payload is not JSON: {str(exc)[:200]}") from None
         if not isinstance(value, dict):
             raise InvalidEventError("timer payload is not a JSON object")
         return value

@@ -99,7 +99,7 @@ class UploadAudioDataResponse(PascalModel):
     code: str | None = None
     message: str | None = None
     request_id: str | None = None
-    data: str | None = None
+    data: str | None = Field(default=None, max_length=128, description="taskIds are UUID-like; anything longer is junk")
 
     @property
     def task_id(self) -> str:
