@@ -191,14 +191,16 @@ def test_permanent_failures_are_recorded_logged_and_return(
     assert world.deliver(world.instance(), key) == {"records": 1, "already_failed": 1}
 
 
-def test_a_short_lived_voice_url_is_refused_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the sandbox's CCC URLs live 24 h: asking for 25 h makes them "too short"
-    with push_world(tmp_path, monkeypatch, QCFLOW_AUDIO_URL_MIN_SECONDS=str(25 * 3600)) as world:
+def test_a_voice_url_expiring_in_1_h_is_refused_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    options = replace(SandboxOptions(), task_seconds=0.2, recording_url_seconds=3600)  # CCC hands out 1-h URLs
+    with push_world(tmp_path, monkeypatch, options) as world:
         world.put_recording(KEY)
         assert world.deliver(world.instance(), KEY) == {"records": 1, "failed": 1}
         outcome = world.entry(KEY).outcome
-        assert outcome is not None and outcome.code == "VoiceFileUrlTooShortLived" and "12" not in (outcome.key or "")
+        assert outcome is not None and outcome.code == "VoiceFileUrlTooShortLived" and "1.0 h" in (outcome.message or "")
         assert world.all_tasks() == []
+        assert any(l.get("event") == "push_outcome" and l.get("code") == "VoiceFileUrlTooShortLived" for l in log_lines(capsys))
 
 
 def test_keys_that_are_not_recordings_are_ignored_with_a_log_line(world: PushWorld, capsys: pytest.CaptureFixture[str]) -> None:

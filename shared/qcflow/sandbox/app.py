@@ -68,7 +68,7 @@ class SandboxApp:
         self.options = options or SandboxOptions()
         self.clock = clock
         self.verifier = Verifier(self.options.access_key_id, self.options.access_key_secret, self.options.max_clock_skew_seconds)
-        self.ccc = CccState(self.options.access_key_secret, clock)
+        self.ccc = CccState(self.options.access_key_secret, clock, self.options.recording_url_seconds)
         #: Sends task callbacks on its own thread; ``SandboxServer`` starts and stops it.
         self.callbacks = CallbackSender(self.options, clock)
         self.sca = ScaState(self.options, clock, audio_check=self.ccc.audio_problem, on_callback=self.callbacks.schedule)

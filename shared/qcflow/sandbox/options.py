@@ -107,3 +107,5 @@ class SandboxOptions:
     callback_forge_rate: float = 0.0
     callback_stale_rate: float = 0.0
     callback_stale_seconds: float = 3600.0
+    #: How long the recording URLs CCC hands out stay valid (the real CCC: 24 h, UNCONFIRMED).
+    recording_url_seconds: int = 24 * 3600
