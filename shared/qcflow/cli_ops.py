@@ -160,15 +160,12 @@ def replay_command(dry_run: bool, concurrency: int) -> None:
 
 
 def _moment(value: str | None) -> Any:
-    from datetime import datetime, timezone
+    from qcflow.triggers import parse_iso
 
-    if value is None:
-        return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time (2026-11-20T08:00:00+08:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @click.command("harvest")

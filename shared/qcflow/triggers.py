@@ -20,7 +20,8 @@ from qcflow.services import Services
 log = logging.getLogger("qcflow.triggers")
 
 
-def _iso_or_none(value: Any) -> datetime | None:
+def parse_iso(value: Any) -> datetime | None:
+    """An ISO 8601 time (``Z`` allowed; without a zone: UTC), or None for nothing."""
     if value in (None, ""):
         return None
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -56,7 +57,7 @@ async def harvest_timer(raw_event: bytes | str | dict[str, Any], services: Servi
     since = until = None
     try:
         payload = parse_timer_event(raw_event).payload_json()
-        since, until = _iso_or_none(payload.get("since")), _iso_or_none(payload.get("until"))
+        since, until = parse_iso(payload.get("since")), parse_iso(payload.get("until"))
         check_backfill_range(since, until, datetime.now(timezone.utc))
     except (InvalidEventError, ValueError, TypeError, OverflowError) as exc:
         since = until = None
