@@ -29,7 +29,7 @@ from qcflow.sca import ScaClient
 from qcflow.store import LocalStore, ObjectStore
 
 from tests.sandbox.conftest import CREDS, FakeClock, running_sandbox
-from tests.store.conftest import MotoOss, make_oss_store, moto_oss  # noqa: F401 - the session fixture
+from tests.store.conftest import moto_oss, store  # noqa: F401 - fixtures: each harvest test taking `store` runs on both adapters
 
 #: The harvest's fake "now": results are pre-loaded relative to it.
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
@@ -122,20 +122,6 @@ def sandbox_env(options: SandboxOptions | None = None, *, start: datetime = NOW)
 def env() -> Iterator[Env]:
     with sandbox_env() as value:
         yield value
-
-
-@pytest.fixture(params=["local", "oss"])
-def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[ObjectStore]:
-    """Each harvest test that takes ``store`` runs on both adapters."""
-    if request.param == "local":
-        yield LocalStore(tmp_path / "store")
-        return
-    moto: MotoOss = request.getfixturevalue("moto_oss")
-    moto.injector.reset()
-    try:
-        yield make_oss_store(moto)
-    finally:
-        moto.injector.reset()
 
 
 def twin(store: ObjectStore) -> ObjectStore:
