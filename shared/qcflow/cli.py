@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import datetime, timezone
 
 try:
     import click
 except ImportError:  # pragma: no cover - exercised only without the [cli] extra
     click = None  # type: ignore[assignment]
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 if click is not None:
@@ -77,6 +69,7 @@ if click is not None:
             SandboxOptions,
         )
         from qcflow.sandbox.server import SandboxServer
+        from qcflow.triggers import parse_iso
 
         def quota(value: object) -> int | None:
             return int(value) or None  # type: ignore[call-overload]
@@ -106,8 +99,8 @@ if click is not None:
             ),
             preload=PreloadOptions(
                 count=int(opts["preload"]),  # type: ignore[call-overload]
-                start=_parse_time(opts["preload_start"]),  # type: ignore[arg-type]
-                end=_parse_time(opts["preload_end"]),  # type: ignore[arg-type]
+                start=parse_iso(opts["preload_start"]),  # type: ignore[arg-type]
+                end=parse_iso(opts["preload_end"]),  # type: ignore[arg-type]
             ),
             loose_deep_paging=bool(opts["loose_deep_paging"]),
             ali_uid=str(opts["ali_uid"] or DEFAULT_ALI_UID),

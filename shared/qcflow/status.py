@@ -64,11 +64,12 @@ def harvest_status(store: ObjectStore, *, now: datetime, days: int = 7) -> dict[
         for info in store.list(f"{COMMITS}dt={date}/"):
             record = get_json(store, info.key)
             harvested += len((record or {}).get("results") or [])
-    last_run: dict[str, Any] | None = None
-    for info in store.list(MANIFESTS):  # dt=<day>/<run>.json: the last listed day holds the latest runs
-        manifest = get_json(store, info.key)
-        if manifest and (last_run is None or str(manifest.get("finished_at")) > str(last_run.get("finished_at"))):
-            last_run = manifest
+    # manifests are dt=<day>/<run id>.json and a run id starts with its start time, so the
+    # listing's last key is the latest run: one read, not one per run ever made
+    last_key = None
+    for info in store.list(MANIFESTS):
+        last_key = info.key
+    last_run = get_json(store, last_key) if last_key else None
     return {
         "checkpoint": checkpoint.through.isoformat() if checkpoint else None,
         "lag_seconds": round((now - checkpoint.through).total_seconds()) if checkpoint else None,
