@@ -8,7 +8,7 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test demo install bench importtime layer chromium clean
+.PHONY: test check demo install bench importtime layer chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,15 @@ chromium:
 
 install: $(STAMP) $(CHECKOV_STAMP)
 
+# Lint, format and types of the runtime (the layer) and the handlers: clean, or the tests do not run.
+CHECKED := shared/qcflow functions
+check: $(STAMP)
+	$(VENV)/bin/ruff check $(CHECKED)
+	$(VENV)/bin/ruff format --check $(CHECKED)
+	$(VENV)/bin/mypy
+
 # pytest exits 5 when it collected no test: a run that tested nothing must not look green.
-test: $(STAMP) $(CHECKOV_STAMP) chromium
+test: $(STAMP) $(CHECKOV_STAMP) chromium check
 	@CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov CHROMIUM_BIN=$(CHROMIUM_BIN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
 	exit $$rc

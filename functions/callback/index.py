@@ -3,6 +3,8 @@
 The callback is only a hint (its signature uses no secret); the data comes from GetResult.
 """
 
+from typing import Any
+
 from qcflow.fc import FunctionApp
 from qcflow.services import build_services
 from qcflow.triggers import sca_callback
@@ -10,5 +12,5 @@ from qcflow.triggers import sca_callback
 app = FunctionApp(build_services)  # clients built once per instance, reused by warm invocations
 
 
-def handler(event, context):
+def handler(event: Any, context: Any) -> Any:
     return app.invoke(context, lambda services, invocation: sca_callback(event, services, deadline=invocation.deadline))

@@ -3,6 +3,8 @@
 Everything but the translation of FC's event and context lives in the ``qcflow`` layer.
 """
 
+from typing import Any
+
 from qcflow.fc import FunctionApp
 from qcflow.push import push_oss_event
 from qcflow.services import build_services
@@ -10,16 +12,16 @@ from qcflow.services import build_services
 app = FunctionApp(build_services)  # clients built once per instance, reused by warm invocations
 
 
-def initialize(context):
+def initialize(context: Any) -> None:
     """FC initializer (optional): build clients before the first event arrives."""
     app.invoke(context, _noop)
 
 
-async def _noop(services, invocation):
+async def _noop(services: Any, invocation: Any) -> None:
     return None
 
 
-def handler(event, context):
+def handler(event: Any, context: Any) -> Any:
     return app.invoke(
         context,
         lambda services, invocation: push_oss_event(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from qcflow.errors import PermanentError
+from qcflow.errors import InvalidCallbackError
 
 #: The parameters SCA sends (and the only ones read).
 FIELDS = ("taskId", "timestamp", "aliUid", "signature", "event")
@@ -47,19 +47,6 @@ _ALI_UID = re.compile(r"[0-9A-Za-z]{1,64}")  # an account id: digits in practice
 _EVENT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SIGNATURE = re.compile(r"[A-Za-z0-9+/_-]{16,40}={0,2}")
 _MD5_BYTES = 16
-
-
-class InvalidCallbackError(PermanentError):
-    """A callback request that is malformed, stale, for another account, or badly signed.
-
-    ``reason`` is a short stable word (``missing``, ``malformed``, ``too_large``,
-    ``conflict``, ``signature``, ``stale``, ``future``, ``ali_uid``) for logs and metrics;
-    the message never echoes more than a short, ``repr``-quoted prefix of what was received.
-    """
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message, code="InvalidCallback")
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -80,7 +67,11 @@ def callback_signature(task_id: str, timestamp: str, ali_uid: str) -> str:
 
 def _show(value: object, limit: int = 40) -> str:
     """A short, quoted view of received junk for an error message (never the whole of it)."""
-    text = value if isinstance(value, str) else (value.decode("utf-8", "replace") if isinstance(value, bytes) else type(value).__name__)
+    text = (
+        value
+        if isinstance(value, str)
+        else (value.decode("utf-8", "replace") if isinstance(value, bytes) else type(value).__name__)
+    )
     return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
@@ -217,14 +208,22 @@ def verify_callback(
     Passing proves the callback is well-formed and fresh, not that SCA sent it (see the
     module docstring): use it to decide whether to look the task up, nothing more.
     """
-    expected = hashlib.md5(f"taskId={hint.task_id}&timestamp={hint.timestamp_ms}&aliUid={hint.ali_uid}".encode("utf-8", "surrogatepass")).digest()
+    expected = hashlib.md5(
+        f"taskId={hint.task_id}&timestamp={hint.timestamp_ms}&aliUid={hint.ali_uid}".encode("utf-8", "surrogatepass")
+    ).digest()
     given = _signature_bytes(signature) if isinstance(signature, str) else None
     if given is None or not hmac.compare_digest(given, expected):
         raise InvalidCallbackError("signature does not match taskId, timestamp and aliUid", reason="signature")
     age_ms = now_ms - hint.timestamp_ms
     if age_ms > max_age_seconds * 1000:
-        raise InvalidCallbackError(f"timestamp is stale: {age_ms // 1000} s old (at most {max_age_seconds:g} s)", reason="stale")
+        raise InvalidCallbackError(
+            f"timestamp is stale: {age_ms // 1000} s old (at most {max_age_seconds:g} s)", reason="stale"
+        )
     if -age_ms > future_skew_seconds * 1000:
-        raise InvalidCallbackError(f"timestamp is {-age_ms // 1000} s in the future (at most {future_skew_seconds:g} s)", reason="future")
-    if expected_ali_uid is not None and not hmac.compare_digest(hint.ali_uid.encode("utf-8", "surrogatepass"), expected_ali_uid.encode("utf-8", "surrogatepass")):
+        raise InvalidCallbackError(
+            f"timestamp is {-age_ms // 1000} s in the future (at most {future_skew_seconds:g} s)", reason="future"
+        )
+    if expected_ali_uid is not None and not hmac.compare_digest(
+        hint.ali_uid.encode("utf-8", "surrogatepass"), expected_ali_uid.encode("utf-8", "surrogatepass")
+    ):
         raise InvalidCallbackError("aliUid is not this account's", reason="ali_uid")

@@ -43,11 +43,18 @@ class CccClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> CccClient:
         acs = client_from_settings(
-            settings, endpoint=settings.ccc_endpoint, version=CCC_VERSION, credentials=credentials, http=http, transport=transport
+            settings,
+            endpoint=settings.ccc_endpoint,
+            version=CCC_VERSION,
+            credentials=credentials,
+            http=http,
+            transport=transport,
         )
         return cls(acs, instance_id=settings.ccc_instance_id, limiter=rate_limiter(settings.ccc_rate_per_second))
 
-    async def get_upload_audio_data_params(self, contact_id: str, *, deadline: float | None = None) -> GetUploadAudioDataParamsResponse:
+    async def get_upload_audio_data_params(
+        self, contact_id: str, *, deadline: float | None = None
+    ) -> GetUploadAudioDataParamsResponse:
         """The parameters CCC would push to SCA for this call, ``ParamsStr`` parsed.
 
         ``deadline``: an absolute ``time.monotonic()`` bound of the whole call, retries included
@@ -55,7 +62,12 @@ class CccClient:
         """
         query = {"ContactId": contact_id, "InstanceId": self.instance_id}
         response = await self.acs.call(
-            "GetUploadAudioDataParams", query, method="GET", limiter=self.limiter, is_success=ccc_succeeded, deadline=deadline
+            "GetUploadAudioDataParams",
+            query,
+            method="GET",
+            limiter=self.limiter,
+            is_success=ccc_succeeded,
+            deadline=deadline,
         )
         try:
             return GetUploadAudioDataParamsResponse.model_validate(response.body)

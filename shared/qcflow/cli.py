@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Any
 
 try:
     import click
@@ -26,38 +27,116 @@ if click is not None:
     @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (keep it loopback).")
     @click.option("--port", default=8790, show_default=True, type=int, help="Port; 0 picks a free one.")
     @click.option("--access-key-id", default=None, help="Accepted AccessKey id (default: qcflow-sandbox-id).")
-    @click.option("--access-key-secret", default=None, help="Accepted AccessKey secret (default: qcflow-sandbox-secret).")
-    @click.option("--task-seconds", default=2.0, show_default=True, type=float, help="Seconds from upload to a finished task.")
-    @click.option("--task-jitter-seconds", default=1.0, show_default=True, type=float, help="Random extra seconds per task.")
-    @click.option("--task-failure-rate", default=0.0, show_default=True, type=float, help="Share of tasks that end failed (status 6).")
-    @click.option("--get-result-quota", default=1000, show_default=True, type=int, help="GetResult calls per window; 0 lifts it.")
-    @click.option("--upload-quota", default=3000, show_default=True, type=int, help="UploadAudioData calls per window; 0 lifts it.")
-    @click.option("--ccc-quota", default=0, show_default=True, type=int, help="GetUploadAudioDataParams calls per window; 0 lifts it.")
+    @click.option(
+        "--access-key-secret", default=None, help="Accepted AccessKey secret (default: qcflow-sandbox-secret)."
+    )
+    @click.option(
+        "--task-seconds", default=2.0, show_default=True, type=float, help="Seconds from upload to a finished task."
+    )
+    @click.option(
+        "--task-jitter-seconds", default=1.0, show_default=True, type=float, help="Random extra seconds per task."
+    )
+    @click.option(
+        "--task-failure-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of tasks that end failed (status 6).",
+    )
+    @click.option(
+        "--get-result-quota", default=1000, show_default=True, type=int, help="GetResult calls per window; 0 lifts it."
+    )
+    @click.option(
+        "--upload-quota",
+        default=3000,
+        show_default=True,
+        type=int,
+        help="UploadAudioData calls per window; 0 lifts it.",
+    )
+    @click.option(
+        "--ccc-quota",
+        default=0,
+        show_default=True,
+        type=int,
+        help="GetUploadAudioDataParams calls per window; 0 lifts it.",
+    )
     @click.option("--quota-window-seconds", default=60.0, show_default=True, type=float, help="The quota window.")
     @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer.")
-    @click.option("--latency-jitter", default=0.0, show_default=True, type=float, help="Random extra latency, up to this.")
-    @click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of answers that are 503 ServiceUnavailable.")
-    @click.option("--throttle-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Throttling.User.")
-    @click.option("--failure-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Success: false.")
-    @click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share of connections dropped mid-answer, unprocessed.")
-    @click.option("--lost-answer-rate", default=0.0, show_default=True, type=float, help="Share of requests processed whose answer is then lost.")
+    @click.option(
+        "--latency-jitter", default=0.0, show_default=True, type=float, help="Random extra latency, up to this."
+    )
+    @click.option(
+        "--error-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of answers that are 503 ServiceUnavailable.",
+    )
+    @click.option(
+        "--throttle-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Throttling.User."
+    )
+    @click.option(
+        "--failure-rate", default=0.0, show_default=True, type=float, help="Share of answers that are Success: false."
+    )
+    @click.option(
+        "--drop-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of connections dropped mid-answer, unprocessed.",
+    )
+    @click.option(
+        "--lost-answer-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of requests processed whose answer is then lost.",
+    )
     @click.option("--fault-action", "fault_actions", multiple=True, help="Limit faults to this API (repeatable).")
     @click.option("--fault-seed", default=None, type=int, help="Seed for repeatable faults.")
     @click.option("--preload", default=0, show_default=True, type=int, help="Finished results to pre-load.")
     @click.option("--preload-start", default=None, help="ISO time of the first pre-loaded upload (default: a day ago).")
     @click.option("--preload-end", default=None, help="ISO time after the last pre-loaded upload (default: now).")
     @click.option(
-        "--loose-deep-paging", is_flag=True, help="Only pages starting at record 10,000 need lastDataId (default: any page reaching past it)."
+        "--loose-deep-paging",
+        is_flag=True,
+        help="Only pages starting at record 10,000 need lastDataId (default: any page reaching past it).",
     )
     @click.option("--ali-uid", default=None, help="Account id (aliUid) in callbacks (default: 1688000000000001).")
-    @click.option("--callback-method", default="GET", show_default=True, type=click.Choice(["GET", "POST"]), help="HTTP method of task callbacks.")
-    @click.option("--callback-timeout", default=3.0, show_default=True, type=float, help="Seconds one callback attempt may take.")
-    @click.option("--callback-attempts", default=3, show_default=True, type=int, help="Attempts per callback (the real policy is undocumented).")
+    @click.option(
+        "--callback-method",
+        default="GET",
+        show_default=True,
+        type=click.Choice(["GET", "POST"]),
+        help="HTTP method of task callbacks.",
+    )
+    @click.option(
+        "--callback-timeout", default=3.0, show_default=True, type=float, help="Seconds one callback attempt may take."
+    )
+    @click.option(
+        "--callback-attempts",
+        default=3,
+        show_default=True,
+        type=int,
+        help="Attempts per callback (the real policy is undocumented).",
+    )
     @click.option("--callback-allow-remote", is_flag=True, help="Also call callbackUrls on non-loopback hosts.")
-    @click.option("--callback-forge-rate", default=0.0, show_default=True, type=float, help="Share of callbacks sent with a wrong signature.")
-    @click.option("--callback-stale-rate", default=0.0, show_default=True, type=float, help="Share of callbacks sent with an hour-old timestamp.")
+    @click.option(
+        "--callback-forge-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of callbacks sent with a wrong signature.",
+    )
+    @click.option(
+        "--callback-stale-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of callbacks sent with an hour-old timestamp.",
+    )
     @click.option("--stop-after", default=None, type=float, help="Stop by itself after this many seconds.")
-    def serve(**opts: object) -> None:
+    def serve(**opts: Any) -> None:
         """Serve GetUploadAudioDataParams, UploadAudioData and GetResult on one port."""
         from qcflow.sandbox.options import (
             DEFAULT_ACCESS_KEY_ID,
@@ -71,52 +150,55 @@ if click is not None:
         from qcflow.sandbox.server import SandboxServer
         from qcflow.triggers import parse_iso
 
-        def quota(value: object) -> int | None:
-            return int(value) or None  # type: ignore[call-overload]
+        def quota(value: Any) -> int | None:
+            return int(value) or None
 
         options = SandboxOptions(
             access_key_id=str(opts["access_key_id"] or DEFAULT_ACCESS_KEY_ID),
             access_key_secret=str(opts["access_key_secret"] or DEFAULT_ACCESS_KEY_SECRET),
-            task_seconds=float(opts["task_seconds"]),  # type: ignore[arg-type]
-            task_jitter_seconds=float(opts["task_jitter_seconds"]),  # type: ignore[arg-type]
-            task_failure_rate=float(opts["task_failure_rate"]),  # type: ignore[arg-type]
+            task_seconds=float(opts["task_seconds"]),
+            task_jitter_seconds=float(opts["task_jitter_seconds"]),
+            task_failure_rate=float(opts["task_failure_rate"]),
             quotas=QuotaOptions(
                 get_result=quota(opts["get_result_quota"]),
                 upload_audio_data=quota(opts["upload_quota"]),
                 get_upload_audio_data_params=quota(opts["ccc_quota"]),
-                window_seconds=float(opts["quota_window_seconds"]),  # type: ignore[arg-type]
+                window_seconds=float(opts["quota_window_seconds"]),
             ),
             faults=FaultOptions(
-                server_error_rate=float(opts["error_rate"]),  # type: ignore[arg-type]
-                throttle_rate=float(opts["throttle_rate"]),  # type: ignore[arg-type]
-                business_failure_rate=float(opts["failure_rate"]),  # type: ignore[arg-type]
-                drop_rate=float(opts["drop_rate"]),  # type: ignore[arg-type]
-                lost_answer_rate=float(opts["lost_answer_rate"]),  # type: ignore[arg-type]
-                latency_seconds=float(opts["latency"]),  # type: ignore[arg-type]
-                latency_jitter_seconds=float(opts["latency_jitter"]),  # type: ignore[arg-type]
-                actions=frozenset(opts["fault_actions"]),  # type: ignore[arg-type]
-                seed=opts["fault_seed"],  # type: ignore[arg-type]
+                server_error_rate=float(opts["error_rate"]),
+                throttle_rate=float(opts["throttle_rate"]),
+                business_failure_rate=float(opts["failure_rate"]),
+                drop_rate=float(opts["drop_rate"]),
+                lost_answer_rate=float(opts["lost_answer_rate"]),
+                latency_seconds=float(opts["latency"]),
+                latency_jitter_seconds=float(opts["latency_jitter"]),
+                actions=frozenset(opts["fault_actions"]),
+                seed=opts["fault_seed"],
             ),
             preload=PreloadOptions(
-                count=int(opts["preload"]),  # type: ignore[call-overload]
-                start=parse_iso(opts["preload_start"]),  # type: ignore[arg-type]
-                end=parse_iso(opts["preload_end"]),  # type: ignore[arg-type]
+                count=int(opts["preload"]),
+                start=parse_iso(opts["preload_start"]),
+                end=parse_iso(opts["preload_end"]),
             ),
             loose_deep_paging=bool(opts["loose_deep_paging"]),
             ali_uid=str(opts["ali_uid"] or DEFAULT_ALI_UID),
-            callback_method=str(opts["callback_method"]),  # type: ignore[arg-type]
-            callback_timeout_seconds=float(opts["callback_timeout"]),  # type: ignore[arg-type]
-            callback_max_attempts=max(1, int(opts["callback_attempts"])),  # type: ignore[call-overload]
+            callback_method=opts["callback_method"],
+            callback_timeout_seconds=float(opts["callback_timeout"]),
+            callback_max_attempts=max(1, int(opts["callback_attempts"])),
             callback_allow_remote=bool(opts["callback_allow_remote"]),
-            callback_forge_rate=float(opts["callback_forge_rate"]),  # type: ignore[arg-type]
-            callback_stale_rate=float(opts["callback_stale_rate"]),  # type: ignore[arg-type]
+            callback_forge_rate=float(opts["callback_forge_rate"]),
+            callback_stale_rate=float(opts["callback_stale_rate"]),
         )
-        server = SandboxServer(options, host=str(opts["host"]), port=int(opts["port"]))  # type: ignore[call-overload]
+        server = SandboxServer(options, host=str(opts["host"]), port=int(opts["port"]))
         click.echo(f"qcflow sandbox listening on {server.url} (access key id {options.access_key_id})", err=False)
-        click.echo(f"  QCFLOW_CCC_ENDPOINT={server.url} QCFLOW_SCA_ENDPOINT={server.url}; stats at {server.url}/__sandbox/stats")
+        click.echo(
+            f"  QCFLOW_CCC_ENDPOINT={server.url} QCFLOW_SCA_ENDPOINT={server.url}; "
+            f"stats at {server.url}/__sandbox/stats"
+        )
         sys.stdout.flush()
         if opts["stop_after"] is not None:
-            timer = threading.Timer(float(opts["stop_after"]), server.stop)  # type: ignore[arg-type]
+            timer = threading.Timer(float(opts["stop_after"]), server.stop)
             timer.daemon = True
             timer.start()
         server.serve_forever()

@@ -10,9 +10,9 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import click
 from rich.console import Console
@@ -70,7 +70,9 @@ def summary_table(title: str, counts: dict[str, int]) -> Table:
 @click.command("push")
 @click.option("--key", "keys", multiple=True, help="Object key of a recording (repeatable).")
 @click.option("--prefix", default=None, help="Backfill every recording under this prefix of QCFLOW_RECORDINGS_URL.")
-@click.option("--contact-id", "contact_ids", multiple=True, help="Push by ContactId, with CCC's recording URL (repeatable).")
+@click.option(
+    "--contact-id", "contact_ids", multiple=True, help="Push by ContactId, with CCC's recording URL (repeatable)."
+)
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64), help="Recordings in flight.")
 def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[str, ...], concurrency: int) -> None:
     """Push recordings to SCA: one key, a prefix (backfill) or a ContactId; each exactly once."""
@@ -96,7 +98,7 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
 
             total = None
             if prefix is not None:
-                total = await asyncio.to_thread(lambda: sum(1 for _ in pusher.recordings.list(prefix)))  # type: ignore[union-attr]
+                total = await asyncio.to_thread(lambda: sum(1 for _ in pusher.recordings.list(prefix)))
                 total += len(keys) + len(contact_ids)
             elif keys or contact_ids:
                 total = len(keys) + len(contact_ids)
@@ -120,7 +122,9 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
     counts = run_async(work)
     console.print(summary_table("push", counts))
     if counts.get("retry") or counts.get("busy"):
-        console.print("some recordings were not settled (a fault that persisted, or a live claim elsewhere): run again later")
+        console.print(
+            "some recordings were not settled (a fault that persisted, or a live claim elsewhere): run again later"
+        )
         sys.exit(1)
 
 
@@ -139,7 +143,10 @@ def replay_command(dry_run: bool, concurrency: int) -> None:
             if dry_run:
                 todo = await pusher.replayable()
                 for recording, generation in todo:
-                    click.echo(f"{recording.key or recording.location}\tContactId {recording.contact_id}\tgeneration {generation}")
+                    click.echo(
+                        f"{recording.key or recording.location}\tContactId {recording.contact_id}"
+                        f"\tgeneration {generation}"
+                    )
                 return {"would replay": len(todo)}
             counts: dict[str, int] = {}
             with progress_bar("replay", None) as (bar, task):
@@ -149,8 +156,9 @@ def replay_command(dry_run: bool, concurrency: int) -> None:
                     bar.update(task, advance=1, extra=f"failed {counts.get('failed', 0)}")
 
                 far = time.monotonic() + 10 * 365 * 86400.0
-                await pusher.replay(token=f"replay-{uuid.uuid4().hex}", deadline=far, concurrency=concurrency,
-                                    on_result=on_result)
+                await pusher.replay(
+                    token=f"replay-{uuid.uuid4().hex}", deadline=far, concurrency=concurrency, on_result=on_result
+                )
             return counts
         finally:
             await services.aclose()
@@ -171,7 +179,9 @@ def _moment(value: str | None) -> Any:
 @click.command("harvest")
 @click.option("--since", default=None, help="Backfill from this upload time (ISO 8601; without zone: UTC).")
 @click.option("--until", default=None, help="…up to this upload time (default: now minus the settle delay).")
-@click.option("--max-seconds", default=None, type=click.FloatRange(1), help="Time budget (default QCFLOW_HARVEST_MAX_SECONDS).")
+@click.option(
+    "--max-seconds", default=None, type=click.FloatRange(1), help="Time budget (default QCFLOW_HARVEST_MAX_SECONDS)."
+)
 def harvest_command(since: str | None, until: str | None, max_seconds: float | None) -> None:
     """One harvest pass from the checkpoint (plus remembered unfinished tasks), or a backfill of a range."""
     from datetime import datetime, timezone
@@ -194,13 +204,24 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
             with progress_bar("harvest", None) as (bar, task):
 
                 def on_progress(p: HarvestProgress) -> None:
-                    extra = (f"records {p.records}  written {p.written}  {p.rate:.1f} calls/s "
-                             f"({p.rate / p.quota_rate:.0%} of the quota)" if p.quota_rate else f"records {p.records}")
+                    extra = (
+                        f"records {p.records}  written {p.written}  {p.rate:.1f} calls/s "
+                        f"({p.rate / p.quota_rate:.0%} of the quota)"
+                        if p.quota_rate
+                        else f"records {p.records}"
+                    )
                     bar.update(task, completed=p.pages, total=p.estimated_total_pages, extra=extra)
 
-                return await run_harvest(services.settings, services.sca, services.store, since=start, until=end,
-                                         deadline=time.monotonic() + budget, progress=on_progress,
-                                         ledger=Ledger(services.store))
+                return await run_harvest(
+                    services.settings,
+                    services.sca,
+                    services.store,
+                    since=start,
+                    until=end,
+                    deadline=time.monotonic() + budget,
+                    progress=on_progress,
+                    ledger=Ledger(services.store),
+                )
         finally:
             await services.aclose()
 
@@ -212,19 +233,25 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366), help="Count harvested results of the last N days.")
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(1, 366),
+    help="Count harvested results of the last N days.",
+)
 def status_command(as_json: bool, days: int) -> None:
     """Pushed, failed (top reasons), in flight, harvested, unfinished, stuck, harvest lag, last run."""
     from qcflow.config import load_settings
-    from qcflow.status import as_json as dumps, status
+    from qcflow.status import as_json as dumps
+    from qcflow.status import status
     from qcflow.store import open_store
 
     async def work() -> dict[str, Any]:
         settings = load_settings()
         store = open_store(settings.store, settings=settings)
         with progress_bar("reading the ledger", None) as (bar, task):
-            return await asyncio.to_thread(status, store, days=days,
-                                           progress=lambda n: bar.update(task, completed=n))
+            return await asyncio.to_thread(status, store, days=days, progress=lambda n: bar.update(task, completed=n))
 
     report = run_async(work)
     if as_json:
@@ -235,11 +262,15 @@ def status_command(as_json: bool, days: int) -> None:
     table.add_column("")
     table.add_column("value", justify="right")
     rows = [
-        ("recordings in the ledger", push["recordings"]), ("pushed (submitted)", push["submitted"]),
-        ("failed", push["failed"]), ("in flight", push["in_flight"]), ("stalled claims", push["stalled"]),
+        ("recordings in the ledger", push["recordings"]),
+        ("pushed (submitted)", push["submitted"]),
+        ("failed", push["failed"]),
+        ("in flight", push["in_flight"]),
+        ("stalled claims", push["stalled"]),
         ("submitted, taskId unknown", push["task_id_unknown"]),
         (f"harvested (last {days} days)", harvest[f"harvested_last_{days}_days"]),
-        ("unfinished (remembered)", harvest["unfinished"]), ("stuck", harvest["stuck"]),
+        ("unfinished (remembered)", harvest["unfinished"]),
+        ("stuck", harvest["stuck"]),
         ("checkpoint", harvest["checkpoint"] or "-"),
         ("harvest lag", f"{harvest['lag_seconds']} s" if harvest["lag_seconds"] is not None else "-"),
         ("last run", (harvest["last_run"] or {}).get("finished_at") or "-"),
@@ -248,7 +279,9 @@ def status_command(as_json: bool, days: int) -> None:
         table.add_row(name, str(value))
     Console().print(table)
     if push["failed_top_reasons"]:
-        click.echo("top failure reasons: " + ", ".join(f"{code} ×{n}" for code, n in push["failed_top_reasons"].items()))
+        click.echo(
+            "top failure reasons: " + ", ".join(f"{code} ×{n}" for code, n in push["failed_top_reasons"].items())
+        )
 
 
 @click.command("demo")
@@ -266,13 +299,27 @@ def demo_command(recordings: int, store_url: str | None) -> None:
     table = Table(title=f"qcflow demo: {recordings} recordings in {summary.seconds:.1f} s")
     for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks"):
         table.add_column(column, justify="right")
-    table.add_row(*(str(v) for v in (summary.pushed, summary.push_failed, summary.finished, summary.failed,
-                                      summary.harvested, summary.files, summary.callbacks)))
+    table.add_row(
+        *(
+            str(v)
+            for v in (
+                summary.pushed,
+                summary.push_failed,
+                summary.finished,
+                summary.failed,
+                summary.harvested,
+                summary.files,
+                summary.callbacks,
+            )
+        )
+    )
     Console().print(table)
     click.echo(f"JSONL results: {summary.results_at}")
     if not summary.exactly_once or summary.harvested != summary.pushed:
-        console.print(f"[red]unexpected:[/red] {summary.harvested} lines for {summary.distinct_tasks} tasks, "
-                      f"{summary.pushed} pushed")
+        console.print(
+            f"[red]unexpected:[/red] {summary.harvested} lines for {summary.distinct_tasks} tasks, "
+            f"{summary.pushed} pushed"
+        )
         sys.exit(1)
 
 

@@ -11,12 +11,11 @@ python-dotenv in the layer). Validation, coercion and the error messages are pyd
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import os
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -62,7 +61,9 @@ class Settings(BaseModel):
     # --- OSS (for an oss:// store)
     region: str = Field(default="cn-shanghai", description="Region of the OSS bucket.")
     oss_endpoint: str | None = Field(default=None, description="OSS endpoint; default derived from the region.")
-    oss_internal: bool = Field(default=False, description="Use the region's internal OSS endpoint (inside Alibaba Cloud).")
+    oss_internal: bool = Field(
+        default=False, description="Use the region's internal OSS endpoint (inside Alibaba Cloud)."
+    )
 
     # --- operations
     log_level: str = Field(default="INFO", description="Level of qcflow's JSON logs (DEBUG, INFO, WARNING, ERROR).")
@@ -75,12 +76,20 @@ class Settings(BaseModel):
     backoff_max_seconds: float = Field(default=10.0, gt=0, le=600)
 
     call_deadline_seconds: float = Field(
-        default=60.0, gt=0, le=3600,
-        description="Overall bound of one API call, retries and sleeps included, when the caller (an FC invocation) sets none.",
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Overall bound of one API call, retries and sleeps included, "
+        "when the caller (an FC invocation) sets none.",
     )
-    throttle_backoff_initial_seconds: float = Field(default=1.0, gt=0, le=60, description="First backoff after Throttling.")
+    throttle_backoff_initial_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="First backoff after Throttling."
+    )
     throttle_backoff_max_seconds: float = Field(
-        default=20.0, gt=0, le=600, description="Longest single backoff after Throttling (retried until the call's deadline)."
+        default=20.0,
+        gt=0,
+        le=600,
+        description="Longest single backoff after Throttling (retried until the call's deadline).",
     )
 
     # --- client-side rate limits, kept just under the published quotas
@@ -103,18 +112,25 @@ class Settings(BaseModel):
     # --- push: which objects are recordings, and how they are submitted
     recordings_url: str | None = Field(
         default=None,
-        description="Store URL of the recordings (oss://bucket[/prefix] or file:); push reads metadata and backfills list "
+        description="Store URL of the recordings (oss://bucket[/prefix] or file:); "
+        "push reads metadata and backfills list "
         "there. In FC it defaults to the bucket named in the event.",
     )
-    recording_prefix: str = Field(default="", description="Only keys under this prefix are recordings (relative to the recordings URL).")
-    recording_suffixes: str = Field(default=".mkv,.wav,.mp3", description="Comma list of audio suffixes (case-insensitive).")
+    recording_prefix: str = Field(
+        default="", description="Only keys under this prefix are recordings (relative to the recordings URL)."
+    )
+    recording_suffixes: str = Field(
+        default=".mkv,.wav,.mp3", description="Comma list of audio suffixes (case-insensitive)."
+    )
     contact_id_metadata: str = Field(
         default="contact-id",
-        description="Object metadata header (x-oss-meta-<name>) holding the ContactId; read before QCFLOW_CONTACT_ID_PATTERN.",
+        description="Object metadata header (x-oss-meta-<name>) holding the ContactId; "
+        "read before QCFLOW_CONTACT_ID_PATTERN.",
     )
     audio_url_strategy: Literal["ccc", "signed"] = Field(
         default="ccc",
-        description="voiceFileUrl sent to SCA: CCC's pre-signed URL (ccc) or a URL signed for the uploaded object (signed).",
+        description="voiceFileUrl sent to SCA: CCC's pre-signed URL (ccc) "
+        "or a URL signed for the uploaded object (signed).",
     )
     audio_url_min_seconds: int = Field(
         default=12 * 3600, ge=0, description="Refuse a voiceFileUrl that expires sooner (SCA needs >= 12 h)."
@@ -123,40 +139,69 @@ class Settings(BaseModel):
         default=24 * 3600, ge=60, le=7 * 86400, description="Lifetime of URLs signed by push (strategy signed)."
     )
     audio_url_access_key_id: str | None = Field(
-        default=None, description="Long-lived key that signs voiceFileUrl (strategy signed); STS-signed URLs die with the token."
+        default=None,
+        description="Long-lived key that signs voiceFileUrl (strategy signed); STS-signed URLs die with the token.",
     )
-    audio_url_access_key_secret: SecretStr | None = Field(default=None, description="Its secret (keep it in a secret store).")
+    audio_url_access_key_secret: SecretStr | None = Field(
+        default=None, description="Its secret (keep it in a secret store)."
+    )
     push_business: str | None = Field(default=None, description="UploadAudioData business of every recording.")
     push_remarks: str | None = Field(default=None, description='JSON object of fixed remarks, e.g. {"remark1": "ccc"}.')
     push_scheme_task_config_id: int | None = Field(default=None, description="SCA scheme task (schemeTaskConfigId).")
     push_rule_ids: str | None = Field(default=None, description="Comma list of SCA rule ids (ruleIds).")
-    push_callback_url: str | None = Field(default=None, description="SCA calls it when a task finishes (the callback function's URL).")
-    push_claim_ttl_seconds: float = Field(
-        default=900.0, gt=0, description="A claim with no outcome expires after this (or at the claiming invocation's deadline)."
+    push_callback_url: str | None = Field(
+        default=None, description="SCA calls it when a task finishes (the callback function's URL)."
     )
-    push_batch_size: int = Field(default=5, ge=1, le=20, description="Recordings per UploadAudioData in a backfill (callList).")
+    push_claim_ttl_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A claim with no outcome expires after this (or at the claiming invocation's deadline).",
+    )
+    push_batch_size: int = Field(
+        default=5, ge=1, le=20, description="Recordings per UploadAudioData in a backfill (callList)."
+    )
 
     # --- harvest
     harvest_settle_seconds: float = Field(default=120.0, ge=0, description="Windows end this long before now.")
-    harvest_lookback_seconds: float = Field(default=3600.0, ge=0, description="Each pass re-reads this much before the checkpoint.")
-    harvest_start_seconds: float = Field(default=86400.0, gt=0, description="With no checkpoint yet, start this long ago.")
+    harvest_lookback_seconds: float = Field(
+        default=3600.0, ge=0, description="Each pass re-reads this much before the checkpoint."
+    )
+    harvest_start_seconds: float = Field(
+        default=86400.0, gt=0, description="With no checkpoint yet, start this long ago."
+    )
     harvest_required_fields: str = Field(
         default="status,taskId,score,hitResult,asrResult,recording,agent,reviewStatus,reviewResult,reviewHistoryList,"
         "comments,errorMessage,createTime,createTimeLong,hitScore,schemeIdList,schemeNameList,reviewer,reviewTime,resolver",
         description="GetResult requiredFields (status and taskId are always added).",
     )
     harvest_gzip: bool = Field(default=False, description="Write results as .jsonl.gz.")
-    harvest_part_max_records: int = Field(default=20_000, ge=1, description="Roll an output part after this many records.")
-    harvest_part_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Roll an output part after this many bytes.")
-    harvest_unfinished_max_age_seconds: float = Field(
-        default=2 * 86400.0, gt=0, description="A task still running after this long is reported stuck and no longer polled."
+    harvest_part_max_records: int = Field(
+        default=20_000, ge=1, description="Roll an output part after this many records."
     )
-    harvest_lease_seconds: float = Field(default=900.0, gt=0, description="A harvest lease expires after this (a crashed run).")
-    harvest_max_seconds: float = Field(default=840.0, gt=0, description="A run's time budget when no FC deadline is known.")
-    get_result_quota: int = Field(default=1000, ge=1, description="GetResult calls allowed per quota window (per account).")
+    harvest_part_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Roll an output part after this many bytes."
+    )
+    harvest_unfinished_max_age_seconds: float = Field(
+        default=2 * 86400.0,
+        gt=0,
+        description="A task still running after this long is reported stuck and no longer polled.",
+    )
+    harvest_lease_seconds: float = Field(
+        default=900.0, gt=0, description="A harvest lease expires after this (a crashed run)."
+    )
+    harvest_max_seconds: float = Field(
+        default=840.0, gt=0, description="A run's time budget when no FC deadline is known."
+    )
+    get_result_quota: int = Field(
+        default=1000, ge=1, description="GetResult calls allowed per quota window (per account)."
+    )
     get_result_quota_window_seconds: float = Field(default=60.0, gt=0, description="The GetResult quota window.")
-    get_result_headroom: float = Field(default=0.03, ge=0, lt=1, description="Share of the GetResult quota left unused.")
-    callback_max_age_seconds: float = Field(default=600.0, gt=0, description="Callbacks with an older timestamp are refused.")
+    get_result_headroom: float = Field(
+        default=0.03, ge=0, lt=1, description="Share of the GetResult quota left unused."
+    )
+    callback_max_age_seconds: float = Field(
+        default=600.0, gt=0, description="Callbacks with an older timestamp are refused."
+    )
 
     @field_validator("contact_id_pattern")
     @classmethod
@@ -180,11 +225,16 @@ class Settings(BaseModel):
         from datetime import datetime, timezone
 
         # mid-winter and mid-summer of each year: daylight saving shows as two offsets
-        offsets = {datetime(year, month, 15, tzinfo=timezone.utc).astimezone(zone).utcoffset()
-                   for year in range(2020, 2061) for month in (1, 7)}
+        offsets = {
+            datetime(year, month, 15, tzinfo=timezone.utc).astimezone(zone).utcoffset()
+            for year in range(2020, 2061)
+            for month in (1, 7)
+        }
         if len(offsets) > 1:
-            raise ValueError(f"time zone {value!r} changes its UTC offset (daylight saving): GetResult's local "
-                             "startTime/endTime cannot name its repeated hour; use a fixed-offset zone")
+            raise ValueError(
+                f"time zone {value!r} changes its UTC offset (daylight saving): GetResult's local "
+                "startTime/endTime cannot name its repeated hour; use a fixed-offset zone"
+            )
         return value
 
     @field_validator("log_level")
@@ -217,10 +267,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     variable's name. Names are matched without regard to case, values coerced by pydantic."""
     env = os.environ if environ is None else environ
     try:
-        values = {
-            name[len(ENV_PREFIX):].lower(): value
+        values: dict[str, object] = {
+            name[len(ENV_PREFIX) :].lower(): value
             for name, value in env.items()
-            if name.upper().startswith(ENV_PREFIX) and name[len(ENV_PREFIX):].lower() in Settings.model_fields
+            if name.upper().startswith(ENV_PREFIX) and name[len(ENV_PREFIX) :].lower() in Settings.model_fields
         }
         values.update(overrides)
         return Settings.model_validate(values)

@@ -104,8 +104,13 @@ def run_demo(
     started = time.monotonic()
     store_url = store_url or os.environ.get("QCFLOW_STORE") or DEFAULT_STORE
     summary = DemoSummary(store_url, recordings)
-    options = replace(SandboxOptions(), task_seconds=task_seconds, task_jitter_seconds=task_seconds / 2,
-                      task_failure_rate=failure_rate, seed=int(time.time()) % 100_000)
+    options = replace(
+        SandboxOptions(),
+        task_seconds=task_seconds,
+        task_jitter_seconds=task_seconds / 2,
+        task_failure_rate=failure_rate,
+        seed=int(time.time()) % 100_000,
+    )
     handlers: list[Any] = []
     with contextlib.ExitStack() as stack:
         sandbox = stack.enter_context(SandboxServer(options))
@@ -114,21 +119,26 @@ def run_demo(
         trigger = stack.enter_context(HttpTriggerServer(callback.handler, CREDENTIALS))
         stack.callback(lambda: [h.app.close() for h in handlers])
         say(f"sandbox (CCC + SCA) on {sandbox.url}; callback function on {trigger.url}")
-        stack.enter_context(environment({
-            "QCFLOW_STORE": store_url,
-            "QCFLOW_RECORDINGS_URL": store_url,  # recordings and results share the store: push ignores its own prefixes
-            "QCFLOW_RECORDING_PREFIX": "ccc/",
-            "QCFLOW_CCC_ENDPOINT": sandbox.url,
-            "QCFLOW_SCA_ENDPOINT": sandbox.url,
-            "QCFLOW_CCC_INSTANCE_ID": "ccc-demo",
-            "QCFLOW_PUSH_CALLBACK_URL": trigger.url,
-            "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
-            "QCFLOW_HARVEST_LOOKBACK_SECONDS": "600",
-            "QCFLOW_HARVEST_START_SECONDS": "3600",
-            "QCFLOW_LOG_LEVEL": os.environ.get("QCFLOW_LOG_LEVEL", "WARNING"),
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
-        }))
+        stack.enter_context(
+            environment(
+                {
+                    "QCFLOW_STORE": store_url,
+                    # recordings and results share the store: push ignores its own prefixes
+                    "QCFLOW_RECORDINGS_URL": store_url,
+                    "QCFLOW_RECORDING_PREFIX": "ccc/",
+                    "QCFLOW_CCC_ENDPOINT": sandbox.url,
+                    "QCFLOW_SCA_ENDPOINT": sandbox.url,
+                    "QCFLOW_CCC_INSTANCE_ID": "ccc-demo",
+                    "QCFLOW_PUSH_CALLBACK_URL": trigger.url,
+                    "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
+                    "QCFLOW_HARVEST_LOOKBACK_SECONDS": "600",
+                    "QCFLOW_HARVEST_START_SECONDS": "3600",
+                    "QCFLOW_LOG_LEVEL": os.environ.get("QCFLOW_LOG_LEVEL", "WARNING"),
+                    "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
+                }
+            )
+        )
         store = open_store(store_url)
         day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
         base = int(time.time() * 1000) % 10**12
@@ -140,7 +150,9 @@ def run_demo(
         push = load_handler_module("push")
         handlers.append(push)
         with ThreadPoolExecutor(max_workers=8) as pool:  # OSS delivers events concurrently
-            list(pool.map(lambda key: push.handler(oss_event(DEMO_BUCKET, key), context_for("push", CREDENTIALS)), keys))
+            list(
+                pool.map(lambda key: push.handler(oss_event(DEMO_BUCKET, key), context_for("push", CREDENTIALS)), keys)
+            )
         for entry in Ledger(store).entries():
             outcome = entry.outcome
             if outcome is not None and outcome.state == "submitted":

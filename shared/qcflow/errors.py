@@ -1,4 +1,4 @@
-"""One small error hierarchy for the whole package.
+"""One small error hierarchy for the whole package: every error qcflow raises on purpose is defined here.
 
 Callers catch at the level they care about: ``RetryableError`` (try again later, with
 backoff) or ``PermanentError`` (retrying cannot help; record it and move on). For service
@@ -57,7 +57,11 @@ class QcflowError(Exception):
         if self.request_id:
             text += f" [RequestId {self.request_id}]"
         if self.deadline_reached:
-            tried = f" after {self.attempts} attempt{'s' if self.attempts != 1 else ''}" if self.attempts is not None else ""
+            tried = (
+                f" after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+                if self.attempts is not None
+                else ""
+            )
             text += f" (gave up{tried}: the call's deadline was reached)"
         if self.prior_attempt_uncertain:
             text += " (an earlier attempt got no answer and may have been applied)"
@@ -105,6 +109,96 @@ class RequestError(PermanentError):
 
 class NotFoundError(PermanentError):
     """The thing asked for does not exist (an object key, a ContactId)."""
+
+
+# --- Input: events, keys, callbacks
+
+
+class InvalidEventError(PermanentError):
+    """The trigger event is not of the expected shape."""
+
+
+class InvalidKeyError(PermanentError):
+    """A key (or listing prefix) breaks the store's key rules; the message says which rule."""
+
+
+class InvalidMetadataError(PermanentError):
+    """User metadata that cannot travel as ``x-oss-meta-*`` headers (or a bad content type)."""
+
+
+class InvalidCallbackError(PermanentError):
+    """A callback request that is malformed, stale, for another account, or badly signed.
+
+    ``reason`` is a short stable word (``missing``, ``malformed``, ``too_large``,
+    ``conflict``, ``signature``, ``stale``, ``future``, ``ali_uid``) for logs and metrics;
+    the message never echoes more than a short, ``repr``-quoted prefix of what was received.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message, code="InvalidCallback")
+        self.reason = reason
+
+
+# --- Clients and stores
+
+
+class DuplicateCallUuidError(RequestError):
+    """SCA refused the whole request because a ``callUuid`` in it was uploaded in the last 2 h.
+
+    With ``prior_attempt_uncertain`` set, the duplicate is most likely this very call's
+    earlier attempt, whose answer was lost: the recording is probably already submitted.
+    ``attempts`` says how many requests the call sent.
+    """
+
+    @classmethod
+    def from_error(cls, exc: QcflowError) -> DuplicateCallUuidError:
+        duplicate = cls(
+            exc.message, code=exc.code, request_id=exc.request_id, http_status=exc.http_status, action=exc.action
+        )
+        duplicate.prior_attempt_uncertain = exc.prior_attempt_uncertain
+        duplicate.attempts = exc.attempts
+        duplicate.deadline_reached = exc.deadline_reached
+        return duplicate
+
+
+class WriterFailedError(RequestError):
+    """A writer whose ``write`` (or part upload) failed earlier was asked to go on or to
+    commit. Nothing was committed; the original failure is the ``__cause__``."""
+
+
+# --- Push
+
+
+class ForeignBucketError(ConfigError):
+    """An event for a bucket other than the configured recordings: dropped, not retried. Any other
+    ``ConfigError`` (a bad setting) raises out of the handler, so that FC retries and dead-letters it."""
+
+
+class PushIncomplete(RetryableError):
+    """Some recordings of an event could not be settled now (a fault that outlasted the
+    invocation, or another invocation's live claim): raised so FC's async retry comes back."""
+
+
+# --- Harvest
+
+
+class DeadlineReached(RetryableError):
+    """The time budget ran out before the window was read to its end.
+
+    Pages already yielded are valid; the window as a whole is not complete, so its
+    checkpoint must not move. The next run reads it again.
+    """
+
+
+class WindowUnstable(RetryableError):
+    """A window's results kept moving while it was paged: not checkpointed, read next run."""
+
+
+# --- Tooling (the report)
+
+
+class ReportError(PermanentError):
+    """The report cannot be made as asked (bad range, unreadable part): the message says why."""
 
 
 _RETRYABLE_PREFIXES: tuple[tuple[str, type[RetryableError]], ...] = (

@@ -19,7 +19,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,7 +46,9 @@ class Invocation:
         return self.deadline - time.monotonic()
 
 
-def invocation_from_context(context: Any, *, started: float | None = None, environ: dict[str, str] | None = None) -> Invocation:
+def invocation_from_context(
+    context: Any, *, started: float | None = None, environ: dict[str, str] | None = None
+) -> Invocation:
     """Request id, deadline and credentials of the invocation ``context`` describes."""
     started = time.monotonic() if started is None else started
     remaining_ms = getattr(context, "get_remaining_time_in_milliseconds", None)
@@ -59,7 +61,9 @@ def invocation_from_context(context: Any, *, started: float | None = None, envir
         remaining = float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_TIMEOUT_SECONDS
         base = started
     margin = min(SAFETY_MARGIN_SECONDS, remaining * 0.1)
-    request_id = str(getattr(context, "request_id", None) or getattr(context, "requestId", None) or f"local-{os.urandom(6).hex()}")
+    request_id = str(
+        getattr(context, "request_id", None) or getattr(context, "requestId", None) or f"local-{os.urandom(6).hex()}"
+    )
     credentials = credentials_from_fc_context(context, environ)
     return Invocation(request_id, base + remaining - margin, credentials)
 
@@ -102,7 +106,7 @@ class FunctionApp:
     """Per-instance state of one function: built lazily by ``build`` on the first invocation
     (inside the loop, so async clients belong to it) and reused by warm invocations."""
 
-    def __init__(self, build: Callable[[CredentialsHolder], Awaitable[T]]) -> None:
+    def __init__(self, build: Callable[[CredentialsHolder], Coroutine[Any, Any, T]]) -> None:
         self._build = build
         self._services: Any = None
         self._lock = threading.Lock()
@@ -141,4 +145,3 @@ class FunctionApp:
         loop.close()
         self._loop = None
         self._services = None
-

@@ -52,7 +52,9 @@ class FcContext:
         return max(0, int((self.started + self.function.timeout - time.monotonic()) * 1000))
 
 
-def context_for(function: str, credentials: FcCredentials | None, *, timeout: int = 60, request_id: str | None = None) -> FcContext:
+def context_for(
+    function: str, credentials: FcCredentials | None, *, timeout: int = 60, request_id: str | None = None
+) -> FcContext:
     """A fresh context (a new invocation); pass the same ``request_id`` to emulate FC's retry of one."""
     ctx = FcContext(credentials, FcFunction(f"qcflow-{function}", timeout=timeout))
     if request_id is not None:
@@ -75,8 +77,14 @@ def load_handler_module(function: str, *, functions_dir: Path = FUNCTIONS_DIR, f
     return module
 
 
-def oss_event(bucket: str, *keys: str, etag: str = "", size: int = 0, event_name: str = "ObjectCreated:PutObject",
-              region: str = "cn-shanghai") -> bytes:
+def oss_event(
+    bucket: str,
+    *keys: str,
+    etag: str = "",
+    size: int = 0,
+    event_name: str = "ObjectCreated:PutObject",
+    region: str = "cn-shanghai",
+) -> bytes:
     """An OSS trigger event (one record per key), as bytes, like FC hands it to the handler."""
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     records = [
@@ -87,8 +95,11 @@ def oss_event(bucket: str, *keys: str, etag: str = "", size: int = 0, event_name
             "eventVersion": "1.0",
             "region": region,
             "oss": {
-                "bucket": {"arn": f"acs:oss:{region}:1234567890123456:{bucket}", "name": bucket,
-                           "ownerIdentity": "1234567890123456"},
+                "bucket": {
+                    "arn": f"acs:oss:{region}:1234567890123456:{bucket}",
+                    "name": bucket,
+                    "ownerIdentity": "1234567890123456",
+                },
                 "object": {"deltaSize": size, "eTag": etag, "key": key, "size": size},
                 "ossSchemaVersion": "1.0",
                 "ruleId": "qcflow-local",
@@ -107,22 +118,38 @@ def timer_event(payload: dict[str, Any] | None = None, name: str = "harvest-time
     return json.dumps({"triggerTime": now, "triggerName": name, "payload": json.dumps(payload or {})}).encode("utf-8")
 
 
-def http_event(method: str, path: str = "/", query: dict[str, str] | None = None, body: str = "",
-               headers: dict[str, str] | None = None) -> bytes:
+def http_event(
+    method: str,
+    path: str = "/",
+    query: dict[str, str] | None = None,
+    body: str = "",
+    headers: dict[str, str] | None = None,
+) -> bytes:
     """An FC3 HTTP-trigger event (``queryParameters`` decoded, as FC hands them)."""
-    return json.dumps({
-        "version": "v1",
-        "rawPath": path,
-        "headers": headers or {},
-        "queryParameters": query or {},
-        "body": body,
-        "isBase64Encoded": False,
-        "requestContext": {
-            "accountId": "1234567890123456", "domainName": "localhost", "requestId": str(uuid.uuid4()),
-            "time": datetime.now(timezone.utc).isoformat(), "timeEpoch": str(int(time.time() * 1000)),
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "qcflow"},
-        },
-    }).encode("utf-8")
+    return json.dumps(
+        {
+            "version": "v1",
+            "rawPath": path,
+            "headers": headers or {},
+            "queryParameters": query or {},
+            "body": body,
+            "isBase64Encoded": False,
+            "requestContext": {
+                "accountId": "1234567890123456",
+                "domainName": "localhost",
+                "requestId": str(uuid.uuid4()),
+                "time": datetime.now(timezone.utc).isoformat(),
+                "timeEpoch": str(int(time.time() * 1000)),
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "127.0.0.1",
+                    "userAgent": "qcflow",
+                },
+            },
+        }
+    ).encode("utf-8")
 
 
 class HttpTriggerServer:
@@ -132,8 +159,15 @@ class HttpTriggerServer:
     Use as a context manager; the serving thread is a daemon and ``stop`` joins it.
     """
 
-    def __init__(self, handler: Any, credentials: FcCredentials | None, *, function: str = "callback",
-                 host: str = "127.0.0.1", timeout: int = 30) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        credentials: FcCredentials | None,
+        *,
+        function: str = "callback",
+        host: str = "127.0.0.1",
+        timeout: int = 30,
+    ) -> None:
         import http.server
         import threading
         from urllib.parse import parse_qsl, urlsplit
@@ -148,7 +182,9 @@ class HttpTriggerServer:
                     query[name] = f"{query[name]},{value}" if name in query else value  # FC joins repeats with commas
                 length = min(int(self.headers.get("content-length") or 0), 1 << 20)
                 body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-                event = http_event(self.command, parts.path or "/", query, body, {k.lower(): v for k, v in self.headers.items()})
+                event = http_event(
+                    self.command, parts.path or "/", query, body, {k.lower(): v for k, v in self.headers.items()}
+                )
                 try:
                     answer = handler(event, context_for(function, credentials, timeout=timeout))
                 except Exception as exc:  # noqa: BLE001 - FC answers 502 for a crashed function

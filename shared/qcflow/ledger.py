@@ -62,7 +62,7 @@ def recording_id(location: str) -> str:
 def call_uuid_for(location: str, etag: str | None) -> str:
     """SCA's ``callUuid``: deterministic per recording content (location + ETag), so a retry
     within SCA's 2-hour window is refused as a repeat instead of creating a second task."""
-    return hashlib.sha256(f"{location}\n{etag or ''}".encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(f"{location}\n{etag or ''}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,7 @@ class LedgerEntry:
 
     def unsettled_before(self, generation: int) -> bool:
         """Did an earlier generation end without a certain "not in SCA"? (crash, or uncertain)"""
-        return any(
-            gen not in self.outcomes or self.outcomes[gen].uncertain for gen in self.claims if gen < generation
-        )
+        return any(gen not in self.outcomes or self.outcomes[gen].uncertain for gen in self.claims if gen < generation)
 
 
 @dataclass(frozen=True)
@@ -206,7 +204,7 @@ class Ledger:
         """Every recording's history, streamed in rid order (for ``qcflow status``)."""
         current: LedgerEntry | None = None
         for info in self.store.list(RECORDS):
-            rid = info.key[len(RECORDS):].split("/", 1)[0]
+            rid = info.key[len(RECORDS) :].split("/", 1)[0]
             if current is None or current.rid != rid:
                 if current is not None:
                     yield current
@@ -291,7 +289,9 @@ class Ledger:
         # the token is the content's hash: a retry after a lost answer recognises its own write,
         # while a different outcome (another writer, a bug) reads back the one that was stored
         created = self.store.create_if_absent(
-            self._outcome_key(rid, outcome.generation), body, content_type=JSON,
+            self._outcome_key(rid, outcome.generation),
+            body,
+            content_type=JSON,
             claim_token=hashlib.sha256(body).hexdigest()[:64],
         )
         if not created:
@@ -302,7 +302,9 @@ class Ledger:
             self._index_failure(rid, outcome.generation)
         if outcome.state == "submitted" and outcome.task_id is None and outcome.contact_id:
             self.store.create_if_absent(
-                f"{UNKNOWN_TASK}{_safe(outcome.contact_id)}/{rid}", _dumps({"contact_id": outcome.contact_id}), content_type=JSON
+                f"{UNKNOWN_TASK}{_safe(outcome.contact_id)}/{rid}",
+                _dumps({"contact_id": outcome.contact_id}),
+                content_type=JSON,
             )
         self.store.delete(self._open_key(rid, outcome.generation))
         return outcome
@@ -317,14 +319,16 @@ class Ledger:
         """Generations claimed, never settled, whose claim has expired (FC gave up, or a kill):
         ``(entry, generation)``. Markers of settled or superseded generations are dropped."""
         for info in list(self.store.list(OPEN)):
-            rid, _, gen = info.key[len(OPEN):].partition(".g")
+            rid, _, gen = info.key[len(OPEN) :].partition(".g")
             if not gen.isdigit():
                 continue
             generation = int(gen)
             entry = self.read(rid)
             claim = entry.claims.get(generation)
-            if generation in entry.outcomes or entry.submitted is not None or (
-                entry.latest_generation is not None and entry.latest_generation > generation
+            if (
+                generation in entry.outcomes
+                or entry.submitted is not None
+                or (entry.latest_generation is not None and entry.latest_generation > generation)
             ):
                 self.store.delete(info.key)  # settled, or taken over (the later one has its own marker)
                 continue
@@ -333,8 +337,11 @@ class Ledger:
 
     def mark_contact_push(self, contact_id: str, location: str) -> None:
         """A recording was pushed by ContactId: a push of its object must look in SCA first."""
-        self.store.create_if_absent(f"{BY_CONTACT}{_safe(contact_id)}", _dumps({"contact_id": contact_id, "location": location}),
-                                    content_type=JSON)
+        self.store.create_if_absent(
+            f"{BY_CONTACT}{_safe(contact_id)}",
+            _dumps({"contact_id": contact_id, "location": location}),
+            content_type=JSON,
+        )
 
     def contact_pushed(self, contact_id: str) -> bool:
         try:
@@ -350,7 +357,7 @@ class Ledger:
     def failures(self) -> Iterator[tuple[str, int]]:
         """(rid, generation) of every recorded failure not yet replayed."""
         for info in self.store.list(FAILED):
-            name = info.key[len(FAILED):]
+            name = info.key[len(FAILED) :]
             rid, _, gen = name.partition(".g")
             if gen.isdigit():
                 yield rid, int(gen)
@@ -370,9 +377,11 @@ class Ledger:
         """Harvest found the task of a submission whose taskId was unknown: note it, once."""
         prefix = f"{UNKNOWN_TASK}{_safe(contact_id)}/"
         for info in list(self.store.list(prefix)):
-            rid = info.key[len(prefix):]
+            rid = info.key[len(prefix) :]
             self.store.create_if_absent(
-                f"{self._prefix(rid)}task-id.json", _dumps({"task_id": task_id, "contact_id": contact_id}), content_type=JSON
+                f"{self._prefix(rid)}task-id.json",
+                _dumps({"task_id": task_id, "contact_id": contact_id}),
+                content_type=JSON,
             )
             self.store.delete(info.key)
 

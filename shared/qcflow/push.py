@@ -37,7 +37,15 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from qcflow.ccc import CccClient
 from qcflow.config import Settings, env_name
-from qcflow.errors import ConfigError, NotFoundError, PermanentError, QcflowError, RequestError, RetryableError
+from qcflow.errors import (
+    ConfigError,
+    NotFoundError,
+    PermanentError,
+    PushIncomplete,
+    QcflowError,
+    RequestError,
+    RetryableError,
+)
 from qcflow.ledger import Ledger, Outcome, call_uuid_for, recording_id
 from qcflow.logs import redact
 from qcflow.models.ccc import CccCall, UploadAudioDataParams
@@ -110,8 +118,8 @@ class _Ready:
     generation: int
     uncertain: bool
     call: UploadCall
-    auto_split: int
-    sample_rate: int | None
+    auto_split: Literal[0, 1]
+    sample_rate: Literal[8, 16] | None
     url_strategy: str
     #: Work on this recording must end by then (its claim's expiry, the invocation's deadline).
     deadline: float
@@ -180,9 +188,13 @@ class Pusher:
         except ValueError as exc:
             raise ConfigError(f"{env_name('push_remarks')}: {str(exc).splitlines()[0]}") from None
         if settings.push_claim_ttl_seconds <= 2 * CLAIM_MARGIN_SECONDS:
-            raise ConfigError(f"{env_name('push_claim_ttl_seconds')} must exceed {2 * CLAIM_MARGIN_SECONDS:g} s: a claimant "
-                              f"stops working {CLAIM_MARGIN_SECONDS:g} s before its claim expires")
-        self._rule_ids = [r.strip() for r in (settings.push_rule_ids or "").split(",") if r.strip()] or None
+            raise ConfigError(
+                f"{env_name('push_claim_ttl_seconds')} must exceed {2 * CLAIM_MARGIN_SECONDS:g} s: a claimant "
+                f"stops working {CLAIM_MARGIN_SECONDS:g} s before its claim expires"
+            )
+        self._rule_ids: list[int | str] | None = [
+            r.strip() for r in (settings.push_rule_ids or "").split(",") if r.strip()
+        ] or None
         self._own_prefixes = tuple(object_location(settings.store, p) for p in ("state/", "results/"))
 
     # ------------------------------------------------------------------ which objects
@@ -237,16 +249,25 @@ class Pusher:
                 log.info("key %r found URL-decoded as %r", key, candidate, extra={"event": "push_key_decoded"})
             contact_id = self.contact_id_for(candidate, dict(info.metadata))
             return Recording(location, candidate, info.etag.strip('"') or None, contact_id)
-        result = PushResult("failed", first_location, key, code="ObjectNotFound",
-                            message=f"no object {key!r} in {recordings_url} (nor its URL-decoded form)")
+        result = PushResult(
+            "failed",
+            first_location,
+            key,
+            code="ObjectNotFound",
+            message=f"no object {key!r} in {recordings_url} (nor its URL-decoded form)",
+        )
         log.error("push: %s", result.message, extra=_fields(result, event="push_outcome"))
         return result
 
     def _ignored(self, location: str, key: str, reason: str) -> PushResult:
         result = PushResult("ignored", location, key, message=reason)
         shown = key if len(key) <= 300 else key[:300] + f"… ({len(key)} characters)"  # a forged key: a bounded line
-        log.info("ignored %r: %s", shown, reason[:300], extra=_fields(replace(result, key=shown, message=reason[:300]),
-                                                                    event="push_ignored"))
+        log.info(
+            "ignored %r: %s",
+            shown,
+            reason[:300],
+            extra=_fields(replace(result, key=shown, message=reason[:300]), event="push_ignored"),
+        )
         return result
 
     # ------------------------------------------------------------------ pushing
@@ -278,8 +299,13 @@ class Pusher:
         unique: dict[str, Recording] = {}
         for recording in recordings:
             if recording.location in unique:
-                settle(self._ignored(recording.location, recording.key or recording.location,
-                                     "the same recording twice in one invocation: pushed once"))
+                settle(
+                    self._ignored(
+                        recording.location,
+                        recording.key or recording.location,
+                        "the same recording twice in one invocation: pushed once",
+                    )
+                )
             else:
                 unique[recording.location] = recording
 
@@ -308,25 +334,54 @@ class Pusher:
         expires_at = now + min(remaining + CLAIM_MARGIN_SECONDS, self.settings.push_claim_ttl_seconds)
         try:
             decision = await asyncio.to_thread(
-                self.ledger.claim, recording.location, token=token, now=now, expires_at=expires_at,
-                key=recording.key, etag=recording.etag, contact_id=recording.contact_id, replay=replay,
+                self.ledger.claim,
+                recording.location,
+                token=token,
+                now=now,
+                expires_at=expires_at,
+                key=recording.key,
+                etag=recording.etag,
+                contact_id=recording.contact_id,
+                replay=replay,
                 min_remaining=2 * CLAIM_MARGIN_SECONDS,
             )
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc)
         if decision.action == "submitted":
             done = decision.entry.submitted
-            return self._log(PushResult("already_submitted", recording.location, recording.key, recording.contact_id,
-                                        task_id=decision.entry.task_id, generation=done.generation if done else None))
+            return self._log(
+                PushResult(
+                    "already_submitted",
+                    recording.location,
+                    recording.key,
+                    recording.contact_id,
+                    task_id=decision.entry.task_id,
+                    generation=done.generation if done else None,
+                )
+            )
         if decision.action == "failed":
             last = decision.entry.outcome
-            return self._log(PushResult("already_failed", recording.location, recording.key, recording.contact_id,
-                                        code=last.code if last else None,
-                                        message="recorded as failed earlier; `qcflow replay` re-pushes it",
-                                        generation=last.generation if last else None))
+            return self._log(
+                PushResult(
+                    "already_failed",
+                    recording.location,
+                    recording.key,
+                    recording.contact_id,
+                    code=last.code if last else None,
+                    message="recorded as failed earlier; `qcflow replay` re-pushes it",
+                    generation=last.generation if last else None,
+                )
+            )
         if decision.action == "busy":
-            return self._log(PushResult("busy", recording.location, recording.key, recording.contact_id,
-                                        message=f"claimed by another invocation until {_iso(decision.busy_until)}"))
+            return self._log(
+                PushResult(
+                    "busy",
+                    recording.location,
+                    recording.key,
+                    recording.contact_id,
+                    message=f"claimed by another invocation until {_iso(decision.busy_until)}",
+                )
+            )
         generation = decision.generation
         assert generation is not None
         # This claim's work must end before the claim does: nobody takes it over meanwhile.
@@ -334,22 +389,38 @@ class Pusher:
         deadline = min(deadline, self.monotonic() + (held_until - now) - CLAIM_MARGIN_SECONDS)
 
         if not recording.contact_id:
-            return await self._fail(recording, generation, "NoContactId",
-                                    f"no ContactId in metadata header x-oss-meta-{self.settings.contact_id_metadata} "
-                                    f"nor matching QCFLOW_CONTACT_ID_PATTERN={self.settings.contact_id_pattern!r}",
-                                    uncertain=decision.uncertain)
+            return await self._fail(
+                recording,
+                generation,
+                "NoContactId",
+                f"no ContactId in metadata header x-oss-meta-{self.settings.contact_id_metadata} "
+                f"nor matching QCFLOW_CONTACT_ID_PATTERN={self.settings.contact_id_pattern!r}",
+                uncertain=decision.uncertain,
+            )
         try:
             answer = await self.ccc.get_upload_audio_data_params(recording.contact_id, deadline=deadline)
         except PermanentError as exc:
-            return await self._fail(recording, generation, exc.code or type(exc).__name__, exc.message, exc=exc,
-                                    uncertain=decision.uncertain)
+            return await self._fail(
+                recording,
+                generation,
+                exc.code or type(exc).__name__,
+                exc.message,
+                exc=exc,
+                uncertain=decision.uncertain,
+            )
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc, generation=generation)
         try:
             ready = self._ready(recording, generation, decision.uncertain, answer.params, deadline)
         except PermanentError as exc:
-            return await self._fail(recording, generation, exc.code or "InvalidParams", exc.message,
-                                    request_id=answer.request_id, uncertain=decision.uncertain)
+            return await self._fail(
+                recording,
+                generation,
+                exc.code or "InvalidParams",
+                exc.message,
+                request_id=answer.request_id,
+                uncertain=decision.uncertain,
+            )
         uncertain, any_name = decision.uncertain, False
         if recording.location.startswith(CONTACT_LOCATION):
             # the call's recording object may have been pushed by the trigger, under another ledger id
@@ -360,19 +431,22 @@ class Pusher:
         if uncertain:
             since = ready.call.call_start_time / 1000.0 if any_name and ready.call.call_start_time else None
             try:
-                found = await self._lookup(recording, decision.entry.claims.values(), deadline=deadline,
-                                           any_name=any_name, since=since)
+                found = await self._lookup(
+                    recording, decision.entry.claims.values(), deadline=deadline, any_name=any_name, since=since
+                )
             except RetryableError as exc:
                 return self._result("retry", recording, exc=exc, generation=generation)
             except PermanentError as exc:
-                return await self._fail(recording, generation, exc.code or type(exc).__name__, exc.message, exc=exc,
-                                        uncertain=True)
+                return await self._fail(
+                    recording, generation, exc.code or type(exc).__name__, exc.message, exc=exc, uncertain=True
+                )
             if found is not None:
                 return await self._submitted(ready, task_id=found, via="lookup")
         return ready
 
-    def _ready(self, recording: Recording, generation: int, uncertain: bool, params: UploadAudioDataParams,
-               deadline: float) -> _Ready:
+    def _ready(
+        self, recording: Recording, generation: int, uncertain: bool, params: UploadAudioDataParams, deadline: float
+    ) -> _Ready:
         source = _call_for(params, recording.contact_id)
         if source is None:
             raise PermanentError("CCC ParamsStr has no callList entry", code="InvalidParamsStr")
@@ -406,8 +480,8 @@ class Pusher:
             scheme_task_config_id=self.settings.push_scheme_task_config_id,
             **self._remarks,
         )
-        auto_split = params.auto_split if params.auto_split in (0, 1) else 1
-        sample_rate = params.sample_rate if params.sample_rate in (8, 16) else None
+        auto_split: Literal[0, 1] = 0 if params.auto_split == 0 else 1
+        sample_rate: Literal[8, 16] | None = 8 if params.sample_rate == 8 else 16 if params.sample_rate == 16 else None
         return _Ready(recording, generation, uncertain, call, auto_split, sample_rate, strategy, deadline)
 
     def _check_url_lifetime(self, url: str) -> None:
@@ -417,20 +491,30 @@ class Pusher:
         now = self.clock()
         expires = url_expires_at(url, now)
         if expires is None:
-            log.warning("voiceFileUrl does not say when it expires; sending it as is",
-                        extra={"event": "push_url_lifetime_unknown"})
+            log.warning(
+                "voiceFileUrl does not say when it expires; sending it as is",
+                extra={"event": "push_url_lifetime_unknown"},
+            )
             return
         left = expires - now
         if left < minimum:
             raise PermanentError(
-                f"voiceFileUrl expires in {left / 3600:.1f} h, less than the {minimum / 3600:.1f} h SCA needs to fetch it "
+                f"voiceFileUrl expires in {left / 3600:.1f} h, "
+                f"less than the {minimum / 3600:.1f} h SCA needs to fetch it "
                 f"(QCFLOW_AUDIO_URL_MIN_SECONDS); with {_AUDIO_URL_CONFIG}=signed, sign with a long-lived key "
                 "(QCFLOW_AUDIO_URL_ACCESS_KEY_ID): an STS-signed URL dies with its token",
                 code="VoiceFileUrlTooShortLived",
             )
 
-    async def _lookup(self, recording: Recording, claims: Iterable[Any], *, deadline: float, any_name: bool = False,
-                      since: float | None = None) -> str | None:
+    async def _lookup(
+        self,
+        recording: Recording,
+        claims: Iterable[Any],
+        *,
+        deadline: float,
+        any_name: bool = False,
+        since: float | None = None,
+    ) -> str | None:
         """The taskId of an earlier attempt's upload of this recording, if SCA has one (``any_name``:
         any task of its ContactId uploaded after ``since``, e.g. the call's start)."""
         times = [c.claimed_at for c in claims] + ([since] if since else []) or [self.clock()]
@@ -448,8 +532,10 @@ class Pusher:
         for item in page.items:
             name = (item.get("Recording") or {}).get("Name")
             if item.get("TaskId") and (any_name or name is None or name == recording.file_name):
-                log.info("found an earlier attempt's task in SCA", extra={
-                    "event": "push_lookup_found", "task_id": item["TaskId"], "contact_id": recording.contact_id})
+                log.info(
+                    "found an earlier attempt's task in SCA",
+                    extra={"event": "push_lookup_found", "task_id": item["TaskId"], "contact_id": recording.contact_id},
+                )
                 return str(item["TaskId"])
         return None
 
@@ -461,7 +547,8 @@ class Pusher:
             sample_rate=first.sample_rate,
             callback_url=self.settings.push_callback_url,
             rule_ids=self._rule_ids,
-            **({"service_channel": 0, "client_channel": 1} if first.auto_split == 0 else {}),
+            service_channel=0 if first.auto_split == 0 else None,
+            client_channel=1 if first.auto_split == 0 else None,
         )
         try:
             receipt = await self.sca.upload_audio_data(request, deadline=deadline)
@@ -472,19 +559,37 @@ class Pusher:
         except PermanentError as exc:
             if len(batch) > 1:
                 return await self._split(batch, deadline=deadline, cause=exc)
-            return [await self._fail(first.recording, first.generation, exc.code or type(exc).__name__, exc.message,
-                                     exc=exc, uncertain=first.uncertain or exc.prior_attempt_uncertain)]
+            return [
+                await self._fail(
+                    first.recording,
+                    first.generation,
+                    exc.code or type(exc).__name__,
+                    exc.message,
+                    exc=exc,
+                    uncertain=first.uncertain or exc.prior_attempt_uncertain,
+                )
+            ]
         except RetryableError as exc:
             return [self._result("retry", r.recording, exc=exc, generation=r.generation) for r in batch]
         return [
-            await self._submitted(r, task_id=receipt.task_id, via="upload", attempts=receipt.attempts,
-                                  request_id=receipt.request_id, uncertain=receipt.prior_attempt_uncertain)
+            await self._submitted(
+                r,
+                task_id=receipt.task_id,
+                via="upload",
+                attempts=receipt.attempts,
+                request_id=receipt.request_id,
+                uncertain=receipt.prior_attempt_uncertain,
+            )
             for r in batch
         ]
 
     async def _split(self, batch: list[_Ready], *, deadline: float, cause: QcflowError) -> list[PushResult]:
-        log.warning("UploadAudioData refused a batch of %d (%s); sending each recording alone", len(batch), cause.code,
-                    extra={"event": "push_batch_split", "code": cause.code, "request_id": cause.request_id})
+        log.warning(
+            "UploadAudioData refused a batch of %d (%s); sending each recording alone",
+            len(batch),
+            cause.code,
+            extra={"event": "push_batch_split", "code": cause.code, "request_id": cause.request_id},
+        )
         results: list[PushResult] = []
         for one in batch:
             results.extend(await self._send([one], deadline=min(deadline, one.deadline)))
@@ -492,25 +597,60 @@ class Pusher:
 
     # ------------------------------------------------------------------ outcomes
 
-    async def _submitted(self, ready: _Ready, *, task_id: str | None, via: str, exc: QcflowError | None = None,
-                         attempts: int | None = None, request_id: str | None = None, uncertain: bool = False) -> PushResult:
+    async def _submitted(
+        self,
+        ready: _Ready,
+        *,
+        task_id: str | None,
+        via: str,
+        exc: QcflowError | None = None,
+        attempts: int | None = None,
+        request_id: str | None = None,
+        uncertain: bool = False,
+    ) -> PushResult:
         rec = ready.recording
         outcome = Outcome(
-            generation=ready.generation, state="submitted", recorded_at=self.clock(), location=rec.location,
-            key=rec.key, etag=rec.etag, contact_id=rec.contact_id, task_id=task_id, call_uuid=rec.call_uuid,
-            voice_url_strategy=ready.url_strategy, code=exc.code if exc else None,
+            generation=ready.generation,
+            state="submitted",
+            recorded_at=self.clock(),
+            location=rec.location,
+            key=rec.key,
+            etag=rec.etag,
+            contact_id=rec.contact_id,
+            task_id=task_id,
+            call_uuid=rec.call_uuid,
+            voice_url_strategy=ready.url_strategy,
+            code=exc.code if exc else None,
             request_id=request_id or (exc.request_id if exc else None),
-            attempts=attempts or (exc.attempts if exc else None), via=via,
+            attempts=attempts or (exc.attempts if exc else None),
+            via=via,
             uncertain=uncertain or bool(exc and exc.prior_attempt_uncertain),
         )
         return await self._write(outcome, rec)
 
-    async def _fail(self, recording: Recording, generation: int, code: str, message: str, *,
-                    exc: QcflowError | None = None, request_id: str | None = None, uncertain: bool = False) -> PushResult:
+    async def _fail(
+        self,
+        recording: Recording,
+        generation: int,
+        code: str,
+        message: str,
+        *,
+        exc: QcflowError | None = None,
+        request_id: str | None = None,
+        uncertain: bool = False,
+    ) -> PushResult:
         outcome = Outcome(
-            generation=generation, state="failed", recorded_at=self.clock(), location=recording.location,
-            key=recording.key, etag=recording.etag, contact_id=recording.contact_id, call_uuid=recording.call_uuid,
-            code=code, message=redact(message), request_id=request_id or (exc.request_id if exc else None),
+            generation=generation,
+            state="failed",
+            recorded_at=self.clock(),
+            location=recording.location,
+            key=recording.key,
+            etag=recording.etag,
+            contact_id=recording.contact_id,
+            call_uuid=recording.call_uuid,
+            code=code,
+            message=redact(message),
+            request_id=request_id or (exc.request_id if exc else None),
             attempts=exc.attempts if exc else None,
             uncertain=uncertain or bool(exc and exc.prior_attempt_uncertain),
         )
@@ -522,24 +662,52 @@ class Pusher:
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc, generation=outcome.generation)
         status: PushStatus = "submitted" if stored.state == "submitted" else "failed"
-        return self._log(PushResult(
-            status, stored.location, stored.key, stored.contact_id, task_id=stored.task_id, code=stored.code,
-            message=stored.message, request_id=stored.request_id, generation=stored.generation,
-            attempts=stored.attempts, uncertain=stored.uncertain,
-        ))
+        return self._log(
+            PushResult(
+                status,
+                stored.location,
+                stored.key,
+                stored.contact_id,
+                task_id=stored.task_id,
+                code=stored.code,
+                message=stored.message,
+                request_id=stored.request_id,
+                generation=stored.generation,
+                attempts=stored.attempts,
+                uncertain=stored.uncertain,
+            )
+        )
 
-    def _result(self, status: PushStatus, recording: Recording, *, exc: QcflowError,
-                generation: int | None = None) -> PushResult:
-        return self._log(PushResult(
-            status, recording.location, recording.key, recording.contact_id, code=exc.code or type(exc).__name__,
-            message=redact(str(exc)), request_id=exc.request_id, generation=generation, attempts=exc.attempts,
-            uncertain=exc.prior_attempt_uncertain,
-        ))
+    def _result(
+        self, status: PushStatus, recording: Recording, *, exc: QcflowError, generation: int | None = None
+    ) -> PushResult:
+        return self._log(
+            PushResult(
+                status,
+                recording.location,
+                recording.key,
+                recording.contact_id,
+                code=exc.code or type(exc).__name__,
+                message=redact(str(exc)),
+                request_id=exc.request_id,
+                generation=generation,
+                attempts=exc.attempts,
+                uncertain=exc.prior_attempt_uncertain,
+            )
+        )
 
     @staticmethod
     def _log(result: PushResult) -> PushResult:
-        level = {"failed": logging.ERROR, "retry": logging.WARNING, "busy": logging.WARNING}.get(result.status, logging.INFO)
-        log.log(level, "push %s: %s", result.status, result.key or result.location, extra=_fields(result, event="push_outcome"))
+        level = {"failed": logging.ERROR, "retry": logging.WARNING, "busy": logging.WARNING}.get(
+            result.status, logging.INFO
+        )
+        log.log(
+            level,
+            "push %s: %s",
+            result.status,
+            result.key or result.location,
+            extra=_fields(result, event="push_outcome"),
+        )
         return result
 
     # ------------------------------------------------------------------ backfill and replay
@@ -562,7 +730,9 @@ class Pusher:
                 metadata: dict[str, str] | None = None
                 if self._pattern.search(info.key) is None:  # the listing has no metadata: head only when needed
                     metadata = dict((await asyncio.to_thread(self.recordings.head, info.key)).metadata)
-                yield Recording(location, info.key, info.etag.strip('"') or None, self.contact_id_for(info.key, metadata))
+                yield Recording(
+                    location, info.key, info.etag.strip('"') or None, self.contact_id_for(info.key, metadata)
+                )
 
     def recording_for_contact(self, contact_id: str) -> Recording:
         """A recording known only by its ContactId (``qcflow push --contact-id``): CCC's URL is sent."""
@@ -588,7 +758,10 @@ class Pusher:
         for entry, generation in await asyncio.to_thread(lambda: list(self.ledger.abandoned(now))):
             claim = entry.claims[generation]
             if entry.rid not in found:
-                found[entry.rid] = (await self._fresh(claim.location, claim.key, claim.etag, claim.contact_id), generation)
+                found[entry.rid] = (
+                    await self._fresh(claim.location, claim.key, claim.etag, claim.contact_id),
+                    generation,
+                )
         return list(found.values())
 
     async def _fresh(self, location: str, key: str | None, etag: str | None, contact_id: str | None) -> Recording:
@@ -599,12 +772,24 @@ class Pusher:
                 recording = replace(fresh, location=location)
         return recording
 
-    async def replay(self, *, token: str, deadline: float, concurrency: int = 8,
-                     on_result: Callable[[PushResult], None] | None = None) -> list[PushResult]:
+    async def replay(
+        self,
+        *,
+        token: str,
+        deadline: float,
+        concurrency: int = 8,
+        on_result: Callable[[PushResult], None] | None = None,
+    ) -> list[PushResult]:
         """Re-push every recorded failure (after its cause was fixed)."""
         todo = await self.replayable()
-        results = await self.push([r for r, _ in todo], token=token, deadline=deadline, replay=True,
-                                  concurrency=concurrency, on_result=on_result)
+        results = await self.push(
+            [r for r, _ in todo],
+            token=token,
+            deadline=deadline,
+            replay=True,
+            concurrency=concurrency,
+            on_result=on_result,
+        )
         failed_gen = {recording_id(r.location): g for r, g in todo}
         for result in results:
             rid = recording_id(result.location)
@@ -635,7 +820,7 @@ def _batches(ready: list[_Ready], size: int) -> list[list[_Ready]]:
     groups: dict[tuple[Any, ...], list[_Ready]] = {}
     for item in ready:
         groups.setdefault((item.auto_split, item.sample_rate), []).append(item)
-    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
 def _parse_remarks(text: str | None) -> dict[str, Any]:
@@ -680,7 +865,6 @@ def _fields(result: PushResult, *, event: str) -> dict[str, Any]:
     }
 
 
-
 async def backfill(
     pusher: Pusher,
     source: AsyncIterator[Recording | PushResult],
@@ -714,7 +898,9 @@ async def backfill(
                 return
             if attempt + 1 < rounds:
                 await asyncio.sleep(pause_seconds)
-        left = [PushResult("retry", r.location, r.key, r.contact_id, message="still failing after retries") for r in todo]
+        left = [
+            PushResult("retry", r.location, r.key, r.contact_id, message="still failing after retries") for r in todo
+        ]
         for result in left:
             if on_result is not None:
                 on_result(result)
@@ -734,11 +920,6 @@ async def backfill(
     if chunk:
         await run(chunk)
     return final
-
-
-class PushIncomplete(RetryableError):
-    """Some recordings of an event could not be settled now (a fault that outlasted the
-    invocation, or another invocation's live claim): raised so FC's async retry comes back."""
 
 
 async def push_oss_event(
@@ -769,8 +950,11 @@ async def push_oss_event(
             pusher = pusher_for(record.bucket)
         except ForeignBucketError as exc:
             log.error("push: %s", exc, extra={"event": "push_bad_event", "bucket": record.bucket, "key": record.key})
-            results.append(PushResult("failed", f"oss://{record.bucket}/{record.key}", record.key, code="ForeignBucket",
-                                      message=str(exc)))
+            results.append(
+                PushResult(
+                    "failed", f"oss://{record.bucket}/{record.key}", record.key, code="ForeignBucket", message=str(exc)
+                )
+            )
             continue
         resolved = await pusher.resolve(record.key)
         if isinstance(resolved, PushResult):

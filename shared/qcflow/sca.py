@@ -26,9 +26,16 @@ from qcflow.acs.client import AcsClient, RateLimiter, client_from_settings
 from qcflow.acs.limits import rate_limiter
 from qcflow.config import Settings
 from qcflow.credentials import CredentialsProvider
-from qcflow.errors import QcflowError, RequestError, ServiceUnavailableError, TransportError
+from qcflow.errors import DuplicateCallUuidError, QcflowError, RequestError, ServiceUnavailableError, TransportError
 from qcflow.models.base import first_problem
-from qcflow.models.sca import GetResultQuery, GetResultResponse, ResultPage, UploadAudioDataJson, UploadAudioDataResponse, loads_unwrapped
+from qcflow.models.sca import (
+    GetResultQuery,
+    GetResultResponse,
+    ResultPage,
+    UploadAudioDataJson,
+    UploadAudioDataResponse,
+    loads_unwrapped,
+)
 
 __all__ = [
     "DUPLICATE_CALL_UUID_CODES",
@@ -53,24 +60,9 @@ DUPLICATE_CALL_UUID_CODES = frozenset({"CallUuidRepeated"})
 _CALL_UUID = r"call[\s_-]?uuid"
 _REPEATED = r"(?:repeat|duplicat|already|(?<!not )(?<!n't )exist|重复|已存在|已经存在)"
 _SAME_CLAUSE = r"[^.;,:!?\n。；，：！？]{0,40}?"
-DUPLICATE_MESSAGE = re.compile(rf"{_CALL_UUID}{_SAME_CLAUSE}{_REPEATED}|{_REPEATED}{_SAME_CLAUSE}{_CALL_UUID}", re.IGNORECASE)
-
-
-class DuplicateCallUuidError(RequestError):
-    """SCA refused the whole request because a ``callUuid`` in it was uploaded in the last 2 h.
-
-    With ``prior_attempt_uncertain`` set, the duplicate is most likely this very call's
-    earlier attempt, whose answer was lost: the recording is probably already submitted.
-    ``attempts`` says how many requests the call sent.
-    """
-
-    @classmethod
-    def from_error(cls, exc: QcflowError) -> DuplicateCallUuidError:
-        duplicate = cls(exc.message, code=exc.code, request_id=exc.request_id, http_status=exc.http_status, action=exc.action)
-        duplicate.prior_attempt_uncertain = exc.prior_attempt_uncertain
-        duplicate.attempts = exc.attempts
-        duplicate.deadline_reached = exc.deadline_reached
-        return duplicate
+DUPLICATE_MESSAGE = re.compile(
+    rf"{_CALL_UUID}{_SAME_CLAUSE}{_REPEATED}|{_REPEATED}{_SAME_CLAUSE}{_CALL_UUID}", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,9 @@ def is_duplicate_call_uuid(exc: QcflowError, codes: str | Iterable[str] = DUPLIC
         return False
     if exc.code is not None and exc.code in _code_set(codes):
         return True
-    return exc.code is not None and not exc.code.startswith("Throttling") and bool(DUPLICATE_MESSAGE.search(exc.message))
+    return (
+        exc.code is not None and not exc.code.startswith("Throttling") and bool(DUPLICATE_MESSAGE.search(exc.message))
+    )
 
 
 def _code_set(codes: str | Iterable[str] | None) -> frozenset[str]:
@@ -139,7 +133,12 @@ class ScaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> ScaClient:
         acs = client_from_settings(
-            settings, endpoint=settings.sca_endpoint, version=SCA_VERSION, credentials=credentials, http=http, transport=transport
+            settings,
+            endpoint=settings.sca_endpoint,
+            version=SCA_VERSION,
+            credentials=credentials,
+            http=http,
+            transport=transport,
         )
         return cls(
             acs,
@@ -169,7 +168,11 @@ class ScaClient:
             )
         try:
             response = await self.acs.call(
-                "UploadAudioData", self._query(request), limiter=self.upload_limiter, is_success=sca_succeeded, deadline=deadline
+                "UploadAudioData",
+                self._query(request),
+                limiter=self.upload_limiter,
+                is_success=sca_succeeded,
+                deadline=deadline,
             )
         except QcflowError as exc:
             if not is_duplicate_call_uuid(exc, self.duplicate_call_uuid_codes):
@@ -178,7 +181,9 @@ class ScaClient:
         try:
             answer = _parse(UploadAudioDataResponse, response.body, response.request_id, "UploadAudioData")
             if not answer.data:
-                raise ServiceUnavailableError("answered Success without a taskId", request_id=response.request_id, action="UploadAudioData")
+                raise ServiceUnavailableError(
+                    "answered Success without a taskId", request_id=response.request_id, action="UploadAudioData"
+                )
         except QcflowError as exc:
             # the service said Success: the upload has most likely landed, we just cannot name it
             exc.prior_attempt_uncertain = True
@@ -195,7 +200,11 @@ class ScaClient:
         ``limiter`` overrides the client's own GetResult limiter for this call.
         """
         response = await self.acs.call(
-            "GetResult", self._query(query), limiter=limiter or self.get_result_limiter, is_success=sca_succeeded, deadline=deadline
+            "GetResult",
+            self._query(query),
+            limiter=limiter or self.get_result_limiter,
+            is_success=sca_succeeded,
+            deadline=deadline,
         )
         return _parse(GetResultResponse, response.body, response.request_id, "GetResult")
 
@@ -218,7 +227,10 @@ class ScaClient:
             return ResultPage.from_body(response.body, response.request_id)
         except ValueError as exc:
             raise ServiceUnavailableError(
-                f"unexpected answer shape: {exc}", request_id=response.request_id, http_status=response.http_status, action="GetResult"
+                f"unexpected answer shape: {exc}",
+                request_id=response.request_id,
+                http_status=response.http_status,
+                action="GetResult",
             ) from None
 
     async def aclose(self) -> None:

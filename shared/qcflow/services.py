@@ -16,17 +16,12 @@ import httpx
 from qcflow.ccc import CccClient
 from qcflow.config import Settings, env_name, load_settings
 from qcflow.credentials import Credentials, CredentialsProvider
-from qcflow.errors import ConfigError
+from qcflow.errors import ConfigError, ForeignBucketError
 from qcflow.sca import ScaClient
 from qcflow.store import ObjectStore, open_store, parse_store_url
 
 if TYPE_CHECKING:
     from qcflow.push import Pusher
-
-
-class ForeignBucketError(ConfigError):
-    """An event for a bucket other than the configured recordings: dropped, not retried. Any other
-    ``ConfigError`` (a bad setting) raises out of the handler, so that FC retries and dead-letters it."""
 
 
 @dataclass
@@ -70,8 +65,13 @@ class Services:
             recordings = self.recordings(url)
             sign_url, problem = self._url_signer(url, recordings)
             self._pushers[url] = Pusher(
-                self.settings, ccc=self.ccc, sca=self.sca, store=self.store, recordings=recordings,
-                sign_url=sign_url, sign_url_problem=problem,
+                self.settings,
+                ccc=self.ccc,
+                sca=self.sca,
+                store=self.store,
+                recordings=recordings,
+                sign_url=sign_url,
+                sign_url_problem=problem,
             )
         return self._pushers[url]
 
@@ -91,7 +91,8 @@ class Services:
             sts = False
         if sts:
             return None, (
-                f"{env_name('audio_url_strategy')}=signed with the function's STS credentials: the URL would die with the "
+                f"{env_name('audio_url_strategy')}=signed with the function's STS credentials: "
+                "the URL would die with the "
                 f"token (about an hour), long before the 12 h SCA needs. Set {env_name('audio_url_access_key_id')} and "
                 f"{env_name('audio_url_access_key_secret')} (a RAM user allowed oss:GetObject on the recordings only), "
                 "or use strategy ccc"

@@ -76,15 +76,18 @@ def harvest_status(store: ObjectStore, *, now: datetime, days: int = 7) -> dict[
         f"harvested_last_{days}_days": harvested,
         "unfinished": sum(1 for _ in unfinished_results(store)),
         "stuck": sum(1 for _ in stuck_results(store)),
-        "last_run": None if last_run is None else {
-            k: last_run.get(k) for k in ("run_id", "mode", "started_at", "finished_at", "records", "stopped_by_deadline",
-                                         "lease_busy")
+        "last_run": None
+        if last_run is None
+        else {
+            k: last_run.get(k)
+            for k in ("run_id", "mode", "started_at", "finished_at", "records", "stopped_by_deadline", "lease_busy")
         },
     }
 
 
-def status(store: ObjectStore, *, now: datetime | None = None, days: int = 7,
-           progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def status(
+    store: ObjectStore, *, now: datetime | None = None, days: int = 7, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
     return {
         "store": store.url,

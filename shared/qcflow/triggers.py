@@ -49,7 +49,9 @@ def _jsonable(report: Any) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(report), default=str))
 
 
-async def harvest_timer(raw_event: bytes | str | dict[str, Any], services: Services, *, deadline: float) -> dict[str, Any]:
+async def harvest_timer(
+    raw_event: bytes | str | dict[str, Any], services: Services, *, deadline: float
+) -> dict[str, Any]:
     """One harvest pass (the timer's ``payload`` may hold ``{"since": …, "until": …}`` for a backfill)."""
     from qcflow.harvest import run_harvest
     from qcflow.models.events import InvalidEventError, parse_timer_event
@@ -64,7 +66,12 @@ async def harvest_timer(raw_event: bytes | str | dict[str, Any], services: Servi
         # a bad payload must not stop the incremental harvest: run the plain pass, say why
         log.error("harvest: ignoring the timer payload: %s", exc, extra={"event": "harvest_bad_event"})
     report = await run_harvest(
-        services.settings, services.sca, services.store, since=since, until=until, deadline=deadline,
+        services.settings,
+        services.sca,
+        services.store,
+        since=since,
+        until=until,
+        deadline=deadline,
         ledger=Ledger(services.store),
     )
     return _jsonable(report)
@@ -74,8 +81,9 @@ def _http_answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
 
 
-async def sca_callback(raw_event: bytes | str | dict[str, Any], services: Services, *, deadline: float,
-                       now_ms: int | None = None) -> dict[str, Any]:
+async def sca_callback(
+    raw_event: bytes | str | dict[str, Any], services: Services, *, deadline: float, now_ms: int | None = None
+) -> dict[str, Any]:
     """SCA's task-complete callback: verified, then *only a hint* — the task is fetched from
     GetResult and written through harvest's exactly-once writer. Anyone can forge the
     keyless signature; a forged hint costs one GetResult call and writes nothing new."""
@@ -93,17 +101,35 @@ async def sca_callback(raw_event: bytes | str | dict[str, Any], services: Servic
         log.warning("callback refused: %s", exc, extra={"event": "callback_refused", "reason": reason})
         return _http_answer(400, {"error": reason})
     try:
-        report = await harvest_task_ids(services.settings, services.sca, services.store, [hint.task_id],
-                                        deadline=deadline, ledger=Ledger(services.store))
+        report = await harvest_task_ids(
+            services.settings,
+            services.sca,
+            services.store,
+            [hint.task_id],
+            deadline=deadline,
+            ledger=Ledger(services.store),
+        )
     except RetryableError as exc:
         # SCA may call again; the timer's pass is the backstop either way
-        log.warning("callback for %s not harvested yet: %s", hint.task_id, exc,
-                    extra={"event": "callback_deferred", "task_id": hint.task_id, "code": exc.code})
+        log.warning(
+            "callback for %s not harvested yet: %s",
+            hint.task_id,
+            exc,
+            extra={"event": "callback_deferred", "task_id": hint.task_id, "code": exc.code},
+        )
         return _http_answer(503, {"error": "retry later"})
     except QcflowError as exc:
-        log.error("callback for %s failed: %s", hint.task_id, exc,
-                  extra={"event": "callback_failed", "task_id": hint.task_id, "code": exc.code})
+        log.error(
+            "callback for %s failed: %s",
+            hint.task_id,
+            exc,
+            extra={"event": "callback_failed", "task_id": hint.task_id, "code": exc.code},
+        )
         return _http_answer(500, {"error": exc.code or "failed"})
-    log.info("callback for %s: %d written", hint.task_id, report.written,
-             extra={"event": "callback_harvested", "task_id": hint.task_id, "written": report.written})
+    log.info(
+        "callback for %s: %d written",
+        hint.task_id,
+        report.written,
+        extra={"event": "callback_harvested", "task_id": hint.task_id, "written": report.written},
+    )
     return _http_answer(200, {"task_id": hint.task_id, "written": report.written})

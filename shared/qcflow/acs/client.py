@@ -38,7 +38,6 @@ from qcflow import __version__
 from qcflow.acs import signer
 from qcflow.acs.endpoint import Endpoint, parse_endpoint
 from qcflow.credentials import CredentialsProvider
-from qcflow.logs import redact
 from qcflow.errors import (
     DeadlineError,
     QcflowError,
@@ -48,6 +47,7 @@ from qcflow.errors import (
     TransportError,
     error_class_for_code,
 )
+from qcflow.logs import redact
 
 if TYPE_CHECKING:
     from qcflow.config import Settings
@@ -75,7 +75,7 @@ class RateLimiter(Protocol):
 
     async def __aenter__(self) -> Any: ...
 
-    async def __aexit__(self, *exc: object) -> Any: ...
+    async def __aexit__(self, *exc: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,12 @@ class AcsClient:
                     raise
                 if isinstance(exc, ThrottledError):
                     throttled += 1
-                    delay = _full_jitter(self.rng, policy.throttle_backoff_initial_seconds, policy.throttle_backoff_max_seconds, throttled)
+                    delay = _full_jitter(
+                        self.rng,
+                        policy.throttle_backoff_initial_seconds,
+                        policy.throttle_backoff_max_seconds,
+                        throttled,
+                    )
                 else:
                     failed += 1
                     if failed >= policy.max_attempts:
@@ -272,8 +277,11 @@ class AcsClient:
             request = self.build_request(action, query, method=method)
         except httpx.InvalidURL:
             # e.g. a JsonStr past the URL length httpx accepts: nothing was sent, and never will be
-            raise RequestError("the request is too large to send (its query string exceeds the URL limit)",
-                               code="RequestTooLarge", action=action) from None
+            raise RequestError(
+                "the request is too large to send (its query string exceeds the URL limit)",
+                code="RequestTooLarge",
+                action=action,
+            ) from None
         request.extensions["timeout"] = _capped(self.timeout, remaining).as_dict()
         # httpx's messages may quote header values (credentials): only its class name is kept.
         try:
@@ -282,7 +290,7 @@ class AcsClient:
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
             raise RequestError(f"the request could not be sent ({type(exc).__name__})", action=action) from None
         except httpx.TimeoutException as exc:
-            error = TransportError(f"no answer in time ({type(exc).__name__})", action=action)
+            error: QcflowError = TransportError(f"no answer in time ({type(exc).__name__})", action=action)
             raise _lost(error, not isinstance(exc, _NOT_SENT)) from exc
         except httpx.TransportError as exc:
             error = TransportError(f"connection failed ({type(exc).__name__})", action=action)
@@ -296,7 +304,12 @@ class AcsClient:
             cls: type[QcflowError] = error_class_for_code(None, status)
             if status < 300:
                 cls = ServiceUnavailableError  # a garbled or cut answer: the service's fault
-            error = cls(f"answer is not a JSON object: {redact(response.text[:200])!r}", request_id=request_id, http_status=status, action=action)
+            error = cls(
+                f"answer is not a JSON object: {redact(response.text[:200])!r}",
+                request_id=request_id,
+                http_status=status,
+                action=action,
+            )
             # a cut 200 or a gateway's 5xx page: the request may well have been processed
             raise _lost(error, status < 300 or status >= 500)
         if status >= 400 or (is_success is not None and not is_success(body)):
@@ -306,10 +319,16 @@ class AcsClient:
             message = redact(_text(body.get("Message") or body.get("message")) or "request failed")
             if status < 300 and not code and body.get("Success") is not False:
                 # neither a success nor a refusal: an answer we cannot read, not a certain "no"
-                error = ServiceUnavailableError(f"answer neither succeeded nor failed: {message[:200]}",
-                                                request_id=request_id, http_status=status, action=action)
+                error = ServiceUnavailableError(
+                    f"answer neither succeeded nor failed: {message[:200]}",
+                    request_id=request_id,
+                    http_status=status,
+                    action=action,
+                )
                 raise _lost(error, True)
-            error = error_class_for_code(code, status)(message, code=code, request_id=request_id, http_status=status, action=action)
+            error = error_class_for_code(code, status)(
+                message, code=code, request_id=request_id, http_status=status, action=action
+            )
             # a 5xx without the service's Code came from a gateway: the outcome is unknown
             raise _lost(error, status >= 500 and not body.get("Code"))
         return ApiResponse(body, request_id, status)
@@ -381,7 +400,9 @@ def _capped(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
     def cap(value: float | None) -> float:
         return remaining if value is None else min(value, remaining)
 
-    return httpx.Timeout(connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool))
+    return httpx.Timeout(
+        connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
+    )
 
 
 def _full_jitter(rng: random.Random, initial: float, maximum: float, failures: int) -> float:

@@ -31,7 +31,9 @@ def canonical_query(query: Mapping[str, str]) -> str:
 
     Keys are left as they are, like the official SDK does (API parameter names are ASCII).
     """
-    return "&".join(f"{key}={percent_encode(query[key])}" for key in sorted(k for k, v in query.items() if v is not None))
+    return "&".join(
+        f"{key}={percent_encode(query[key])}" for key in sorted(k for k, v in query.items() if v is not None)
+    )
 
 
 def canonical_headers(headers: Mapping[str, str]) -> tuple[str, str]:
@@ -72,7 +74,8 @@ def authorization(
 ) -> str:
     """The ``Authorization`` header value for a request whose headers are all to be signed."""
     canonical, signed = canonical_request(method, path, query, headers, payload_hash)
-    return f"{ALGORITHM} Credential={access_key_id},SignedHeaders={signed},Signature={signature(access_key_secret, canonical)}"
+    sig = signature(access_key_secret, canonical)
+    return f"{ALGORITHM} Credential={access_key_id},SignedHeaders={signed},Signature={sig}"
 
 
 def acs_timestamp(now: datetime | None = None) -> str:

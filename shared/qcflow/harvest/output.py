@@ -112,7 +112,7 @@ class CommitLog:
         start_after = commit_key(self.partition, self.last_seq) if self.last_seq else None
         new: list[tuple[int, str]] = []
         for info in store.list(prefix, start_after=start_after):
-            name = info.key[len(prefix):]
+            name = info.key[len(prefix) :]
             head = name[: -len(".json")] if name.endswith(".json") else ""
             if head.isdigit():
                 new.append((int(head), info.key))
@@ -120,7 +120,7 @@ class CommitLog:
             return []
         records = _get_many(store, [key for _, key in new])
         added: list[str] = []
-        for (seq, key), record in zip(new, records):
+        for (seq, key), record in zip(new, records, strict=False):
             if record is None:
                 raise RetryableError(f"commit record {key!r} was listed but cannot be read")
             ids = record.get("results") or []
@@ -220,7 +220,7 @@ class Spill:
         kept: list[str] = []
         size = 0
         with open(self.path, "rb") as src, os.fdopen(fd, "wb") as dst:
-            for result, line in zip(self.ids, src):
+            for result, line in zip(self.ids, src, strict=False):
                 if result not in committed:
                     dst.write(line)
                     kept.append(result)
@@ -245,8 +245,15 @@ class Spill:
             pass
 
 
-def upload(store: ObjectStore, key: str, chunks: Iterable[bytes], *, gzip: bool, metadata: dict[str, str],
-           still_valid: Callable[[], bool] = lambda: True) -> int:
+def upload(
+    store: ObjectStore,
+    key: str,
+    chunks: Iterable[bytes],
+    *,
+    gzip: bool,
+    metadata: dict[str, str],
+    still_valid: Callable[[], bool] = lambda: True,
+) -> int:
     """Stream ``chunks`` to ``key`` (gzip on the fly if asked); visible all at once, or not at
     all if ``still_valid()`` turns False before the commit. Returns the stored size."""
     content_type = "application/gzip" if gzip else "application/x-ndjson"
@@ -383,8 +390,16 @@ class ResultWriter:
 
     def _commit(self, spill: Spill, log_: CommitLog) -> WrittenFile | None:
         try:
-            written = commit_spill(self.store, spill, log_, run_id=self.run_id, gzip=self.gzip,
-                                   grace_seconds=self.grace_seconds, wall=self.wall, on_duplicates=self.skip)
+            written = commit_spill(
+                self.store,
+                spill,
+                log_,
+                run_id=self.run_id,
+                gzip=self.gzip,
+                grace_seconds=self.grace_seconds,
+                wall=self.wall,
+                on_duplicates=self.skip,
+            )
             if written is not None:
                 with self._stats_lock:
                     self.stats.written += written.records
@@ -396,14 +411,22 @@ class ResultWriter:
             spill.discard()
 
 
-
 def _locked_refresh(log_: CommitLog, store: ObjectStore) -> None:
     with log_.lock:
         log_.refresh(store)
 
 
-def commit_spill(store: ObjectStore, spill: Spill, log_: CommitLog, *, run_id: str, gzip: bool, grace_seconds: float,
-                 wall: Callable[[], float] = time.time, on_duplicates: Callable[[int], None] = lambda n: None) -> WrittenFile | None:
+def commit_spill(
+    store: ObjectStore,
+    spill: Spill,
+    log_: CommitLog,
+    *,
+    run_id: str,
+    gzip: bool,
+    grace_seconds: float,
+    wall: Callable[[], float] = time.time,
+    on_duplicates: Callable[[int], None] = lambda n: None,
+) -> WrittenFile | None:
     """Steps 3 and 4 of the module docstring for one spill; ``None`` if nothing was left to
     write (every result had been committed by someone else)."""
     with log_.lock:
@@ -418,20 +441,45 @@ def commit_spill(store: ObjectStore, spill: Spill, log_: CommitLog, *, run_id: s
             key = part_key(spill.partition, seq, run_id, gzip)
             marker = pending_key(spill.partition, seq, run_id)
             started = time.monotonic()
-            create_json(store, marker, {"partition": spill.partition, "seq": seq, "run": run_id, "part": key,
-                                        "created_at": wall()}, token=f"pending-{run_id}")
-            record = {"v": 1, "partition": spill.partition, "seq": seq, "run": run_id, "part": key,
-                      "count": len(spill.ids), "results": spill.ids}
+            create_json(
+                store,
+                marker,
+                {"partition": spill.partition, "seq": seq, "run": run_id, "part": key, "created_at": wall()},
+                token=f"pending-{run_id}",
+            )
+            record = {
+                "v": 1,
+                "partition": spill.partition,
+                "seq": seq,
+                "run": run_id,
+                "part": key,
+                "count": len(spill.ids),
+                "results": spill.ids,
+            }
             if not create_json(store, commit_key(spill.partition, seq), record, token=f"commit-{run_id}-{seq}"):
                 store.delete(marker)
                 log_.refresh(store)
                 continue
             log_.add(seq, spill.ids)
-            size = upload(store, key, spill.chunks(), gzip=gzip, metadata={"run-id": run_id, "records": str(len(spill.ids))},
-                          still_valid=lambda: time.monotonic() - started < grace_seconds)
+            size = upload(
+                store,
+                key,
+                spill.chunks(),
+                gzip=gzip,
+                metadata={"run-id": run_id, "records": str(len(spill.ids))},
+                still_valid=lambda: time.monotonic() - started < grace_seconds,  # noqa: B023 - called in this iteration
+            )
             store.delete(marker)
-            log.info("harvest part written", extra={"event": "harvest_part", "key": key, "records": len(spill.ids),
-                                                    "bytes": size, "partition": spill.partition})
+            log.info(
+                "harvest part written",
+                extra={
+                    "event": "harvest_part",
+                    "key": key,
+                    "records": len(spill.ids),
+                    "bytes": size,
+                    "partition": spill.partition,
+                },
+            )
             return WrittenFile(key, spill.partition, len(spill.ids), size, seq)
     raise RetryableError(f"partition {spill.partition}: lost {_MAX_RACES} commit races in a row")
 
@@ -458,8 +506,16 @@ def pending_intents(store: ObjectStore) -> list[Intent]:
         record = get_json(store, info.key)
         if record is None:
             continue
-        found.append(Intent(info.key, str(record["partition"]), int(record["seq"]), str(record["run"]),
-                            str(record["part"]), float(record.get("created_at", 0))))
+        found.append(
+            Intent(
+                info.key,
+                str(record["partition"]),
+                int(record["seq"]),
+                str(record["run"]),
+                str(record["part"]),
+                float(record.get("created_at", 0)),
+            )
+        )
     return found
 
 
@@ -479,8 +535,13 @@ def intent_results(store: ObjectStore, intent: Intent) -> list[str] | None:
 
 def write_recovered(store: ObjectStore, intent: Intent, lines: list[tuple[str, bytes]], *, gzip: bool) -> WrittenFile:
     """Rewrite a lost part at the key its commit record names, then drop the marker."""
-    size = upload(store, intent.part, (line for _, line in lines), gzip=gzip,
-                  metadata={"run-id": intent.run, "records": str(len(lines)), "recovered": "true"})
+    size = upload(
+        store,
+        intent.part,
+        (line for _, line in lines),
+        gzip=gzip,
+        metadata={"run-id": intent.run, "records": str(len(lines)), "recovered": "true"},
+    )
     store.delete(intent.key)
     return WrittenFile(intent.part, intent.partition, len(lines), size, intent.seq)
 
@@ -490,7 +551,23 @@ def write_manifest(store: ObjectStore, key: str, manifest: dict[str, Any]) -> No
 
 
 __all__ = [
-    "COMMITS", "MANIFESTS", "PENDING", "RESULTS", "CommitLog", "CommitLogs", "Intent", "ResultWriter", "Spill",
-    "WrittenFile", "commit_key", "commit_spill", "intent_results", "part_key", "pending_intents",
-    "pending_key", "upload", "write_manifest", "write_recovered",
+    "COMMITS",
+    "MANIFESTS",
+    "PENDING",
+    "RESULTS",
+    "CommitLog",
+    "CommitLogs",
+    "Intent",
+    "ResultWriter",
+    "Spill",
+    "WrittenFile",
+    "commit_key",
+    "commit_spill",
+    "intent_results",
+    "part_key",
+    "pending_intents",
+    "pending_key",
+    "upload",
+    "write_manifest",
+    "write_recovered",
 ]

@@ -32,13 +32,13 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from qcflow.errors import PermanentError, RetryableError
+from qcflow.errors import DeadlineReached, PermanentError, RetryableError
 from qcflow.models.sca import GetResultQuery, format_sca_time
 
 log = logging.getLogger("qcflow.harvest.reader")
@@ -54,21 +54,17 @@ SPLIT_FILL = 0.7
 ALWAYS_REQUIRED = ("status", "taskId")
 
 
-class DeadlineReached(RetryableError):
-    """The time budget ran out before the window was read to its end.
-
-    Pages already yielded are valid; the window as a whole is not complete, so its
-    checkpoint must not move. The next run reads it again.
-    """
-
-
 class _Page(Protocol):
-    count: int | None
-    items: list[dict[str, Any]]
+    @property
+    def count(self) -> int | None: ...
+    @property
+    def items(self) -> list[dict[str, Any]]: ...
 
 
 class _ScaPages(Protocol):
-    async def get_result_page(self, query: GetResultQuery, *, deadline: float | None = None, limiter: Any = None) -> _Page: ...
+    async def get_result_page(
+        self, query: GetResultQuery, *, deadline: float | None = None, limiter: Any = None
+    ) -> _Page: ...
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class Window:
         seconds = self.seconds
         parts = max(1, min(parts, seconds))
         bounds = [self.start + timedelta(seconds=seconds * i // parts) for i in range(parts + 1)]
-        return [Window(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+        return [Window(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
@@ -204,7 +200,7 @@ class WindowReader:
     def stats(self) -> ReaderStats:
         return replace(self._n, throttled=self._limiter_throttled() - self._throttled_at_start)
 
-    async def pages(self, window: Window, *, deadline: float) -> AsyncIterator[list[dict[str, Any]]]:
+    async def pages(self, window: Window, *, deadline: float) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Every result uploaded in ``window`` (any status), as pages of item dicts.
 
         Pages come in completion order, not upload order. Raises ``DeadlineReached`` when
@@ -298,7 +294,10 @@ class WindowReader:
         if job.number == 1 and not job.chained:
             if count is not None and count > self.free_pages * self.page_size and window.seconds > 1:
                 parts = window.split(math.ceil(count / (self.free_pages * self.page_size * SPLIT_FILL)))
-                log.debug("splitting a window", extra={"event": "harvest_window_split", "window": str(window), "count": count, "parts": len(parts)})
+                log.debug(
+                    "splitting a window",
+                    extra={"event": "harvest_window_split", "window": str(window), "count": count, "parts": len(parts)},
+                )
                 self._n.splits += 1
                 self._n.wasted += 1
                 self._n.planned_pages += len(parts) - 1
@@ -320,7 +319,8 @@ class WindowReader:
                 # chained from the last free page once it is here
                 self._n.sequential_windows += 1
                 log.info(
-                    "a window of one second holds more results than can be paged in parallel; reading the rest in sequence",
+                    "a window of one second holds more results than can be paged in parallel; "
+                    "reading the rest in sequence",
                     extra={"event": "harvest_window_sequential", "window": str(window), "count": count},
                 )
                 # UNCONFIRMED whether Count stops at 10,000 (as Elasticsearch's hit count does by
@@ -329,7 +329,9 @@ class WindowReader:
                 if following:
                     following[-1] = _Job(window, free, chained=True, total=total, expected=count, open_ended=open_ended)
                 else:
-                    jobs.appendleft(self._next_in_chain(replace(job, expected=count, open_ended=open_ended), items, total))
+                    jobs.appendleft(
+                        self._next_in_chain(replace(job, expected=count, open_ended=open_ended), items, total)
+                    )
             jobs.extend(following)
             return items
         if job.expected is not None and count is not None and count != job.expected:
@@ -338,18 +340,23 @@ class WindowReader:
             self._n.count_changed += 1
             log.warning(
                 "a window's Count changed while it was read (%s -> %s); its results will be read again by the lookback",
-                job.expected, count, extra={"event": "harvest_window_count_changed", "window": str(window)},
+                job.expected,
+                count,
+                extra={"event": "harvest_window_count_changed", "window": str(window)},
             )
         if job.chained:
-            total = job.total
+            chain_total = job.total
             full = len(items) >= self.page_size
-            more = full and (total is None or job.number < total or job.open_ended)
+            more = full and (chain_total is None or job.number < chain_total or job.open_ended)
             if more:
-                if total is None or job.number >= total:
+                if chain_total is None or job.number >= chain_total:
                     self._n.planned_pages += 1
-                jobs.appendleft(self._next_in_chain(job, items, total))
-            elif total is not None and job.number < total:
-                log.warning("a window's results ended early", extra={"event": "harvest_window_short", "window": str(window), "page": job.number})
+                jobs.appendleft(self._next_in_chain(job, items, chain_total))
+            elif chain_total is not None and job.number < chain_total:
+                log.warning(
+                    "a window's results ended early",
+                    extra={"event": "harvest_window_short", "window": str(window), "page": job.number},
+                )
         return items
 
     def _next_in_chain(self, job: _Job, items: list[dict[str, Any]], total: int | None) -> _Job:
@@ -364,7 +371,15 @@ class WindowReader:
                     action="GetResult",
                 )
             self._n.sequential_pages += 1
-        return _Job(job.window, number, cursor=cursor, chained=True, total=total, expected=job.expected, open_ended=job.open_ended)
+        return _Job(
+            job.window,
+            number,
+            cursor=cursor,
+            chained=True,
+            total=total,
+            expected=job.expected,
+            open_ended=job.open_ended,
+        )
 
     def _needs_cursor(self, number: int) -> bool:
         """Strict rule: a page reaching past the limit carries the previous page's cursor."""
@@ -372,7 +387,9 @@ class WindowReader:
 
     # ------------------------------------------------------------------ calling
 
-    def _query(self, window: Window | None, number: int, cursor: str | None = None, task_id: str | None = None) -> GetResultQuery:
+    def _query(
+        self, window: Window | None, number: int, cursor: str | None = None, task_id: str | None = None
+    ) -> GetResultQuery:
         start_time = end_time = None
         if window is not None:
             start_time, end_time = window.query_times(self.zone)
@@ -388,7 +405,9 @@ class WindowReader:
 
     async def _fetch(self, job: _Job, deadline: float) -> _Page:
         if job.number > 1 and not job.cursor and self._needs_cursor(job.number):
-            raise AssertionError(f"page {job.number} would jump past record {self.deep_paging_limit}")  # a bug, never sent
+            raise AssertionError(
+                f"page {job.number} would jump past record {self.deep_paging_limit}"
+            )  # a bug, never sent
         return await self._call(self._query(job.window, job.number, job.cursor), deadline)
 
     async def _call(self, query: GetResultQuery, deadline: float) -> _Page:
@@ -399,13 +418,16 @@ class WindowReader:
             # the client gives up when no further attempt fits before the deadline
             if not isinstance(exc, DeadlineReached) and (exc.deadline_reached or time.monotonic() >= deadline):
                 reached = DeadlineReached(
-                    f"the run's time budget ended while calling GetResult: {exc}", code=exc.code, request_id=exc.request_id, action="GetResult"
+                    f"the run's time budget ended while calling GetResult: {exc}",
+                    code=exc.code,
+                    request_id=exc.request_id,
+                    action="GetResult",
                 )
                 reached.attempts = exc.attempts
                 raise reached from exc
             raise
 
-    async def _items_of(self, task_id: str, deadline: float) -> AsyncIterator[dict[str, Any]]:
+    async def _items_of(self, task_id: str, deadline: float) -> AsyncGenerator[dict[str, Any], None]:
         number = 1
         cursor: str | None = None
         while True:
@@ -416,7 +438,7 @@ class WindowReader:
             self._n.records += len(items)
             for item in items:
                 yield item
-            total = page.count
+            total: int | None = page.count
             more = (number * self.page_size < total) if total is not None else len(items) >= self.page_size
             if not more or not items:
                 return
@@ -437,4 +459,3 @@ class WindowReader:
 
     def _limiter_throttled(self) -> int:
         return int(getattr(self.limiter, "throttled", 0) or 0)
-

@@ -58,19 +58,47 @@ State = Literal["finished", "failed", "running", "unknown"]
 UNKNOWN_PARTITION = "dt=unknown/hour=unknown"
 
 #: Top-level fields with their own place (or none) in the record; everything else is "other".
-_CONSUMED = frozenset({
-    "TaskId", "Status", "CreateTime", "CreateTimeLong", "LastDataId", "Score", "ErrorMessage",
-    "ReviewStatus", "ReviewResult", "Reviewer", "ReviewTime", "ReviewTimeLong", "Comments", "Resolver",
-    "Agent", "Recording", "HitResult", "HitScore", "AsrResult", "ReviewHistoryList", "SchemeIdList",
-    "SchemeNameList",
-})
+_CONSUMED = frozenset(
+    {
+        "TaskId",
+        "Status",
+        "CreateTime",
+        "CreateTimeLong",
+        "LastDataId",
+        "Score",
+        "ErrorMessage",
+        "ReviewStatus",
+        "ReviewResult",
+        "Reviewer",
+        "ReviewTime",
+        "ReviewTimeLong",
+        "Comments",
+        "Resolver",
+        "Agent",
+        "Recording",
+        "HitResult",
+        "HitScore",
+        "AsrResult",
+        "ReviewHistoryList",
+        "SchemeIdList",
+        "SchemeNameList",
+    }
+)
 _SIMPLE = (
-    ("score", "Score"), ("error_message", "ErrorMessage"), ("review_status", "ReviewStatus"),
-    ("review_result", "ReviewResult"), ("reviewer", "Reviewer"),
+    ("score", "Score"),
+    ("error_message", "ErrorMessage"),
+    ("review_status", "ReviewStatus"),
+    ("review_result", "ReviewResult"),
+    ("reviewer", "Reviewer"),
 )
 _NESTED = (
-    ("agent", "Agent"), ("recording", "Recording"), ("hit_result", "HitResult"), ("hit_score", "HitScore"),
-    ("asr_result", "AsrResult"), ("review_history", "ReviewHistoryList"), ("scheme_ids", "SchemeIdList"),
+    ("agent", "Agent"),
+    ("recording", "Recording"),
+    ("hit_result", "HitResult"),
+    ("hit_score", "HitScore"),
+    ("asr_result", "AsrResult"),
+    ("review_history", "ReviewHistoryList"),
+    ("scheme_ids", "SchemeIdList"),
     ("scheme_names", "SchemeNameList"),
 )
 
@@ -272,7 +300,9 @@ def _strip_url_queries(text: Any) -> Any:
 def to_record(item: dict[str, Any], zone: ZoneInfo, harvested_at: str) -> dict[str, Any]:
     """The output object of one GetResult item (see the module docstring for the schema)."""
     status = status_of(item)
-    state = "finished" if status == 1 else ("running" if status == 0 else ("failed" if status is not None else "unknown"))
+    state = (
+        "finished" if status == 1 else ("running" if status == 0 else ("failed" if status is not None else "unknown"))
+    )
     recording = convert(item.get("Recording")) if isinstance(item.get("Recording"), dict) else None
     if recording is not None and "url" in recording:
         recording["url"] = _strip_query(recording["url"])

@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from qcflow.acs.adaptive import AdaptiveRateLimiter
 from qcflow.config import Settings
-from qcflow.errors import QcflowError, RetryableError
+from qcflow.errors import QcflowError, WindowUnstable
 from qcflow.harvest import records as rec
 from qcflow.harvest import state as st
 from qcflow.harvest.output import (
@@ -89,10 +89,6 @@ RECOVERY_GRACE_SECONDS = 300.0
 #: comes from the upload time, the state from the status, a result's identity from its task
 #: and ``Recording.Id`` (one upload of several recordings shares a taskId).
 ALWAYS_REQUIRED = ("status", "taskId", "createTimeLong", "createTime", "recording")
-
-
-class WindowUnstable(RetryableError):
-    """A window's results kept moving while it was paged: not checkpointed, read next run."""
 
 
 def _utc_now() -> datetime:
@@ -157,12 +153,23 @@ class HarvestReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "mode": self.mode, "windows": self.windows, "pages": self.pages, "calls": self.calls,
-            "records_seen": self.records_seen, "written": self.written, "duplicates_skipped": self.duplicates_skipped,
-            "unfinished_remembered": self.unfinished_remembered, "unfinished_resolved": self.unfinished_resolved,
-            "stuck": self.stuck, "stuck_results": self.stuck_results, "recovered": self.recovered,
-            "stopped_by_deadline": self.stopped_by_deadline, "lease_busy": self.lease_busy,
-            "checkpoint": self.checkpoint.isoformat() if self.checkpoint else None, "elapsed": round(self.elapsed, 3),
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "windows": self.windows,
+            "pages": self.pages,
+            "calls": self.calls,
+            "records_seen": self.records_seen,
+            "written": self.written,
+            "duplicates_skipped": self.duplicates_skipped,
+            "unfinished_remembered": self.unfinished_remembered,
+            "unfinished_resolved": self.unfinished_resolved,
+            "stuck": self.stuck,
+            "stuck_results": self.stuck_results,
+            "recovered": self.recovered,
+            "stopped_by_deadline": self.stopped_by_deadline,
+            "lease_busy": self.lease_busy,
+            "checkpoint": self.checkpoint.isoformat() if self.checkpoint else None,
+            "elapsed": round(self.elapsed, 3),
         }
 
 
@@ -202,8 +209,18 @@ def chunks(start: datetime, end: datetime, size: int = CHUNK_SECONDS) -> list[Wi
 class _Pass:
     """The state of one pass: reader, writer, report and the bookkeeping between them."""
 
-    def __init__(self, settings: Settings, sca: ScaClient, store: ObjectStore, *, mode: Mode, deadline: float,
-                 now: Callable[[], datetime], progress: Callable[[HarvestProgress], None] | None, ledger: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sca: ScaClient,
+        store: ObjectStore,
+        *,
+        mode: Mode,
+        deadline: float,
+        now: Callable[[], datetime],
+        progress: Callable[[HarvestProgress], None] | None,
+        ledger: Any,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.mode = mode
@@ -238,9 +255,14 @@ class _Pass:
         self._side: list[asyncio.Future[Any]] = []
         self._outstanding: list[asyncio.Future[Any]] = []
         self.writer = ResultWriter(
-            store, run_id=self.run_id, gzip=settings.harvest_gzip, max_records=settings.harvest_part_max_records,
-            max_bytes=settings.harvest_part_max_bytes, grace_seconds=recovery_grace_seconds(settings),
-            wall=self.wall, on_committed=self._on_committed,
+            store,
+            run_id=self.run_id,
+            gzip=settings.harvest_gzip,
+            max_records=settings.harvest_part_max_records,
+            max_bytes=settings.harvest_part_max_bytes,
+            grace_seconds=recovery_grace_seconds(settings),
+            wall=self.wall,
+            on_committed=self._on_committed,
         )
 
     def wall(self) -> float:
@@ -254,8 +276,11 @@ class _Pass:
         try:
             self.contacts = set(await asyncio.to_thread(self.ledger.contacts_with_unknown_task))
         except QcflowError as exc:
-            log.warning("harvest: cannot read the push ledger's unknown taskIds (%s); no join this run", exc,
-                        extra={"event": "harvest_ledger_unavailable"})
+            log.warning(
+                "harvest: cannot read the push ledger's unknown taskIds (%s); no join this run",
+                exc,
+                extra={"event": "harvest_ledger_unavailable"},
+            )
 
     async def list_unfinished(self) -> None:
         self.unfinished = set(await asyncio.to_thread(lambda: list(st.unfinished_results(self.store))))
@@ -274,17 +299,24 @@ class _Pass:
                 log.warning("harvest: a result without TaskId was skipped", extra={"event": "harvest_no_task_id"})
                 continue
             state = rec.state_of(item)
-            if state in ("finished", "failed") and (rec.epoch_seconds(item.get("CreateTimeLong")) is None
-                                                     or rec.call_id_of(item) is None):
+            if state in ("finished", "failed") and (
+                rec.epoch_seconds(item.get("CreateTimeLong")) is None or rec.call_id_of(item) is None
+            ):
                 # the exactly-once key comes from these (always requested): a guessed key could
                 # differ from the one another read gives the same result, and write it twice
-                log.warning("harvest: result %s came without CreateTimeLong or Recording.Id; polled again later",
-                            result, extra={"event": "harvest_incomplete_identity"})
+                log.warning(
+                    "harvest: result %s came without CreateTimeLong or Recording.Id; polled again later",
+                    result,
+                    extra={"event": "harvest_incomplete_identity"},
+                )
                 state = "unknown"
             if state == "running" or state == "unknown":
                 if state == "unknown":
-                    log.warning("harvest: result %s came without a readable Status; treated as unfinished", result,
-                                extra={"event": "harvest_unknown_status"})
+                    log.warning(
+                        "harvest: result %s came without a readable Status; treated as unfinished",
+                        result,
+                        extra={"event": "harvest_unknown_status"},
+                    )
                 self._remember(result, item)
                 continue
             partition = self.partitioner.of(item)
@@ -302,8 +334,12 @@ class _Pass:
                 line = rec.encode_line(record)
             except (RecursionError, ValueError, TypeError) as exc:
                 # one poison result must not stall every later pass on the same window: skipped, loudly
-                log.error("harvest: result %s cannot be converted (%s); skipped", result[:200], type(exc).__name__,
-                          extra={"event": "harvest_unconvertible", "result": result[:200]})
+                log.error(
+                    "harvest: result %s cannot be converted (%s); skipped",
+                    result[:200],
+                    type(exc).__name__,
+                    extra={"event": "harvest_unconvertible", "result": result[:200]},
+                )
                 continue
             contact = record["call_id"] if record["call_id"] in self.contacts else None
             self.writer.add(partition, result, line, contact)
@@ -359,8 +395,13 @@ class _Pass:
             self.ledger.record_task_id(contact_id, task_id)
             self.contacts.discard(contact_id)
         except QcflowError as exc:
-            log.warning("harvest: cannot record taskId %s for ContactId %s in the ledger: %s", task_id, contact_id, exc,
-                        extra={"event": "harvest_ledger_write_failed"})
+            log.warning(
+                "harvest: cannot record taskId %s for ContactId %s in the ledger: %s",
+                task_id,
+                contact_id,
+                exc,
+                extra={"event": "harvest_ledger_write_failed"},
+            )
 
     def _snapshot(self) -> HarvestProgress:
         elapsed = time.monotonic() - self.started
@@ -368,10 +409,16 @@ class _Pass:
         stats = getattr(self.reader, "stats", None)
         estimated = getattr(stats, "planned_pages", None) if stats is not None else None
         return HarvestProgress(
-            pages=self.report.pages, records=self.report.records_seen, calls=calls,
-            rate=calls / elapsed if elapsed > 0 else 0.0, elapsed=elapsed,
-            estimated_total_pages=estimated if isinstance(estimated, int) else None, quota_rate=self.limiter.max_rate,
-            written=self.writer.stats.written, windows_done=self.report.windows, windows_total=self.windows_total,
+            pages=self.report.pages,
+            records=self.report.records_seen,
+            calls=calls,
+            rate=calls / elapsed if elapsed > 0 else 0.0,
+            elapsed=elapsed,
+            estimated_total_pages=estimated if isinstance(estimated, int) else None,
+            quota_rate=self.limiter.max_rate,
+            written=self.writer.stats.written,
+            windows_done=self.report.windows,
+            windows_total=self.windows_total,
         )
 
     # ------------------------------------------------------------------ commits
@@ -407,7 +454,9 @@ class _Pass:
             wanted = set(results)
             lines: list[tuple[str, bytes]] = []
             try:
-                async for item in self.reader.tasks(sorted({rec.task_of(r) for r in results}), deadline=self.read_deadline):
+                async for item in self.reader.tasks(
+                    sorted({rec.task_of(r) for r in results}), deadline=self.read_deadline
+                ):
                     result = rec.result_id(item)
                     if result in wanted:
                         wanted.discard(result)
@@ -417,14 +466,26 @@ class _Pass:
                 return  # the marker stays: the next run recovers it
             missing = wanted
             if missing:
-                log.error("harvest recovery of %s: %d committed task(s) could not be fetched again and are missing "
-                          "from the part: %s", intent.part, len(missing), sorted(missing)[:20],
-                          extra={"event": "harvest_recovery_incomplete"})
-            written = await asyncio.to_thread(write_recovered, self.store, intent, lines, gzip=intent.part.endswith(".gz"))
+                log.error(
+                    "harvest recovery of %s: %d committed task(s) could not be fetched again and are missing "
+                    "from the part: %s",
+                    intent.part,
+                    len(missing),
+                    sorted(missing)[:20],
+                    extra={"event": "harvest_recovery_incomplete"},
+                )
+            written = await asyncio.to_thread(
+                write_recovered, self.store, intent, lines, gzip=intent.part.endswith(".gz")
+            )
             self.report.recovered += 1
             self.report.files.append(written.key)
-            log.warning("harvest: recovered part %s (%d records) left by run %s", written.key, written.records, intent.run,
-                        extra={"event": "harvest_recovered", "key": written.key})
+            log.warning(
+                "harvest: recovered part %s (%d records) left by run %s",
+                written.key,
+                written.records,
+                intent.run,
+                extra={"event": "harvest_recovered", "key": written.key},
+            )
 
     async def read_windows(self, windows: list[Window], *, checkpoint: bool) -> None:
         """Read the windows in order: the next ``PREFETCH_WINDOWS`` are already being fetched
@@ -467,8 +528,10 @@ class _Pass:
                     return
                 previous = (window, done)
                 if not lease_ok():
-                    log.warning("harvest: the lease is about to expire; stopping after the windows read",
-                                extra={"event": "harvest_lease_lost"})
+                    log.warning(
+                        "harvest: the lease is about to expire; stopping after the windows read",
+                        extra={"event": "harvest_lease_lost"},
+                    )
                     self.report.stopped_by_deadline = True
                     break
                 start_next()
@@ -495,9 +558,14 @@ class _Pass:
                 # the lookback re-reads only the last hour before the checkpoint. Read it again
                 # (what was yielded stays valid: the writer drops repeats).
                 if attempt == WINDOW_REREADS:
-                    raise WindowUnstable(f"{window}: its Count kept changing while it was read; the checkpoint stays before it")
-                log.warning("harvest: %s changed while it was read; reading it again", window,
-                            extra={"event": "harvest_window_reread", "window": str(window)})
+                    raise WindowUnstable(
+                        f"{window}: its Count kept changing while it was read; the checkpoint stays before it"
+                    )
+                log.warning(
+                    "harvest: %s changed while it was read; reading it again",
+                    window,
+                    extra={"event": "harvest_window_reread", "window": str(window)},
+                )
             await queue.put(("done", None))
         except DeadlineReached:
             await queue.put(("deadline", None))
@@ -510,7 +578,9 @@ class _Pass:
         await done
         self.report.windows += 1
         if checkpoint:
-            saved = await asyncio.to_thread(st.advance_checkpoint, self.store, window.end, owner=self.run_id, now=self.wall())
+            saved = await asyncio.to_thread(
+                st.advance_checkpoint, self.store, window.end, owner=self.run_id, now=self.wall()
+            )
             self.report.checkpoint = saved.through
 
     async def poll_unfinished(self) -> None:
@@ -525,7 +595,9 @@ class _Pass:
         looked_at = set(self.running_upload)
         if to_fetch and time.monotonic() < self.read_deadline:
             try:
-                async for item in self.reader.tasks(sorted({rec.task_of(r) for r in to_fetch}), deadline=self.read_deadline):
+                async for item in self.reader.tasks(
+                    sorted({rec.task_of(r) for r in to_fetch}), deadline=self.read_deadline
+                ):
                     await self.handle([item], page=False)
                 looked_at.update(to_fetch)  # found running, found finished (resolved), or not found
             except DeadlineReached:
@@ -552,8 +624,12 @@ class _Pass:
         found = await asyncio.gather(*(asyncio.to_thread(check, result) for result in sorted(results)))
         stuck = [result for result in found if result is not None]
         for result in stuck:
-            log.warning("harvest: result %s is still unfinished after %.0f s; reported stuck and no longer polled",
-                        result, max_age, extra={"event": "harvest_task_stuck", "result": result})
+            log.warning(
+                "harvest: result %s is still unfinished after %.0f s; reported stuck and no longer polled",
+                result,
+                max_age,
+                extra={"event": "harvest_task_stuck", "result": result},
+            )
         self.report.stuck += len(stuck)
         self.report.stuck_results.extend(stuck)
 
@@ -562,9 +638,15 @@ class _Pass:
         day = self.started_at.astimezone(self.zone).strftime("%Y-%m-%d")
         key = f"{MANIFESTS}dt={day}/{self.run_id}.json"
         manifest = {
-            "run_id": self.run_id, "mode": self.mode, "started_at": self.started_at.isoformat(),
-            "finished_at": self.now().isoformat(), "files": [written.to_json() for written in self.writer.stats.files],
-            "records": report.written, "recovered_files": report.files[: report.recovered], **report.to_json(), **extra,
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.now().isoformat(),
+            "files": [written.to_json() for written in self.writer.stats.files],
+            "records": report.written,
+            "recovered_files": report.files[: report.recovered],
+            **report.to_json(),
+            **extra,
         }
         await asyncio.to_thread(write_manifest, self.store, key, manifest)
         report.manifest = key
@@ -610,8 +692,12 @@ async def run_harvest(
     lease = await asyncio.to_thread(st.acquire_lease, store, run.run_id, now=run.wall(), ttl=ttl, prefix=prefix)
     if isinstance(lease, st.LeaseBusy):
         run.report.lease_busy = True
-        log.info("harvest: lease held by %s until %s; this run does nothing", lease.owner, lease.expires_at,
-                 extra={"event": "harvest_lease_busy"})
+        log.info(
+            "harvest: lease held by %s until %s; this run does nothing",
+            lease.owner,
+            lease.expires_at,
+            extra={"event": "harvest_lease_busy"},
+        )
         return run.report
     run.lease_expires_at, run.lease_margin = lease.expires_at, margin
     try:
@@ -641,8 +727,12 @@ async def run_harvest(
         log.info(run.report.summary(), extra={"event": "harvest_done", **run.report.to_json()})
         return run.report
     except QcflowError as exc:
-        log.error("harvest %s failed: %s", run.run_id, exc, extra={
-            "event": "harvest_failed", "run_id": run.run_id, "code": exc.code, "request_id": exc.request_id})
+        log.error(
+            "harvest %s failed: %s",
+            run.run_id,
+            exc,
+            extra={"event": "harvest_failed", "run_id": run.run_id, "code": exc.code, "request_id": exc.request_id},
+        )
         raise
     finally:
         await run.settle()

@@ -136,10 +136,10 @@ def _listing(store: ObjectStore, prefix: str) -> dict[int, set[str]]:
     """seq → the suffixes present (``.json``, ``.released``)."""
     found: dict[int, set[str]] = {}
     for info in store.list(prefix):
-        name = info.key[len(prefix):]
+        name = info.key[len(prefix) :]
         seq = _seq_of(name)
         if seq is not None and "/" not in name:
-            found.setdefault(seq, set()).add(name[name.index("."):] if "." in name else "")
+            found.setdefault(seq, set()).add(name[name.index(".") :] if "." in name else "")
     return found
 
 
@@ -160,8 +160,13 @@ def acquire_lease(store: ObjectStore, owner: str, *, now: float, ttl: float, pre
             expires_at = float(current.get("expires_at", 0))
             if now < expires_at:
                 return LeaseBusy(current.get("owner"), expires_at)
-            log.warning("harvest lease %d of %s expired at %s: taking over", last, current.get("owner"),
-                        _text(expires_at), extra={"event": "harvest_lease_expired"})
+            log.warning(
+                "harvest lease %d of %s expired at %s: taking over",
+                last,
+                current.get("owner"),
+                _text(expires_at),
+                extra={"event": "harvest_lease_expired"},
+            )
         lease = Lease(prefix, last + 1, owner, now + ttl)
         record = {"owner": owner, "taken_at": now, "expires_at": lease.expires_at}
         if create_json(store, lease.key, record, token=f"lease-{owner}"):
@@ -172,7 +177,9 @@ def acquire_lease(store: ObjectStore, owner: str, *, now: float, ttl: float, pre
 
 def release_lease(store: ObjectStore, lease: Lease) -> None:
     """Let the next run in at once (else it waits for ``expires_at``)."""
-    create_json(store, lease.prefix + seq_name(lease.seq, ".released"), {"owner": lease.owner}, token=f"release-{lease.owner}")
+    create_json(
+        store, lease.prefix + seq_name(lease.seq, ".released"), {"owner": lease.owner}, token=f"release-{lease.owner}"
+    )
 
 
 def _prune(store: ObjectStore, prefix: str, found: dict[int, set[str]], *, keep_from: int) -> None:
@@ -216,9 +223,15 @@ def advance_checkpoint(store: ObjectStore, through: datetime, *, owner: str, now
         if current is not None and current.through >= through:
             return current
         seq = (current.seq if current else 0) + 1
-        record = {"through": through.timestamp(), "through_text": through.astimezone(timezone.utc).isoformat(),
-                  "owner": owner, "written_at": now}
-        if create_json(store, CHECKPOINT + seq_name(seq), record, token=f"checkpoint-{owner}-{int(through.timestamp())}"):
+        record = {
+            "through": through.timestamp(),
+            "through_text": through.astimezone(timezone.utc).isoformat(),
+            "owner": owner,
+            "written_at": now,
+        }
+        if create_json(
+            store, CHECKPOINT + seq_name(seq), record, token=f"checkpoint-{owner}-{int(through.timestamp())}"
+        ):
             if seq > KEEP + 1:
                 _prune(store, CHECKPOINT, _listing(store, CHECKPOINT), keep_from=seq - KEEP)
             return Checkpoint(seq, through)
@@ -253,16 +266,23 @@ def stuck_key(result: str) -> str:
     return f"{STUCK}{key_segment(result)}.json"
 
 
-def remember_unfinished(store: ObjectStore, result: str, *, first_seen: float, upload_time: float | None, owner: str) -> bool:
+def remember_unfinished(
+    store: ObjectStore, result: str, *, first_seen: float, upload_time: float | None, owner: str
+) -> bool:
     """Remember a running result (True if this call created the marker; an older one wins)."""
-    record = {"result": result, "task_id": result.split("|", 1)[0], "first_seen": first_seen, "upload_time": upload_time}
+    record = {
+        "result": result,
+        "task_id": result.split("|", 1)[0],
+        "first_seen": first_seen,
+        "upload_time": upload_time,
+    }
     return create_json(store, unfinished_key(result), record, token=f"unfinished-{owner}")
 
 
 def unfinished_results(store: ObjectStore) -> Iterator[str]:
     """The remembered results (from the listing alone: one request per 1,000)."""
     for info in store.list(UNFINISHED):
-        name = info.key[len(UNFINISHED):]
+        name = info.key[len(UNFINISHED) :]
         if name.endswith(".json") and "/" not in name:
             yield segment_value(name[: -len(".json")])
 
@@ -282,8 +302,13 @@ def forget_unfinished(store: ObjectStore, result: str) -> None:
 def mark_stuck(store: ObjectStore, task: UnfinishedTask, *, now: float, owner: str) -> None:
     """Report a result that kept running past the maximum age, and stop polling it. A later
     backfill over its upload time still writes it if it ever finishes."""
-    record = {"result": task.result, "task_id": task.task_id, "first_seen": task.first_seen,
-              "upload_time": task.upload_time, "stuck_at": now}
+    record = {
+        "result": task.result,
+        "task_id": task.task_id,
+        "first_seen": task.first_seen,
+        "upload_time": task.upload_time,
+        "stuck_at": now,
+    }
     create_json(store, stuck_key(task.result), record, token=f"stuck-{owner}")
     forget_unfinished(store, task.result)
 
@@ -291,7 +316,7 @@ def mark_stuck(store: ObjectStore, task: UnfinishedTask, *, now: float, owner: s
 def stuck_results(store: ObjectStore) -> Iterator[str]:
     """Every result ever reported stuck (for ``qcflow status``)."""
     for info in store.list(STUCK):
-        name = info.key[len(STUCK):]
+        name = info.key[len(STUCK) :]
         if name.endswith(".json") and "/" not in name:
             yield segment_value(name[: -len(".json")])
 

@@ -15,12 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qcflow.errors import PermanentError
+from qcflow.errors import InvalidEventError
 from qcflow.models.base import first_problem
-
-
-class InvalidEventError(PermanentError):
-    """The trigger event is not of the expected shape."""
 
 
 class _EventModel(BaseModel):
@@ -186,7 +182,9 @@ def parse_http_event(raw: bytes | str | dict[str, Any]) -> HttpEvent:
     except RecursionError:
         raise InvalidEventError("HTTP event is nested too deeply to be JSON of an HTTP trigger") from None
     payload: _HttpTriggerPayload = _validate(_HttpTriggerPayload, data, "HTTP")
-    info = payload.request_context.http if payload.request_context and payload.request_context.http else _HttpRequestInfo()
+    info = (
+        payload.request_context.http if payload.request_context and payload.request_context.http else _HttpRequestInfo()
+    )
     method = (info.method or "").upper()
     if not _HTTP_METHOD.fullmatch(method):
         raise InvalidEventError("malformed HTTP event at requestContext.http.method: missing or not an HTTP method")

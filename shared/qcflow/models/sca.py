@@ -19,8 +19,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
-from pydantic import create_model
+from pydantic import Field, create_model, field_validator, model_validator
 
 from qcflow.models import tea
 from qcflow.models.base import CamelModel, PascalModel
@@ -118,7 +117,7 @@ for _i in range(1, 26):
 for _i in _RANGE_REMARKS:
     _FILTER_REMARKS[f"remark{_i}_type"] = (int | None, None)
     _FILTER_REMARKS[f"end_remark{_i}"] = (int | None, None)
-_RemarkFilters: type[CamelModel] = create_model("_RemarkFilters", __base__=CamelModel, **_FILTER_REMARKS)  # type: ignore[call-overload]
+_RemarkFilters: type[CamelModel] = create_model("_RemarkFilters", __base__=CamelModel, **_FILTER_REMARKS)
 
 
 class GetResultQuery(_RemarkFilters):  # type: ignore[misc, valid-type]

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 from qcflow.report.source import DayRange, Progress, ReportError, _no_progress
 
 if TYPE_CHECKING:
+    import click
+
     from qcflow.report.query import ReportData
     from qcflow.store import ObjectStore
 
@@ -38,12 +40,21 @@ class ReportSummary:
 
     def line(self) -> str:
         c = self.counts
-        return (f"report: {c['results']:,} results ({c['finished']:,} finished, {c['failed']:,} failed, "
-                f"{c['running']:,} still running) from {c['files']:,} files -> {self.out}")
+        return (
+            f"report: {c['results']:,} results ({c['finished']:,} finished, {c['failed']:,} failed, "
+            f"{c['running']:,} still running) from {c['files']:,} files -> {self.out}"
+        )
 
 
-def build_data(store: ObjectStore, days: DayRange, zone: ZoneInfo, *, progress: Progress = _no_progress,
-               now: datetime | None = None, threads: int | None = None) -> tuple[ReportData, int]:
+def build_data(
+    store: ObjectStore,
+    days: DayRange,
+    zone: ZoneInfo,
+    *,
+    progress: Progress = _no_progress,
+    now: datetime | None = None,
+    threads: int | None = None,
+) -> tuple[ReportData, int]:
     """The page's figures for ``days`` (and how many bytes of JSONL were read)."""
     from qcflow.report.query import aggregate
     from qcflow.report.source import list_parts, local_paths, markers
@@ -51,18 +62,36 @@ def build_data(store: ObjectStore, days: DayRange, zone: ZoneInfo, *, progress: 
     generated_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0).isoformat()
     parts = list_parts(store, days, progress)
     found = markers(store, zone, days, progress)
-    range_ = {"since": days.since.isoformat() if days.since else None,
-              "until": days.until.isoformat() if days.until else None, "label": days.describe()}
+    range_ = {
+        "since": days.since.isoformat() if days.since else None,
+        "until": days.until.isoformat() if days.until else None,
+        "label": days.describe(),
+    }
     with tempfile.TemporaryDirectory(prefix="qcflow-report-") as workdir:
         paths = local_paths(store, parts, Path(workdir), progress)
-        data = aggregate(paths, found, range_=range_, generated_at=generated_at, store=store.url, files=len(parts),
-                         progress=progress, threads=threads)
+        data = aggregate(
+            paths,
+            found,
+            range_=range_,
+            generated_at=generated_at,
+            store=store.url,
+            files=len(parts),
+            progress=progress,
+            threads=threads,
+        )
     return data, sum(p.size for p in parts)
 
 
-def make_report(store: ObjectStore, out: str | os.PathLike[str], *, days: DayRange | None = None,
-                zone: ZoneInfo | None = None, progress: Progress = _no_progress, now: datetime | None = None,
-                threads: int | None = None) -> ReportSummary:
+def make_report(
+    store: ObjectStore,
+    out: str | os.PathLike[str],
+    *,
+    days: DayRange | None = None,
+    zone: ZoneInfo | None = None,
+    progress: Progress = _no_progress,
+    now: datetime | None = None,
+    threads: int | None = None,
+) -> ReportSummary:
     """Read, aggregate and write the page to ``out`` (atomically: a reader never sees half a page)."""
     from qcflow.report.page import render
 
@@ -84,7 +113,7 @@ def make_report(store: ObjectStore, out: str | os.PathLike[str], *, days: DayRan
     return ReportSummary(target, dict(data.counts), read)
 
 
-def register(main: object) -> None:
+def register(main: click.Group) -> None:
     """Add ``qcflow report`` and ``qcflow ddl`` to the CLI group (imports click only)."""
     from qcflow.report.command import register as _register
 

@@ -16,8 +16,13 @@ import click
 
 EXTRA_HINT = "qcflow report needs its extra: pip install 'qcflow[report]'"
 DEFAULT_OUT = "qcflow-report.html"
-_STAGES = {"listing": "listing parts", "running": "reading running markers", "reading": "reading JSONL",
-           "loading": "loading records", "records": "records loaded"}
+_STAGES = {
+    "listing": "listing parts",
+    "running": "reading running markers",
+    "reading": "reading JSONL",
+    "loading": "loading records",
+    "records": "records loaded",
+}
 
 
 def _require_extra() -> None:
@@ -37,8 +42,15 @@ def terminal_progress() -> Iterator[Any]:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[extra]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as bars:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[extra]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int | None) -> None:
@@ -63,8 +75,14 @@ def terminal_progress() -> Iterator[Any]:
 @click.command("report")
 @click.option("--since", default=None, metavar="DATE", help="First upload day (YYYY-MM-DD, SCA's time zone).")
 @click.option("--until", default=None, metavar="DATE", help="Last upload day, included.")
-@click.option("--out", "out", default=DEFAULT_OUT, show_default=True, type=click.Path(dir_okay=False),
-              help="The HTML file to write (self-contained: opens offline).")
+@click.option(
+    "--out",
+    "out",
+    default=DEFAULT_OUT,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write (self-contained: opens offline).",
+)
 def report_command(since: str | None, until: str | None, out: str) -> None:
     """One HTML page of the harvested results: per day, scores, agents, rules, reviews, failures."""
     _require_extra()
@@ -92,8 +110,11 @@ def ddl_group() -> None:
 
 @ddl_group.command("maxcompute")
 @click.option("--table", default="qcflow_results", show_default=True, help="Table name.")
-@click.option("--location", default=None,
-              help="OSS location of results/ (default: from QCFLOW_STORE and the region, internal endpoint).")
+@click.option(
+    "--location",
+    default=None,
+    help="OSS location of results/ (default: from QCFLOW_STORE and the region, internal endpoint).",
+)
 @click.option("--role-arn", default=None, help="RAM role MaxCompute assumes to read OSS (odps.properties.rolearn).")
 def maxcompute_command(table: str, location: str | None, role_arn: str | None) -> None:
     """An external table over results/ (JSON, partitions dt and hour) matching the JSONL schema."""

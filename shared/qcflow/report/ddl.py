@@ -128,7 +128,9 @@ def oss_location(store_url: str, region: str, endpoint: str | None = None) -> st
 
     kind, bucket, prefix = parse_store_url(store_url)
     if kind != "oss":
-        raise ConfigError(f"QCFLOW_STORE={store_url!r} is not an oss:// store: pass --location oss://<endpoint>/<bucket>/<prefix>/results/")
+        raise ConfigError(
+            f"QCFLOW_STORE={store_url!r} is not an oss:// store: pass --location oss://<endpoint>/<bucket>/<prefix>/results/"
+        )
     host = (endpoint or f"oss-{region}-internal.aliyuncs.com").split("://", 1)[-1].rstrip("/")
     path = "/".join(part for part in (bucket, prefix, "results") if part)
     return f"oss://{host}/{path}/"
@@ -151,11 +153,16 @@ def maxcompute_ddl(*, table: str = "qcflow_results", location: str, role_arn: st
         serde = f"WITH SERDEPROPERTIES ('odps.properties.rolearn' = {_sql_text(role_arn)})\n"
     return (
         "-- qcflow results (JSONL schema_version 1) as a MaxCompute external table.\n"
-        "-- Objects: results/dt=YYYY-MM-DD/hour=HH/part-*.jsonl, one JSON object per line (upload time, SCA time zone).\n"
+        "-- Objects: results/dt=YYYY-MM-DD/hour=HH/part-*.jsonl, one JSON object per line "
+        "(upload time, SCA time zone).\n"
         "-- Not declared, so skipped by the SerDe: hit_result[].conditions, review_history[].review_right_rule,\n"
         "-- recording.remark* and fields the service adds (DuckDB reads them from the same files).\n"
-        + ("" if role_arn else "-- Reading OSS with a RAM role: add WITH SERDEPROPERTIES ('odps.properties.rolearn' = "
-                               "'acs:ram::<uid>:role/<role>') (qcflow ddl maxcompute --role-arn …).\n")
+        + (
+            ""
+            if role_arn
+            else "-- Reading OSS with a RAM role: add WITH SERDEPROPERTIES ('odps.properties.rolearn' = "
+            "'acs:ram::<uid>:role/<role>') (qcflow ddl maxcompute --role-arn …).\n"
+        )
         + f"CREATE EXTERNAL TABLE IF NOT EXISTS {quote(table)} (\n"
         + ",\n".join(lines)
         + "\n)\nCOMMENT 'qcflow: Smart Conversation Analysis results harvested as JSONL'\n"

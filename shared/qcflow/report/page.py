@@ -23,8 +23,10 @@ from qcflow.report.query import LOWEST, TOP_FAILURES, TOP_RULES, ReportData
 
 TOP_AGENTS = 25
 COLORS = {"finished": "#2a9d8f", "failed": "#e76f51", "running": "#e9c46a", "stuck": "#8d99ae", "unknown": "#adb5bd"}
-FONT = ('-apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans CJK SC", "Noto Sans SC", '
-        '"PingFang SC", "Microsoft YaHei", sans-serif')
+FONT = (
+    '-apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans CJK SC", "Noto Sans SC", '
+    '"PingFang SC", "Microsoft YaHei", sans-serif'
+)
 #: No fetch of any kind; inline scripts and styles only (plotly.js adds <style> at run time).
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src data:"
 _CONFIG = {"displaylogo": False, "displayModeBar": False, "responsive": True}
@@ -41,8 +43,13 @@ def script_json(value: Any) -> str:
 
 def _layout(height: int, **extra: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {
-        "height": height, "margin": {"l": 10, "r": 20, "t": 10, "b": 10}, "font": {"family": FONT, "size": 12},
-        "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff", "hovermode": "closest", "showlegend": False,
+        "height": height,
+        "margin": {"l": 10, "r": 20, "t": 10, "b": 10},
+        "font": {"family": FONT, "size": 12},
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "hovermode": "closest",
+        "showlegend": False,
         "xaxis": {"gridcolor": "#eceff1", "zeroline": False, "automargin": True},
         "yaxis": {"gridcolor": "#eceff1", "zeroline": False, "automargin": True},
     }
@@ -58,10 +65,10 @@ def score_color(score: float | None) -> str:
     if score is None:
         return "#cfd8dc"
     value = max(0.0, min(100.0, float(score)))
-    for (low, a), (high, b) in zip(_SCORE_STOPS, _SCORE_STOPS[1:]):
+    for (low, a), (high, b) in zip(_SCORE_STOPS, _SCORE_STOPS[1:], strict=False):
         if value <= high:
             t = (value - low) / (high - low)
-            return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b))
+            return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b, strict=False))
     return "#2a9d8f"
 
 
@@ -77,7 +84,9 @@ def _unique(labels: list[str], keys: list[Any]) -> list[str]:
     seen: dict[str, int] = {}
     for label in labels:
         seen[label] = seen.get(label, 0) + 1
-    return [plot_text(f"{label} · {key}" if seen[label] > 1 else label) for label, key in zip(labels, keys)]
+    return [
+        plot_text(f"{label} · {key}" if seen[label] > 1 else label) for label, key in zip(labels, keys, strict=False)
+    ]
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -92,12 +101,27 @@ def per_day_figure(data: ReportData) -> dict[str, Any] | None:
     for state in ("finished", "failed", "running", "stuck", "unknown"):
         values = [row[state] for row in data.per_day]
         if state in ("finished", "failed", "running") or any(values):
-            traces.append({"type": "bar", "name": state, "x": days, "y": values, "marker": {"color": COLORS[state]},
-                           "hovertemplate": f"%{{x}}<br>{state}: %{{y:,}}<extra></extra>"})
-    return {"data": traces, "layout": _layout(
-        320, barmode="stack", showlegend=True, legend={"orientation": "h", "y": 1.12, "x": 0},
-        xaxis={"type": "category", "automargin": True, "title": {"text": "upload day (SCA time zone)"}},
-        yaxis={"title": {"text": "inspections"}, "gridcolor": "#eceff1", "rangemode": "tozero"})}
+            traces.append(
+                {
+                    "type": "bar",
+                    "name": state,
+                    "x": days,
+                    "y": values,
+                    "marker": {"color": COLORS[state]},
+                    "hovertemplate": f"%{{x}}<br>{state}: %{{y:,}}<extra></extra>",
+                }
+            )
+    return {
+        "data": traces,
+        "layout": _layout(
+            320,
+            barmode="stack",
+            showlegend=True,
+            legend={"orientation": "h", "y": 1.12, "x": 0},
+            xaxis={"type": "category", "automargin": True, "title": {"text": "upload day (SCA time zone)"}},
+            yaxis={"title": {"text": "inspections"}, "gridcolor": "#eceff1", "rangemode": "tozero"},
+        ),
+    }
 
 
 def score_figure(data: ReportData) -> dict[str, Any] | None:
@@ -105,12 +129,22 @@ def score_figure(data: ReportData) -> dict[str, Any] | None:
         return None
     bins = data.score_bins
     lows = [row["low"] if row["low"] is not None else -10.0 for row in bins]
-    return {"data": [{
-        "type": "bar", "x": [row["bin"] for row in bins], "y": [row["calls"] for row in bins],
-        "marker": {"color": [score_color(low + 5) for low in lows]},
-        "hovertemplate": "score %{x}<br>%{y:,} calls<extra></extra>"}],
-        "layout": _layout(300, xaxis={"type": "category", "title": {"text": "score"}},
-                          yaxis={"title": {"text": "finished inspections"}, "gridcolor": "#eceff1"})}
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "x": [row["bin"] for row in bins],
+                "y": [row["calls"] for row in bins],
+                "marker": {"color": [score_color(low + 5) for low in lows]},
+                "hovertemplate": "score %{x}<br>%{y:,} calls<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            300,
+            xaxis={"type": "category", "title": {"text": "score"}},
+            yaxis={"title": {"text": "finished inspections"}, "gridcolor": "#eceff1"},
+        ),
+    }
 
 
 def _by_group_figure(rows: list[dict[str, Any]], label_key: str, key_key: str) -> dict[str, Any] | None:
@@ -120,19 +154,45 @@ def _by_group_figure(rows: list[dict[str, Any]], label_key: str, key_key: str) -
     labels = _unique([str(row[label_key]) for row in rows], [row.get(key_key) for row in rows])
     averages = [row["average_score"] for row in rows]
     height = 90 + 30 * len(rows)
-    return {"data": [
-        {"type": "bar", "orientation": "h", "y": labels, "x": averages, "xaxis": "x", "yaxis": "y",
-         "text": [f"{a:.1f}" if a is not None else "no score" for a in averages], "textposition": "auto",
-         "marker": {"color": [score_color(a) for a in averages]},
-         "hovertemplate": "%{y}<br>average score %{x:.1f}<extra></extra>"},
-        {"type": "bar", "orientation": "h", "y": labels, "x": [row["calls"] for row in rows], "xaxis": "x2", "yaxis": "y",
-         "text": [f"{row['calls']:,}" for row in rows], "textposition": "auto", "marker": {"color": "#90a4ae"},
-         "hovertemplate": "%{y}<br>%{x:,} finished inspections<extra></extra>"},
-    ], "layout": _layout(
-        height,
-        xaxis={"domain": [0, 0.62], "range": [0, 100], "title": {"text": "average score"}, "gridcolor": "#eceff1"},
-        xaxis2={"domain": [0.68, 1], "title": {"text": "volume (finished)"}, "gridcolor": "#eceff1", "rangemode": "tozero"},
-        yaxis={"autorange": "reversed", "automargin": True, "type": "category"})}
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "y": labels,
+                "x": averages,
+                "xaxis": "x",
+                "yaxis": "y",
+                "text": [f"{a:.1f}" if a is not None else "no score" for a in averages],
+                "textposition": "auto",
+                "marker": {"color": [score_color(a) for a in averages]},
+                "hovertemplate": "%{y}<br>average score %{x:.1f}<extra></extra>",
+            },
+            {
+                "type": "bar",
+                "orientation": "h",
+                "y": labels,
+                "x": [row["calls"] for row in rows],
+                "xaxis": "x2",
+                "yaxis": "y",
+                "text": [f"{row['calls']:,}" for row in rows],
+                "textposition": "auto",
+                "marker": {"color": "#90a4ae"},
+                "hovertemplate": "%{y}<br>%{x:,} finished inspections<extra></extra>",
+            },
+        ],
+        "layout": _layout(
+            height,
+            xaxis={"domain": [0, 0.62], "range": [0, 100], "title": {"text": "average score"}, "gridcolor": "#eceff1"},
+            xaxis2={
+                "domain": [0.68, 1],
+                "title": {"text": "volume (finished)"},
+                "gridcolor": "#eceff1",
+                "rangemode": "tozero",
+            },
+            yaxis={"autorange": "reversed", "automargin": True, "type": "category"},
+        ),
+    }
 
 
 def rules_figure(data: ReportData) -> dict[str, Any] | None:
@@ -140,27 +200,48 @@ def rules_figure(data: ReportData) -> dict[str, Any] | None:
     if not rows:
         return None
     labels = _unique([str(row["rule"]) for row in rows], [row["rule_key"] for row in rows])
-    return {"data": [{
-        "type": "bar", "orientation": "h", "y": labels, "x": [row["share"] * 100 for row in rows],
-        "text": [f"{row['share']:.1%} · {row['calls']:,} calls" for row in rows], "textposition": "auto",
-        "customdata": [[plot_text(row.get("rule_id") or ""), plot_text(row.get("type") or "")] for row in rows],
-        "marker": {"color": "#e76f51"},
-        "hovertemplate": "%{y} (rule %{customdata[0]}, %{customdata[1]})<br>%{x:.1f}% of finished calls<extra></extra>"}],
-        "layout": _layout(90 + 30 * len(rows), xaxis={"title": {"text": "share of finished calls (%)"},
-                                                    "rangemode": "tozero", "gridcolor": "#eceff1"},
-                          yaxis={"autorange": "reversed", "automargin": True, "type": "category"})}
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "y": labels,
+                "x": [row["share"] * 100 for row in rows],
+                "text": [f"{row['share']:.1%} · {row['calls']:,} calls" for row in rows],
+                "textposition": "auto",
+                "customdata": [[plot_text(row.get("rule_id") or ""), plot_text(row.get("type") or "")] for row in rows],
+                "marker": {"color": "#e76f51"},
+                "hovertemplate": "%{y} (rule %{customdata[0]}, %{customdata[1]})<br>"
+                "%{x:.1f}% of finished calls<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            90 + 30 * len(rows),
+            xaxis={"title": {"text": "share of finished calls (%)"}, "rangemode": "tozero", "gridcolor": "#eceff1"},
+            yaxis={"autorange": "reversed", "automargin": True, "type": "category"},
+        ),
+    }
 
 
 def review_figure(data: ReportData) -> dict[str, Any] | None:
     rows = data.review_status
     if not rows:
         return None
-    return {"data": [{
-        "type": "pie", "hole": 0.55, "labels": [plot_text(row["label"]) for row in rows], "values": [row["calls"] for row in rows],
-        "sort": False, "textinfo": "label+percent", "marker": {"colors": ["#90a4ae", "#2a9d8f", "#e9c46a", "#e76f51",
-                                                                            "#8d99ae", "#adb5bd"][: len(rows)]},
-        "hovertemplate": "%{label}<br>%{value:,} calls<extra></extra>"}],
-        "layout": _layout(300, showlegend=True, margin={"l": 10, "r": 10, "t": 10, "b": 10})}
+    return {
+        "data": [
+            {
+                "type": "pie",
+                "hole": 0.55,
+                "labels": [plot_text(row["label"]) for row in rows],
+                "values": [row["calls"] for row in rows],
+                "sort": False,
+                "textinfo": "label+percent",
+                "marker": {"colors": ["#90a4ae", "#2a9d8f", "#e9c46a", "#e76f51", "#8d99ae", "#adb5bd"][: len(rows)]},
+                "hovertemplate": "%{label}<br>%{value:,} calls<extra></extra>",
+            }
+        ],
+        "layout": _layout(300, showlegend=True, margin={"l": 10, "r": 10, "t": 10, "b": 10}),
+    }
 
 
 def failures_figure(data: ReportData) -> dict[str, Any] | None:
@@ -168,14 +249,26 @@ def failures_figure(data: ReportData) -> dict[str, Any] | None:
     if not rows:
         return None
     labels = _unique([_short(str(row["reason"])) for row in rows], list(range(1, len(rows) + 1)))
-    return {"data": [{
-        "type": "bar", "orientation": "h", "y": labels, "x": [row["calls"] for row in rows],
-        "customdata": [plot_text(row["reason"]) for row in rows], "text": [f"{row['calls']:,}" for row in rows],
-        "textposition": "auto", "marker": {"color": COLORS["failed"]},
-        "hovertemplate": "%{customdata}<br>%{x:,} failed<extra></extra>"}],
-        "layout": _layout(90 + 30 * len(rows), xaxis={"title": {"text": "failed inspections"}, "rangemode": "tozero",
-                                                    "gridcolor": "#eceff1"},
-                          yaxis={"autorange": "reversed", "automargin": True, "type": "category"})}
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "y": labels,
+                "x": [row["calls"] for row in rows],
+                "customdata": [plot_text(row["reason"]) for row in rows],
+                "text": [f"{row['calls']:,}" for row in rows],
+                "textposition": "auto",
+                "marker": {"color": COLORS["failed"]},
+                "hovertemplate": "%{customdata}<br>%{x:,} failed<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            90 + 30 * len(rows),
+            xaxis={"title": {"text": "failed inspections"}, "rangemode": "tozero", "gridcolor": "#eceff1"},
+            yaxis={"autorange": "reversed", "automargin": True, "type": "category"},
+        ),
+    }
 
 
 def _number(value: float | int | None, digits: int = 1) -> str:
@@ -186,21 +279,29 @@ def _number(value: float | int | None, digits: int = 1) -> str:
     return f"{int(value):,}"
 
 
-def _section(chart_id: str, title: str, figure: dict[str, Any] | None, empty_text: str,
-             caption: str = "") -> tuple[str, str, dict[str, Any] | None]:
+def _section(
+    chart_id: str, title: str, figure: dict[str, Any] | None, empty_text: str, caption: str = ""
+) -> tuple[str, str, dict[str, Any] | None]:
     empty = figure is None
-    body = (f'<p class="empty">{escape(empty_text)}</p>' if empty
-            else f'<div class="plot" id="plot-{chart_id}" role="img" aria-label="{escape(title)}"></div>')
+    body = (
+        f'<p class="empty">{escape(empty_text)}</p>'
+        if empty
+        else f'<div class="plot" id="plot-{chart_id}" role="img" aria-label="{escape(title)}"></div>'
+    )
     note = f'<p class="caption">{escape(caption)}</p>' if caption and not empty else ""
-    html = (f'<section class="chart" id="{chart_id}" data-chart="{chart_id}" data-empty="{str(empty).lower()}">'
-            f"<h2>{escape(title)}</h2>{note}{body}</section>")
+    html = (
+        f'<section class="chart" id="{chart_id}" data-chart="{chart_id}" data-empty="{str(empty).lower()}">'
+        f"<h2>{escape(title)}</h2>{note}{body}</section>"
+    )
     return chart_id, html, figure
 
 
 def _lowest_table(data: ReportData) -> str:
     if not data.lowest:
-        return ('<section class="table" id="lowest" data-empty="true"><h2>Lowest-scoring calls</h2>'
-                '<p class="empty">No scored inspection in this range.</p></section>')
+        return (
+            '<section class="table" id="lowest" data-empty="true"><h2>Lowest-scoring calls</h2>'
+            '<p class="empty">No scored inspection in this range.</p></section>'
+        )
     rows = []
     for row in data.lowest:
         rules = ", ".join(row["rules"]) or "–"
@@ -208,28 +309,42 @@ def _lowest_table(data: ReportData) -> str:
             f'<tr><td class="mono">{escape(row["contact_id"] or "–")}</td><td>{escape(str(row["agent"]))}</td>'
             f'<td>{escape(row["skill_group"] or "–")}</td><td class="num">{_number(row["score"])}</td>'
             f'<td>{escape(rules)}</td><td class="mono">{escape(row["upload_time"] or row["day"] or "–")}</td>'
-            f'<td class="mono small">{escape(row["task_id"] or "–")}</td></tr>')
-    return ('<section class="table" id="lowest" data-empty="false">'
-            f"<h2>Lowest-scoring calls</h2><p class=\"caption\">The {len(data.lowest)} lowest of "
-            f"{_number(data.score_summary.get('scored'))} scored inspections (at most {LOWEST}).</p>"
-            "<table><thead><tr><th>ContactId</th><th>agent</th><th>skill group</th><th>score</th><th>rules hit</th>"
-            "<th>uploaded</th><th>task</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>")
+            f'<td class="mono small">{escape(row["task_id"] or "–")}</td></tr>'
+        )
+    return (
+        '<section class="table" id="lowest" data-empty="false">'
+        f'<h2>Lowest-scoring calls</h2><p class="caption">The {len(data.lowest)} lowest of '
+        f"{_number(data.score_summary.get('scored'))} scored inspections (at most {LOWEST}).</p>"
+        "<table><thead><tr><th>ContactId</th><th>agent</th><th>skill group</th><th>score</th><th>rules hit</th>"
+        "<th>uploaded</th><th>task</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>"
+    )
 
 
 def _header(data: ReportData) -> str:
     counts = data.counts
-    shown = [("results", "results"), ("finished", "finished"), ("failed", "failed"), ("running", "still running"),
-             ("stuck", "stuck"), ("unknown", "unknown state"), ("files", "files read")]
-    cells = "".join(f'<div class="count {name}"><dd data-count="{name}">{counts[name]:,}</dd><dt>{escape(label)}</dt></div>'
-                    for name, label in shown)
+    shown = [
+        ("results", "results"),
+        ("finished", "finished"),
+        ("failed", "failed"),
+        ("running", "still running"),
+        ("stuck", "stuck"),
+        ("unknown", "unknown state"),
+        ("files", "files read"),
+    ]
+    cells = "".join(
+        f'<div class="count {name}"><dd data-count="{name}">{counts[name]:,}</dd><dt>{escape(label)}</dt></div>'
+        for name, label in shown
+    )
     attributes = " ".join(f'data-{name}="{counts[name]}"' for name, _ in shown)
     since, until = data.range.get("since"), data.range.get("until")
     span = data.range.get("label") or "all results"
-    return (f'<header id="summary" {attributes} data-since="{escape(since or "")}" data-until="{escape(until or "")}">'
-            f'<h1>Quality inspection results</h1><p class="range">Range: <strong>{escape(span)}</strong> '
-            f"(upload days in SCA's time zone)</p><dl class=\"counts\">{cells}</dl>"
-            f'<p class="made">Made <time datetime="{escape(data.generated_at)}">{escape(data.generated_at)}</time> '
-            f"by qcflow from <code>{escape(data.store)}</code></p></header>")
+    return (
+        f'<header id="summary" {attributes} data-since="{escape(since or "")}" data-until="{escape(until or "")}">'
+        f'<h1>Quality inspection results</h1><p class="range">Range: <strong>{escape(span)}</strong> '
+        f'(upload days in SCA\'s time zone)</p><dl class="counts">{cells}</dl>'
+        f'<p class="made">Made <time datetime="{escape(data.generated_at)}">{escape(data.generated_at)}</time> '
+        f"by qcflow from <code>{escape(data.store)}</code></p></header>"
+    )
 
 
 def render(data: ReportData, plotly_js: str | None = None) -> str:
@@ -242,35 +357,73 @@ def render(data: ReportData, plotly_js: str | None = None) -> str:
     agents_total, groups_total = len(data.agents), len(data.skill_groups)
     sections = [
         _section("per_day", "Inspections per day", per_day_figure(data), "No inspection in this range."),
-        _section("scores", "Score distribution", score_figure(data), "No scored inspection in this range.",
-                 f"{_number(summary.get('scored'))} scored inspections: average {_number(summary.get('average'))}, "
-                 f"median {_number(summary.get('median'))}."),
-        _section("agents", "Average score and volume by agent, worst first", _by_group_figure(data.agents, "agent", "agent_key"),
-                 "No finished inspection with an agent in this range.",
-                 f"{min(TOP_AGENTS, agents_total)} of {agents_total} agents shown." if agents_total > TOP_AGENTS else ""),
-        _section("skill_groups", "Average score and volume by skill group, worst first",
-                 _by_group_figure(data.skill_groups, "skill_group", "skill_group"), "No finished inspection in this range.",
-                 f"{min(TOP_AGENTS, groups_total)} of {groups_total} skill groups shown." if groups_total > TOP_AGENTS else ""),
-        _section("rules", "Rules hit most, with their share of calls", rules_figure(data), "No rule was hit in this range.",
-                 f"{min(TOP_RULES, len(data.rules))} of {len(data.rules)} rules; share of "
-                 f"{data.counts['finished']:,} finished calls."),
-        _section("review", "Review status", review_figure(data), "No finished inspection in this range.",
-                 "Of finished inspections."),
-        _section("failures", "Failures by reason", failures_figure(data), "No failed inspection in this range.",
-                 f"{data.counts['failed']:,} failed inspections; {min(TOP_FAILURES, len(data.failures))} of "
-                 f"{len(data.failures)} reasons shown."),
+        _section(
+            "scores",
+            "Score distribution",
+            score_figure(data),
+            "No scored inspection in this range.",
+            f"{_number(summary.get('scored'))} scored inspections: average {_number(summary.get('average'))}, "
+            f"median {_number(summary.get('median'))}.",
+        ),
+        _section(
+            "agents",
+            "Average score and volume by agent, worst first",
+            _by_group_figure(data.agents, "agent", "agent_key"),
+            "No finished inspection with an agent in this range.",
+            f"{min(TOP_AGENTS, agents_total)} of {agents_total} agents shown." if agents_total > TOP_AGENTS else "",
+        ),
+        _section(
+            "skill_groups",
+            "Average score and volume by skill group, worst first",
+            _by_group_figure(data.skill_groups, "skill_group", "skill_group"),
+            "No finished inspection in this range.",
+            f"{min(TOP_AGENTS, groups_total)} of {groups_total} skill groups shown."
+            if groups_total > TOP_AGENTS
+            else "",
+        ),
+        _section(
+            "rules",
+            "Rules hit most, with their share of calls",
+            rules_figure(data),
+            "No rule was hit in this range.",
+            f"{min(TOP_RULES, len(data.rules))} of {len(data.rules)} rules; share of "
+            f"{data.counts['finished']:,} finished calls.",
+        ),
+        _section(
+            "review",
+            "Review status",
+            review_figure(data),
+            "No finished inspection in this range.",
+            "Of finished inspections.",
+        ),
+        _section(
+            "failures",
+            "Failures by reason",
+            failures_figure(data),
+            "No failed inspection in this range.",
+            f"{data.counts['failed']:,} failed inspections; {min(TOP_FAILURES, len(data.failures))} of "
+            f"{len(data.failures)} reasons shown.",
+        ),
     ]
     figures = {chart_id: figure for chart_id, _, figure in sections if figure is not None}
     banner = ""
     if data.empty:
-        banner = (f'<p class="empty-range" id="empty-range">No results in this range ({escape(data.range.get("label") or "all results")}): '
-                  "nothing was harvested for these days yet, or the range is wrong.</p>")
+        banner = (
+            f'<p class="empty-range" id="empty-range">No results in this range '
+            f"({escape(data.range.get('label') or 'all results')}): "
+            "nothing was harvested for these days yet, or the range is wrong.</p>"
+        )
     notes = ""
     if data.notes:
-        notes = ('<section class="notes" id="notes"><h2>Missing or odd fields</h2><ul>'
-                 + "".join(f"<li>{escape(note)}</li>" for note in data.notes) + "</ul></section>")
+        notes = (
+            '<section class="notes" id="notes"><h2>Missing or odd fields</h2><ul>'
+            + "".join(f"<li>{escape(note)}</li>" for note in data.notes)
+            + "</ul></section>"
+        )
     body = "".join(html for _, html, _ in sections)
-    library = plotly_js.replace("</script", "<\\/script")  # plotly.js holds none today; a page must not break if it does
+    library = plotly_js.replace(
+        "</script", "<\\/script"
+    )  # plotly.js holds none today; a page must not break if it does
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -288,7 +441,8 @@ def render(data: ReportData, plotly_js: str | None = None) -> str:
 <div class="grid">{body}</div>
 {_lowest_table(data)}
 </main>
-<footer>qcflow report · data as of {escape(data.generated_at)} · figures embedded below as JSON (id qcflow-report-data)</footer>
+<footer>qcflow report · data as of {escape(data.generated_at)} ·
+figures embedded below as JSON (id qcflow-report-data)</footer>
 <script type="application/json" id="qcflow-report-data">{script_json(data.to_dict())}</script>
 <script type="application/json" id="qcflow-report-figures">{script_json(figures)}</script>
 <script>{_DRAW}</script>
@@ -297,12 +451,17 @@ def render(data: ReportData, plotly_js: str | None = None) -> str:
 """
 
 
-_STYLE = """
-*{box-sizing:border-box}body{margin:0;font-family:""" + FONT.replace('"', "'") + """;color:#1f2933;background:#f5f7f8}
+_STYLE = (
+    """
+*{box-sizing:border-box}body{margin:0;font-family:"""
+    + FONT.replace('"', "'")
+    + """;color:#1f2933;background:#f5f7f8}
 header{background:#12343b;color:#fff;padding:20px 28px}h1{margin:0 0 6px;font-size:22px;font-weight:600}
 header .range,header .made{margin:4px 0;color:#cfe3e6;font-size:13px}header code{color:#fff}
-.counts{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0 6px}.count{background:rgba(255,255,255,.08);border-radius:6px;
-padding:8px 14px;min-width:104px}.count dd{margin:0;font-size:22px;font-weight:600}.count dt{font-size:12px;color:#cfe3e6}
+.counts{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0 6px}
+.count{background:rgba(255,255,255,.08);border-radius:6px;
+padding:8px 14px;min-width:104px}.count dd{margin:0;font-size:22px;font-weight:600}
+.count dt{font-size:12px;color:#cfe3e6}
 .count.finished dd{color:#7fd1c6}.count.failed dd{color:#ffb4a2}.count.running dd{color:#ffe08a}
 main{padding:18px 28px}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}
 section{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 2px rgba(0,0,0,.06)}
@@ -310,16 +469,21 @@ h2{font-size:15px;margin:0 0 6px;font-weight:600}.caption{margin:0 0 6px;color:#
 .empty{color:#52606d;font-style:italic;padding:24px 0;margin:0}.empty-range{background:#fff4e5;border:1px solid #f4a261;
 border-radius:8px;padding:14px 16px;font-size:15px;margin:0 0 16px}.notes{margin:0 0 16px;border-left:4px solid #e9c46a}
 .notes ul{margin:4px 0 0;padding-left:20px;font-size:13px}.table{margin-top:16px}
-table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eceff1;
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eceff1;
 vertical-align:top}th{color:#52606d;font-weight:600}td.num{text-align:right;font-weight:600}.mono{font-family:ui-monospace,
 SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}.small{color:#7b8794}
 footer{padding:10px 28px 24px;color:#7b8794;font-size:12px}
 """
+)
 
-_DRAW = """
+_DRAW = (
+    """
 (function () {
   var figures = JSON.parse(document.getElementById('qcflow-report-figures').textContent);
-  var config = """ + json.dumps(_CONFIG) + """;
+  var config = """
+    + json.dumps(_CONFIG)
+    + """;
   var pending = Object.keys(figures).map(function (id) {
     var element = document.getElementById('plot-' + id);
     var figure = figures[id];
@@ -335,3 +499,4 @@ _DRAW = """
   });
 })();
 """
+)

@@ -35,9 +35,18 @@ from qcflow.report.source import Marker, Progress, ReportError, _no_progress
 
 #: The fields read from each line (everything else — transcripts, hit details — is skipped).
 COLUMNS = {
-    "task_id": "VARCHAR", "status": "VARCHAR", "state": "VARCHAR", "call_id": "VARCHAR", "contact_id": "VARCHAR",
-    "vid": "VARCHAR", "upload_time": "VARCHAR", "score": "VARCHAR", "error_message": "VARCHAR",
-    "review_status": "VARCHAR", "agent": "JSON", "hit_result": "JSON",
+    "task_id": "VARCHAR",
+    "status": "VARCHAR",
+    "state": "VARCHAR",
+    "call_id": "VARCHAR",
+    "contact_id": "VARCHAR",
+    "vid": "VARCHAR",
+    "upload_time": "VARCHAR",
+    "score": "VARCHAR",
+    "error_message": "VARCHAR",
+    "review_status": "VARCHAR",
+    "agent": "JSON",
+    "hit_result": "JSON",
 }
 LOWEST = 20
 TOP_RULES = 15
@@ -82,9 +91,11 @@ def _read_sql(files: bool) -> str:
     if not files:
         typed = ", ".join(f"NULL::{kind} AS {name}" for name, kind in COLUMNS.items())
         return f"SELECT NULL::VARCHAR AS dt, {typed} WHERE false"
-    return (f"SELECT * FROM read_json($files, format = 'newline_delimited', columns = {{{columns}}}, "
-            f"hive_partitioning = true, hive_types = {{'dt': 'VARCHAR', 'hour': 'VARCHAR'}}, "
-            f"compression = 'auto_detect', maximum_object_size = {_MAX_OBJECT_BYTES})")
+    return (
+        f"SELECT * FROM read_json($files, format = 'newline_delimited', columns = {{{columns}}}, "
+        f"hive_partitioning = true, hive_types = {{'dt': 'VARCHAR', 'hour': 'VARCHAR'}}, "
+        f"compression = 'auto_detect', maximum_object_size = {_MAX_OBJECT_BYTES})"
+    )
 
 
 _RESULTS = """
@@ -114,7 +125,8 @@ SELECT
   -- only the three fields of each hit the page needs: the hits' details never stay in memory
   CASE WHEN json_type(hit_result) = 'ARRAY' THEN list_transform(
     list_filter(json_extract(hit_result, '$[*]'), lambda h: json_type(h) = 'OBJECT'),
-    lambda h: {{'rule_id': nullif(json_extract_string(h, '$.rid'), ''), 'rule_name': nullif(json_extract_string(h, '$.name'), ''),
+    lambda h: {{'rule_id': nullif(json_extract_string(h, '$.rid'), ''),
+                'rule_name': nullif(json_extract_string(h, '$.name'), ''),
           'rule_type': nullif(json_extract_string(h, '$.type'), '')}}) END AS hits,
   hit_result IS NULL AS no_hit_result
 FROM typed
@@ -132,7 +144,7 @@ WHERE coalesce(h.rule_id, h.rule_name) IS NOT NULL
 def _rows(con: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
     cursor = con.execute(sql, params) if params is not None else con.execute(sql)
     names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
 
 
 def _load(con: Any, paths: list[Path], progress: Progress) -> None:
@@ -176,8 +188,17 @@ def _load(con: Any, paths: list[Path], progress: Progress) -> None:
     progress("loading", 100, 100)
 
 
-def aggregate(paths: list[Path], markers: list[Marker], *, range_: dict[str, str | None], generated_at: str,
-              store: str, files: int, progress: Progress = _no_progress, threads: int | None = None) -> ReportData:
+def aggregate(
+    paths: list[Path],
+    markers: list[Marker],
+    *,
+    range_: dict[str, str | None],
+    generated_at: str,
+    store: str,
+    files: int,
+    progress: Progress = _no_progress,
+    threads: int | None = None,
+) -> ReportData:
     """Every figure of the page, computed by DuckDB from the parts at ``paths``."""
     import duckdb
 
@@ -189,32 +210,42 @@ def aggregate(paths: list[Path], markers: list[Marker], *, range_: dict[str, str
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         _load(con, paths, progress)
-        loaded = con.execute("SELECT count(*) FROM results").fetchone()[0]
+        row = con.execute("SELECT count(*) FROM results").fetchone()
+        loaded = row[0] if row else 0
         progress("records", loaded, loaded)
         con.execute(_HITS)
         con.execute("CREATE TEMP TABLE markers (result_id VARCHAR, day VARCHAR, stuck BOOLEAN)")
         if markers:
             con.executemany("INSERT INTO markers VALUES (?, ?, ?)", [(m.result, m.day, m.stuck) for m in markers])
-        con.execute("CREATE TEMP TABLE live AS SELECT * FROM markers WHERE result_id NOT IN (SELECT result_id FROM results)")
+        con.execute(
+            "CREATE TEMP TABLE live AS SELECT * FROM markers WHERE result_id NOT IN (SELECT result_id FROM results)"
+        )
         return _figures(con, range_=range_, generated_at=generated_at, store=store, files=files)
     finally:
         con.close()
 
 
 def _figures(con: Any, *, range_: dict[str, str | None], generated_at: str, store: str, files: int) -> ReportData:
-    totals = _rows(con, """
+    totals = _rows(
+        con,
+        """
         SELECT count(*) AS results,
                count(*) FILTER (WHERE state = 'finished') AS finished,
                count(*) FILTER (WHERE state = 'failed') AS failed,
                count(*) FILTER (WHERE state = 'unknown') AS unknown
-        FROM results""")[0]
-    live = _rows(con, "SELECT count(*) FILTER (WHERE NOT stuck) AS running, count(*) FILTER (WHERE stuck) AS stuck FROM live")[0]
+        FROM results""",
+    )[0]
+    live = _rows(
+        con, "SELECT count(*) FILTER (WHERE NOT stuck) AS running, count(*) FILTER (WHERE stuck) AS stuck FROM live"
+    )[0]
     counts = {k: int(v or 0) for k, v in {**totals, **live}.items()}
     counts["files"] = files
     data = ReportData(range=range_, generated_at=generated_at, store=store, counts=counts)
     finished = counts["finished"]
 
-    data.per_day = _rows(con, """
+    data.per_day = _rows(
+        con,
+        """
         WITH r AS (SELECT day, count(*) FILTER (WHERE state = 'finished') AS finished,
                           count(*) FILTER (WHERE state = 'failed') AS failed,
                           count(*) FILTER (WHERE state = 'unknown') AS unknown
@@ -224,58 +255,96 @@ def _figures(con: Any, *, range_: dict[str, str | None], generated_at: str, stor
         SELECT coalesce(r.day, m.day) AS day, coalesce(finished, 0) AS finished, coalesce(failed, 0) AS failed,
                coalesce(running, 0) AS running, coalesce(stuck, 0) AS stuck, coalesce(unknown, 0) AS unknown
         FROM r FULL OUTER JOIN m ON r.day = m.day
-        ORDER BY coalesce(r.day, m.day) = 'unknown', coalesce(r.day, m.day)""")
+        ORDER BY coalesce(r.day, m.day) = 'unknown', coalesce(r.day, m.day)""",
+    )
 
-    bins = {row["b"]: row["calls"] for row in _rows(con, """
+    bins = {
+        row["b"]: row["calls"]
+        for row in _rows(
+            con,
+            """
         SELECT CASE WHEN score < 0 THEN -1 WHEN score > 100 THEN 10 WHEN score = 100 THEN 9
                     ELSE CAST(floor(score / 10) AS INTEGER) END AS b, count(*) AS calls
-        FROM results WHERE state = 'finished' AND score IS NOT NULL GROUP BY b""")}
+        FROM results WHERE state = 'finished' AND score IS NOT NULL GROUP BY b""",
+        )
+    }
     data.score_bins = [
         {"bin": label, "low": low, "high": high, "calls": int(bins.get(b, 0))}
         for b, label, low, high in _bin_labels()
         if b in range(0, 10) or bins.get(b)
     ]
-    data.score_summary = _rows(con, """
+    data.score_summary = _rows(
+        con,
+        """
         SELECT count(score) AS scored, avg(score) AS average, median(score) AS median, min(score) AS lowest,
                max(score) AS highest
-        FROM results WHERE state = 'finished'""")[0]
+        FROM results WHERE state = 'finished'""",
+    )[0]
 
-    data.agents = _rows(con, f"""
+    data.agents = _rows(
+        con,
+        f"""
         SELECT coalesce(agent_id, agent_name) AS agent_key,
                coalesce(mode(agent_name), any_value(agent_id), '{NO_AGENT}') AS agent,
                mode(skill_group) AS skill_group, count(*) AS calls, count(score) AS scored, avg(score) AS average_score
         FROM results WHERE state = 'finished'
-        GROUP BY agent_key ORDER BY average_score ASC NULLS LAST, calls DESC, agent_key NULLS LAST""")
-    data.skill_groups = _rows(con, f"""
+        GROUP BY agent_key ORDER BY average_score ASC NULLS LAST, calls DESC, agent_key NULLS LAST""",
+    )
+    data.skill_groups = _rows(
+        con,
+        f"""
         SELECT coalesce(skill_group, '{NO_SKILL_GROUP}') AS skill_group, count(*) AS calls, count(score) AS scored,
                avg(score) AS average_score, count(DISTINCT coalesce(agent_id, agent_name)) AS agents
         FROM results WHERE state = 'finished'
-        GROUP BY 1 ORDER BY average_score ASC NULLS LAST, calls DESC, skill_group""")
-    data.rules = _rows(con, """
+        GROUP BY 1 ORDER BY average_score ASC NULLS LAST, calls DESC, skill_group""",
+    )
+    data.rules = _rows(
+        con,
+        """
         SELECT coalesce(rule_id, rule_name) AS rule_key, any_value(rule_id) AS rule_id,
-               coalesce(mode(rule_name), any_value(rule_id)) AS rule, mode(rule_type) AS type, count(DISTINCT n) AS calls
-        FROM hits GROUP BY rule_key ORDER BY calls DESC, rule_key""")
+               coalesce(mode(rule_name), any_value(rule_id)) AS rule, mode(rule_type) AS type,
+               count(DISTINCT n) AS calls
+        FROM hits GROUP BY rule_key ORDER BY calls DESC, rule_key""",
+    )
     for row in data.rules:
         row["share"] = row["calls"] / finished if finished else 0.0
     data.review_status = [
-        {"review_status": row["review_status"], "label": _review_label(row["review_status"], row["odd"]), "calls": row["calls"]}
-        for row in _rows(con, """
+        {
+            "review_status": row["review_status"],
+            "label": _review_label(row["review_status"], row["odd"]),
+            "calls": row["calls"],
+        }
+        for row in _rows(
+            con,
+            """
             SELECT review_status, bool_or(review_status_odd) AS odd, count(*) AS calls FROM results
-            WHERE state = 'finished' GROUP BY review_status, review_status_odd ORDER BY calls DESC, review_status""")
+            WHERE state = 'finished' GROUP BY review_status, review_status_odd ORDER BY calls DESC, review_status""",
+        )
     ]
-    data.failures = _rows(con, f"""
+    data.failures = _rows(
+        con,
+        f"""
         SELECT coalesce(error_message, '{NO_MESSAGE}') AS reason, count(*) AS calls
-        FROM results WHERE state = 'failed' GROUP BY 1 ORDER BY calls DESC, reason""")
-    lowest = _rows(con, f"""
-        SELECT r.rowid AS n, r.contact_id, r.task_id, coalesce(r.agent_name, r.agent_id, '{NO_AGENT}') AS agent, r.skill_group,
+        FROM results WHERE state = 'failed' GROUP BY 1 ORDER BY calls DESC, reason""",
+    )
+    lowest = _rows(
+        con,
+        f"""
+        SELECT r.rowid AS n, r.contact_id, r.task_id,
+               coalesce(r.agent_name, r.agent_id, '{NO_AGENT}') AS agent, r.skill_group,
                r.score, r.upload_time, r.day
         FROM results r WHERE r.state = 'finished' AND r.score IS NOT NULL
         ORDER BY r.score, r.upload_time NULLS LAST, r.contact_id NULLS LAST, r.task_id NULLS LAST, r.rowid
-        LIMIT {LOWEST}""")
+        LIMIT {LOWEST}""",
+    )
     names: dict[int, list[str]] = {}
     if lowest:
-        for row in _rows(con, "SELECT n, list(coalesce(rule_name, rule_id) ORDER BY i) AS rules FROM hits "
-                              "WHERE n IN (SELECT unnest($n)) GROUP BY n", {"n": [r["n"] for r in lowest]}):
+        for row in _rows(
+            con,
+            "SELECT n, list(coalesce(rule_name, rule_id) ORDER BY i) AS rules FROM hits "
+            "WHERE n IN (SELECT unnest($n)) GROUP BY n",
+            {"n": [r["n"] for r in lowest]},
+        ):
             names[row["n"]] = list(dict.fromkeys(row["rules"]))
     for row in lowest:
         row["rules"] = names.get(row.pop("n"), [])
@@ -300,7 +369,9 @@ def _review_label(value: int | None, odd: bool) -> str:
 
 def _notes(con: Any, counts: dict[str, int]) -> list[str]:
     """What was missing or odd, said plainly (the page shows it; nothing is hidden)."""
-    row = _rows(con, """
+    row = _rows(
+        con,
+        """
         SELECT count(*) FILTER (WHERE state = 'finished' AND score IS NULL) AS no_score,
                count(*) FILTER (WHERE state = 'finished' AND agent_id IS NULL AND agent_name IS NULL) AS no_agent,
                count(*) FILTER (WHERE state = 'finished' AND skill_group IS NULL) AS no_skill_group,
@@ -308,7 +379,8 @@ def _notes(con: Any, counts: dict[str, int]) -> list[str]:
                count(*) FILTER (WHERE state = 'finished' AND review_status IS NULL) AS no_review_status,
                count(*) FILTER (WHERE contact_id IS NULL) AS no_contact_id,
                count(*) FILTER (WHERE day = 'unknown') AS no_day
-        FROM results""")[0]
+        FROM results""",
+    )[0]
     said = {
         "no_score": "finished result(s) without a score: left out of averages and the score chart",
         "no_agent": f"finished result(s) without an agent: counted as {NO_AGENT}",

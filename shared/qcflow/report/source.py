@@ -24,7 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from qcflow.errors import PermanentError, QcflowError
+from qcflow.errors import QcflowError, ReportError
 from qcflow.store import LocalStore, ObjectStore
 
 RESULTS = "results/"
@@ -32,10 +32,6 @@ SUFFIXES = (".jsonl", ".jsonl.gz")
 #: ``results/dt=<day>/hour=<hh>/<name>``: anything else under ``results/`` is not a part.
 _PART = re.compile(r"^results/dt=([^/]+)/hour=([^/]+)/([^/]+)$")
 _DOWNLOAD_THREADS = 8
-
-
-class ReportError(PermanentError):
-    """The report cannot be made as asked (bad range, unreadable part): the message says why."""
 
 
 #: ``progress(stage, done, total)``: stages ``listing`` (files found), ``running`` (markers
@@ -143,7 +139,9 @@ def local_paths(store: ObjectStore, parts: list[Part], workdir: Path, progress: 
 
     paths: list[Path] = []
     with ThreadPoolExecutor(max_workers=_DOWNLOAD_THREADS, thread_name_prefix="qcflow-report-get") as pool:
-        for part, path in zip(parts, pool.map(fetch, parts)):  # map keeps order; at most a few bodies in flight
+        for part, path in zip(
+            parts, pool.map(fetch, parts), strict=False
+        ):  # map keeps order; at most a few bodies in flight
             paths.append(path)
             done += part.size
             progress("reading", done, total)

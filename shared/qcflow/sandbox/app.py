@@ -30,7 +30,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CCC_VERSION = "2020-07-01"
 SCA_VERSION = "2019-01-15"
-ACTIONS = {"GetUploadAudioDataParams": ("CCC", CCC_VERSION), "UploadAudioData": ("Qualitycheck", SCA_VERSION), "GetResult": ("Qualitycheck", SCA_VERSION)}
+ACTIONS = {
+    "GetUploadAudioDataParams": ("CCC", CCC_VERSION),
+    "UploadAudioData": ("Qualitycheck", SCA_VERSION),
+    "GetResult": ("Qualitycheck", SCA_VERSION),
+}
 MAX_BODY = 4 * 1024 * 1024
 STATS_PATH = "/__sandbox/stats"
 DROP = "__drop__"
@@ -67,11 +71,15 @@ class SandboxApp:
     def __init__(self, options: SandboxOptions | None = None, clock: Callable[[], float] = time.time) -> None:
         self.options = options or SandboxOptions()
         self.clock = clock
-        self.verifier = Verifier(self.options.access_key_id, self.options.access_key_secret, self.options.max_clock_skew_seconds)
+        self.verifier = Verifier(
+            self.options.access_key_id, self.options.access_key_secret, self.options.max_clock_skew_seconds
+        )
         self.ccc = CccState(self.options.access_key_secret, clock, self.options.recording_url_seconds)
         #: Sends task callbacks on its own thread; ``SandboxServer`` starts and stops it.
         self.callbacks = CallbackSender(self.options, clock)
-        self.sca = ScaState(self.options, clock, audio_check=self.ccc.audio_problem, on_callback=self.callbacks.schedule)
+        self.sca = ScaState(
+            self.options, clock, audio_check=self.ccc.audio_problem, on_callback=self.callbacks.schedule
+        )
         self.quotas = QuotaTracker()
         self.stats: Counter[str] = Counter()
         self._faults = random.Random(self.options.faults.seed)
@@ -123,7 +131,9 @@ class SandboxApp:
         else:
             await _respond(send, status, answer)
 
-    async def _answer(self, request: IncomingRequest, claimed: str, params: dict[str, str], host: str) -> tuple[str, int, dict[str, Any]]:
+    async def _answer(
+        self, request: IncomingRequest, claimed: str, params: dict[str, str], host: str
+    ) -> tuple[str, int, dict[str, Any]]:
         """(the action, HTTP status, body); the action is the signed one once verified."""
         action = claimed
         product = ACTIONS.get(action, ("Unknown", ""))[0]
@@ -133,16 +143,28 @@ class SandboxApp:
             action = caller.action
             product = ACTIONS.get(action, ("Unknown", ""))[0]
             if action not in ACTIONS:
-                raise ApiFailure(404, "InvalidAction.NotFound", f"Specified api {action or '(none)'} is not found, please check your url and method.")
+                raise ApiFailure(
+                    404,
+                    "InvalidAction.NotFound",
+                    f"Specified api {action or '(none)'} is not found, please check your url and method.",
+                )
             if caller.version != ACTIONS[action][1]:
-                raise ApiFailure(400, "InvalidVersion", f"Specified parameter Version {caller.version} is not valid for {action}.")
+                raise ApiFailure(
+                    400, "InvalidVersion", f"Specified parameter Version {caller.version} is not valid for {action}."
+                )
             quotas = self.options.quotas
-            if not self.quotas.admit(caller.access_key_id, action, quotas.limit_for(action), quotas.window_seconds, now):
+            if not self.quotas.admit(
+                caller.access_key_id, action, quotas.limit_for(action), quotas.window_seconds, now
+            ):
                 raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
             self._inject_faults(action)
             answer = self._dispatch(action, params, request)
             faults = self.options.faults
-            if faults.lost_answer_rate and faults.applies_to(action) and self._faults.random() < faults.lost_answer_rate:
+            if (
+                faults.lost_answer_rate
+                and faults.applies_to(action)
+                and self._faults.random() < faults.lost_answer_rate
+            ):
                 return action, 200, {"_drop": True}  # done, but the caller never hears of it
             return action, 200, answer
         except ApiFailure as failure:
@@ -156,16 +178,22 @@ class SandboxApp:
         if faults.drop_rate and roll() < faults.drop_rate:
             raise ApiFailure(200, DROP, "connection dropped before the request was processed")
         if faults.server_error_rate and roll() < faults.server_error_rate:
-            raise ApiFailure(503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
+            raise ApiFailure(
+                503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server."
+            )
         if faults.throttle_rate and roll() < faults.throttle_rate:
             raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
         if faults.business_failure_rate and roll() < faults.business_failure_rate:
-            raise ApiFailure(200, "InternalError", "The request processing has failed due to some unknown error.", business=True)
+            raise ApiFailure(
+                200, "InternalError", "The request processing has failed due to some unknown error.", business=True
+            )
 
     def _dispatch(self, action: str, params: dict[str, str], request: IncomingRequest) -> dict[str, Any]:
         if action == "GetUploadAudioDataParams":
             # the sandbox serves plain http: its recording URLs point back at itself
-            return self.ccc.params(params.get("ContactId"), params.get("InstanceId"), f"http://{request.header('host')}")
+            return self.ccc.params(
+                params.get("ContactId"), params.get("InstanceId"), f"http://{request.header('host')}"
+            )
         if action == "UploadAudioData":
             task_id = self.sca.upload_audio_data(params.get("JsonStr"))
             return {"Success": True, "Code": "200", "Message": "successful", "Data": task_id}
@@ -175,7 +203,10 @@ class SandboxApp:
         try:
             data = self.ccc.recording(contact_id, query.get("Expires"), query.get("Signature"))
         except ApiFailure as failure:
-            body = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{failure.code}</Code><Message>{failure.message}</Message></Error>"
+            body = (
+                f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{failure.code}</Code>'
+                f"<Message>{failure.message}</Message></Error>"
+            )
             await _send_bytes(send, failure.status, body.encode(), b"application/xml")
             return
         await _send_bytes(send, 200, data, b"video/x-matroska")
@@ -218,13 +249,21 @@ async def _read_body(receive: Receive) -> bytes:
 
 async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
     if body.get("_drop"):
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json;charset=utf-8"), (b"content-length", b"4096")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json;charset=utf-8"), (b"content-length", b"4096")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"RequestId":', "more_body": True})
         raise DroppedConnection("sandbox fault: connection dropped mid-answer")
     await _send_bytes(send, status, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
-async def _send_bytes(send: Send, status: int, payload: bytes, content_type: bytes = b"application/json;charset=utf-8") -> None:
+async def _send_bytes(
+    send: Send, status: int, payload: bytes, content_type: bytes = b"application/json;charset=utf-8"
+) -> None:
     await send(
         {
             "type": "http.response.start",

@@ -21,7 +21,14 @@ from urllib.parse import parse_qsl, quote
 from qcflow.acs import signer
 from qcflow.sandbox.errors import ApiFailure
 
-REQUIRED_SIGNED = ("host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
+REQUIRED_SIGNED = (
+    "host",
+    "x-acs-action",
+    "x-acs-version",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-content-sha256",
+)
 
 
 @dataclass
@@ -75,7 +82,11 @@ class Verifier:
             return self._verify_acs3(request, now)
         if "Signature" in request.query or "Signature" in request.form:
             return self._verify_rpc(request, now)
-        raise ApiFailure(400, "MissingAuthorization", "The request is not signed: no Authorization header and no Signature parameter.")
+        raise ApiFailure(
+            400,
+            "MissingAuthorization",
+            "The request is not signed: no Authorization header and no Signature parameter.",
+        )
 
     # ------------------------------------------------------------------ ACS3
 
@@ -83,14 +94,20 @@ class Verifier:
         try:
             auth = signer.parse_authorization(request.header("authorization") or "")
         except ValueError as exc:
-            raise ApiFailure(400, "IncompleteSignature", f"The request signature does not conform to Aliyun standards: {exc}.") from None
+            raise ApiFailure(
+                400, "IncompleteSignature", f"The request signature does not conform to Aliyun standards: {exc}."
+            ) from None
         if auth.access_key_id != self.access_key_id:
             raise ApiFailure(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
         missing = [name for name in REQUIRED_SIGNED if name not in auth.signed_headers or request.header(name) is None]
         if request.header("x-acs-security-token") is not None and "x-acs-security-token" not in auth.signed_headers:
             missing.append("x-acs-security-token")
         if missing:
-            raise ApiFailure(400, "IncompleteSignature", f"The request signature does not cover the required headers: {', '.join(missing)}.")
+            raise ApiFailure(
+                400,
+                "IncompleteSignature",
+                f"The request signature does not cover the required headers: {', '.join(missing)}.",
+            )
         self._check_time(request.header("x-acs-date") or "", now)
         payload_hash = request.header("x-acs-content-sha256") or ""
         if payload_hash != hashlib.sha256(request.body).hexdigest():
@@ -101,13 +118,19 @@ class Verifier:
             if not values:
                 raise ApiFailure(400, "IncompleteSignature", f"Signed header {name} is not in the request.")
             headers[name] = ",".join(sorted(value.strip() for value in values))
-        canonical, _ = signer.canonical_request(request.method, request.path or "/", request.query, headers, payload_hash)
+        canonical, _ = signer.canonical_request(
+            request.method, request.path or "/", request.query, headers, payload_hash
+        )
         expected = signer.signature(self.access_key_secret, canonical)
         if not same_text(expected, auth.signature):
             string_to_sign = f"{signer.ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
             # Like the real gateway, show the string to sign (a hash), never the canonical
             # request: it holds the STS token, and error messages end up in logs.
-            raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation. server string to sign is:{string_to_sign}")
+            raise ApiFailure(
+                400,
+                "SignatureDoesNotMatch",
+                f"Specified signature does not match our calculation. server string to sign is:{string_to_sign}",
+            )
         self._check_nonce(request.header("x-acs-signature-nonce") or "", now)
         return Caller(auth.access_key_id, request.header("x-acs-action") or "", request.header("x-acs-version") or "")
 
@@ -126,7 +149,12 @@ class Verifier:
         digest = hmac.new((self.access_key_secret + "&").encode(), string_to_sign.encode(), hashlib.sha1).digest()
         if not same_text(base64.b64encode(digest).decode(), given):
             digest_hex = hashlib.sha256(string_to_sign.encode()).hexdigest()  # the text holds SecurityToken
-            raise ApiFailure(400, "SignatureDoesNotMatch", f"Specified signature does not match our calculation (sha256 of the server's string to sign: {digest_hex}).")
+            raise ApiFailure(
+                400,
+                "SignatureDoesNotMatch",
+                "Specified signature does not match our calculation "
+                f"(sha256 of the server's string to sign: {digest_hex}).",
+            )
         self._check_nonce(params.get("SignatureNonce", ""), now)
         # the action and version are what was signed, never an unsigned x-acs-* header
         for name in ("Action", "Version"):
@@ -140,9 +168,16 @@ class Verifier:
         try:
             moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
         except ValueError:
-            raise ApiFailure(400, "InvalidTimeStamp.Format", f"Specified time stamp or date value {stamp!r} is not well formatted.") from None
+            raise ApiFailure(
+                400, "InvalidTimeStamp.Format", f"Specified time stamp or date value {stamp!r} is not well formatted."
+            ) from None
         if abs(now - moment) > self.max_skew_seconds:
-            raise ApiFailure(400, "InvalidTimeStamp.Expired", f"Specified time stamp or date value is expired (request {stamp}, server {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%dT%H:%M:%SZ}).")
+            raise ApiFailure(
+                400,
+                "InvalidTimeStamp.Expired",
+                f"Specified time stamp or date value is expired (request {stamp}, "
+                f"server {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%dT%H:%M:%SZ}).",
+            )
 
     def _check_nonce(self, nonce: str, now: float) -> None:
         if not nonce:

@@ -79,7 +79,13 @@ def callback_url(base: str, task_id: str, timestamp_ms: int, ali_uid: str, signa
     """``base`` with SCA's parameters appended (its own query kept, its fragment dropped)."""
     parts = urlsplit(base)
     params = urlencode(
-        [("taskId", task_id), ("timestamp", str(timestamp_ms)), ("aliUid", ali_uid), ("signature", signature), ("event", EVENT)],
+        [
+            ("taskId", task_id),
+            ("timestamp", str(timestamp_ms)),
+            ("aliUid", ali_uid),
+            ("signature", signature),
+            ("event", EVENT),
+        ],
         quote_via=quote,
     )
     query = f"{parts.query}&{params}" if parts.query else params
@@ -130,7 +136,9 @@ class CallbackSender:
         if kind == "ip":
             self._warn_once("ip", "callbackUrl uses an IP address; the real SCA refuses it (a domain name is required)")
         if kind in ("ip", "remote") and not self.options.callback_allow_remote:
-            self._warn_once("remote", "callbackUrl is not a loopback host; the sandbox calls loopback only (callback_allow_remote)")
+            self._warn_once(
+                "remote", "callbackUrl is not a loopback host; the sandbox calls loopback only (callback_allow_remote)"
+            )
             with self._lock:
                 self._stats["skipped"] += 1
             return
@@ -170,7 +178,9 @@ class CallbackSender:
     def start(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="qcflow-sandbox-callbacks", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(),), name="qcflow-sandbox-callbacks", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError("sandbox callback sender did not start")
@@ -250,7 +260,9 @@ class CallbackSender:
         if item.attempt < options.callback_max_attempts and not self._stopping:
             pause_ms = int(options.callback_retry_seconds * 1000 * 2 ** (item.attempt - 1))
             with self._lock:
-                heapq.heappush(self._heap, _Due(int(self.clock() * 1000) + pause_ms, next(self._seq), job, item.attempt + 1))
+                heapq.heappush(
+                    self._heap, _Due(int(self.clock() * 1000) + pause_ms, next(self._seq), job, item.attempt + 1)
+                )
                 self._stats["retried"] += 1
             if self._wake is not None:
                 self._wake.set()  # (on the sender's own loop) the timekeeper looks at the new due time
@@ -260,7 +272,9 @@ class CallbackSender:
     async def _send(self, http: httpx.AsyncClient, url: str) -> bool:
         """True when the receiver answered 2xx; the answer's body is read up to a bound."""
         try:
-            async with http.stream(self.options.callback_method, url, content=b"" if self.options.callback_method == "POST" else None) as answer:
+            async with http.stream(
+                self.options.callback_method, url, content=b"" if self.options.callback_method == "POST" else None
+            ) as answer:
                 read = 0
                 async for chunk in answer.aiter_raw():
                     read += len(chunk)
@@ -281,7 +295,17 @@ class CallbackSender:
         with self._lock:
             stats: dict[str, Any] = {
                 name: self._stats[name]
-                for name in ("scheduled", "sent", "delivered", "delivered_for_failed_tasks", "retried", "failed", "skipped", "forged", "stale")
+                for name in (
+                    "scheduled",
+                    "sent",
+                    "delivered",
+                    "delivered_for_failed_tasks",
+                    "retried",
+                    "failed",
+                    "skipped",
+                    "forged",
+                    "stale",
+                )
             }
             stats["pending"] = len(self._heap)
             ordered = sorted(self._delays)

@@ -27,7 +27,9 @@ _SKILL_GROUPS = ["金融客服", "售后服务", "会员服务"]
 
 
 class CccState:
-    def __init__(self, secret: str, clock: Callable[[], float] = time.time, url_lifetime_seconds: int = URL_LIFETIME_SECONDS) -> None:
+    def __init__(
+        self, secret: str, clock: Callable[[], float] = time.time, url_lifetime_seconds: int = URL_LIFETIME_SECONDS
+    ) -> None:
         self.url_lifetime_seconds = url_lifetime_seconds
         self._key = hashlib.sha256(("recordings:" + secret).encode()).digest()
         self.clock = clock
@@ -49,7 +51,8 @@ class CccState:
         callee = "4008001234"
         channel_key = f"ch-user-{caller}-{callee}-{call_start_ms - 5064}-{contact_id}"
         expires = int(self.clock()) + self.url_lifetime_seconds
-        url = f"{base_url}/recordings/{contact_id}.mkv?Expires={expires}&OSSAccessKeyId=sandbox&Signature={self.url_signature(contact_id, expires)}"
+        signature = self.url_signature(contact_id, expires)
+        url = f"{base_url}/recordings/{contact_id}.mkv?Expires={expires}&OSSAccessKeyId=sandbox&Signature={signature}"
         params = {
             "autoSplit": 1,
             "appKey": "sandboxAppKey01",

@@ -40,7 +40,11 @@ _RULES = [
     ("投诉风险", "投诉关键词", "1401", -20, "投诉", "REGEX"),
     ("服务规范", "致歉用语", "1501", 5, "抱歉", "KEYWORD"),
 ]
-_AGENTS = [("28240112315643", "王芳", "售后技能组"), ("28240112315644", "李强", "售前技能组"), ("28240112315645", "陈静", "投诉处理组")]
+_AGENTS = [
+    ("28240112315643", "王芳", "售后技能组"),
+    ("28240112315644", "李强", "售前技能组"),
+    ("28240112315645", "陈静", "投诉处理组"),
+]
 _BUSINESS = ["客服业务线", "售后服务", "会员服务"]
 
 
@@ -98,7 +102,13 @@ def _hit(rule: tuple[str, str, str, int, str, str], sentence: dict[str, Any], rn
                         "Id": int(rid) * 100,
                         "Type": operator,
                         "Name": "关键字检测",
-                        "Param": {"Keywords": [keyword], "Excludes": [], "In_sentence": True, "Case_sensitive": False, "Hit_time": 1},
+                        "Param": {
+                            "Keywords": [keyword],
+                            "Excludes": [],
+                            "In_sentence": True,
+                            "Case_sensitive": False,
+                            "Hit_time": 1,
+                        },
                     }
                 ],
             }
@@ -124,7 +134,10 @@ def build_template(index: int, seed: int) -> dict[str, Any]:
         "heavy": {
             "AsrResult": transcript,
             "HitResult": hits,
-            "HitScore": [{"ScoreName": h["Name"], "ScoreNumber": str(h["Score"]), "ScoreId": h["Rid"], "RuleId": h["Rid"]} for h in hits],
+            "HitScore": [
+                {"ScoreName": h["Name"], "ScoreNumber": str(h["Score"]), "ScoreId": h["Rid"], "RuleId": h["Rid"]}
+                for h in hits
+            ],
             "Agent": {"Id": agent_id, "Name": agent_name, "SkillGroup": skill_group},
             "SchemeIdList": [10021],
             "SchemeNameList": ["客服通用质检方案"],

@@ -18,8 +18,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property, partial
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -108,7 +108,16 @@ class Task:
 
     __slots__ = ("seq", "task_id", "upload_ms", "finish_ms", "status", "final_status", "call", "template", "error")
 
-    def __init__(self, seq: int, task_id: str, upload_ms: int, finish_ms: int, final_status: int, call: dict[str, Any] | None, template: int) -> None:
+    def __init__(
+        self,
+        seq: int,
+        task_id: str,
+        upload_ms: int,
+        finish_ms: int,
+        final_status: int,
+        call: dict[str, Any] | None,
+        template: int,
+    ) -> None:
         self.seq = seq
         self.task_id = task_id
         self.upload_ms = upload_ms
@@ -167,11 +176,20 @@ class ScaState:
 
     # ------------------------------------------------------------------ tasks
 
-    def _new_task(self, upload_ms: int, call: dict[str, Any] | None, task_id: str | None = None, finished: bool = False, failed: bool = False) -> Task:
+    def _new_task(
+        self,
+        upload_ms: int,
+        call: dict[str, Any] | None,
+        task_id: str | None = None,
+        finished: bool = False,
+        failed: bool = False,
+    ) -> Task:
         self._seq += 1
         seq = self._seq
         task_id = task_id or _task_id(self.options.seed, seq)
-        template = int(hashlib.blake2b(f"{task_id}/{seq}".encode(), digest_size=2).hexdigest(), 16) % len(self._templates)
+        template = int(hashlib.blake2b(f"{task_id}/{seq}".encode(), digest_size=2).hexdigest(), 16) % len(
+            self._templates
+        )
         if finished:
             return Task(seq, task_id, upload_ms, upload_ms, 6 if failed else 1, call, template)
         delay = self.options.task_seconds + self._rng.uniform(0, self.options.task_jitter_seconds)
@@ -258,7 +276,9 @@ class ScaState:
                 raise ApiFailure(200, "CallUuidRepeated", "callUuid repeated within the request", business=True)
             for uuid in uuids:
                 if uuid in self._call_uuids:
-                    raise ApiFailure(200, "CallUuidRepeated", f"callUuid {uuid} was uploaded within the last 2 hours", business=True)
+                    raise ApiFailure(
+                        200, "CallUuidRepeated", f"callUuid {uuid} was uploaded within the last 2 hours", business=True
+                    )
             for uuid in uuids:
                 self._call_uuids[uuid] = now
             task_id = _task_id(self.options.seed, self._seq + 1)
@@ -298,17 +318,27 @@ class ScaState:
                 previous = matches[offset - 1] if offset - 1 < len(matches) else None
                 if not query.last_data_id:
                     raise invalid_parameter(
-                        f"lastDataId is required beyond record {DEEP_PAGING_LIMIT} (pageNumber {page_number} x pageSize {page_size})"
+                        f"lastDataId is required beyond record {DEEP_PAGING_LIMIT} "
+                        f"(pageNumber {page_number} x pageSize {page_size})"
                     )
                 if previous is None or previous.last_data_id != query.last_data_id:
                     raise invalid_parameter(
-                        f"beyond record {DEEP_PAGING_LIMIT} only the next page may be read, with the last lastDataId of the previous page"
+                        f"beyond record {DEEP_PAGING_LIMIT} only the next page may be read, "
+                        "with the last lastDataId of the previous page"
                     )
             page = matches[offset : offset + page_size]
             items = ",".join(self._record_json(task, selection) for task in page)
             count = len(matches)
         head = _dumps(
-            {"RequestId": "", "Success": True, "Code": "200", "Message": "successful", "PageNumber": page_number, "PageSize": page_size, "Count": count}
+            {
+                "RequestId": "",
+                "Success": True,
+                "Code": "200",
+                "Message": "successful",
+                "PageNumber": page_number,
+                "PageSize": page_size,
+                "Count": count,
+            }
         )
         return (head[:-1] + ',"Data":{"ResultInfo":[' + items + "]}}").encode("utf-8")
 
@@ -354,7 +384,9 @@ class ScaState:
         if query.task_id is not None and (query.start_time or query.end_time):
             lo = self._seconds(query.start_time) if query.start_time else None
             hi = self._seconds(query.end_time) if query.end_time else None
-            checks.append(lambda t: (lo is None or t.upload_ms // 1000 >= lo) and (hi is None or t.upload_ms // 1000 <= hi))
+            checks.append(
+                lambda t: (lo is None or t.upload_ms // 1000 >= lo) and (hi is None or t.upload_ms // 1000 <= hi)
+            )
         if query.status is not None:
             status = query.status
             checks.append(lambda t: t.status == status)
@@ -369,17 +401,22 @@ class ScaState:
         }
         for name, wanted in call_fields.items():
             if wanted is not None:
-                checks.append(lambda t, name=name, wanted=wanted: str(self._call(t).get(name)) == str(wanted))
+                checks.append(partial(self._call_field_is, name, str(wanted)))
         if query.call_start_time or query.call_end_time:
             lo_ms = self._seconds(query.call_start_time) * 1000 if query.call_start_time else None
             hi_ms = (self._seconds(query.call_end_time) + 1) * 1000 if query.call_end_time else None
             checks.append(
-                lambda t: (lo_ms is None or self._call(t).get("callStartTime", 0) >= lo_ms)
-                and (hi_ms is None or self._call(t).get("callStartTime", 0) < hi_ms)
+                lambda t: (
+                    (lo_ms is None or self._call(t).get("callStartTime", 0) >= lo_ms)
+                    and (hi_ms is None or self._call(t).get("callStartTime", 0) < hi_ms)
+                )
             )
         return checks
 
     # ------------------------------------------------------------------ content
+
+    def _call_field_is(self, name: str, wanted: str, task: Task) -> bool:
+        return str(self._call(task).get(name)) == wanted
 
     def _call(self, task: Task) -> dict[str, Any]:
         if task.call is not None:
@@ -404,7 +441,9 @@ class ScaState:
             "TaskId": task.task_id,
             "Status": task.status,
             "Score": template["score"] if finished else None,
-            "ErrorMessage": (task.error or "audio file download failed: voiceFileUrl unreachable") if task.status not in (0, 1) else None,
+            "ErrorMessage": (task.error or "audio file download failed: voiceFileUrl unreachable")
+            if task.status not in (0, 1)
+            else None,
             "CreateTime": upload.strftime("%Y-%m-%dT%H:%MZ"),
             "CreateTimeLong": str(task.upload_ms // 1000),
             "TaskName": "qcflow-sandbox",
@@ -444,8 +483,6 @@ class ScaState:
         return "{" + ",".join(parts) + "}"
 
 
-
-
 def _check_callback_url(url: str) -> None:
     """Refuse a callbackUrl nothing could call. The service also wants a public domain name,
     not an IP: not enforced, the sandbox lives on loopback (``callbacks.py`` warns instead)."""
@@ -482,4 +519,3 @@ def _filter_key(query: GetResultQuery) -> tuple[Any, ...]:
     for paging in ("pageNumber", "pageSize", "lastDataId", "requiredFields", "excludeFields"):
         wire.pop(paging, None)
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in wire.items()))
-

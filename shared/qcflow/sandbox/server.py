@@ -53,12 +53,20 @@ class SandboxServer:
         self.host = host
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the
         # listening socket says it is TCP; without it every answer waits ~40 ms (Nagle + delayed ACK)
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._socket = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+        )
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", http=_http_impl(), loop="asyncio", timeout_keep_alive=30
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http=_http_impl(),
+            loop="asyncio",
+            timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
@@ -74,7 +82,9 @@ class SandboxServer:
 
     def start(self, timeout: float = 10.0) -> SandboxServer:
         self.app.callbacks.start()
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, name="qcflow-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="qcflow-sandbox", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:

@@ -37,7 +37,6 @@ from qcflow.store.local import LocalStore
 if TYPE_CHECKING:
     from qcflow.config import Settings
     from qcflow.credentials import Credentials, CredentialsProvider
-    from qcflow.store.oss import OssStore
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -78,7 +77,7 @@ def parse_store_url(url: str) -> tuple[str, str, str]:
         raise ConfigError(f"{ENV_STORE} is empty: use oss://bucket/prefix or file:///path")
     url = url.strip()
     if url.startswith("oss://"):
-        rest = url[len("oss://"):]
+        rest = url[len("oss://") :]
         bucket, _, prefix = rest.partition("/")
         if not _BUCKET.match(bucket):
             raise ConfigError(f"{ENV_STORE}={url!r}: {bucket!r} is not a valid OSS bucket name")
@@ -99,7 +98,7 @@ def parse_store_url(url: str) -> tuple[str, str, str]:
             if not path.startswith("/"):
                 raise ConfigError(f"{ENV_STORE}={url!r}: file:// needs an absolute path (file:///abs/path)")
         else:
-            path = unquote(url[len("file:"):])
+            path = unquote(url[len("file:") :])
             if not path:
                 raise ConfigError(f"{ENV_STORE}={url!r}: no path after file:")
         return "file", path, ""
@@ -117,7 +116,8 @@ def open_store(
 
     For ``oss://`` the region, endpoint (``oss_endpoint``, or the internal endpoint when
     ``oss_internal``), timeouts, retry policy and ``store_allow_unverified_versioning`` come
-    from ``settings`` (default: read from the environment); credentials from ``credentials`` (a ``Credentials``, or a provider
+    from ``settings`` (default: read from the environment); credentials from ``credentials``
+    (a ``Credentials``, or a provider
     called on every request) or, when omitted, from ``ALIBABA_CLOUD_*`` at each request.
     A relative ``file:`` path is resolved against the current directory now.
     """

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
-from qcflow.errors import RequestError
+from qcflow.errors import RequestError, WriterFailedError
 from qcflow.store.keys import InvalidKeyError, validate_key
 
 log = logging.getLogger("qcflow.store")
@@ -72,11 +72,6 @@ class StoredObject:
 
 
 _W = TypeVar("_W", bound="CommitOnExit")
-
-
-class WriterFailedError(RequestError):
-    """A writer whose ``write`` (or part upload) failed earlier was asked to go on or to
-    commit. Nothing was committed; the original failure is the ``__cause__``."""
 
 
 def check_data(data: object) -> memoryview:
@@ -141,7 +136,8 @@ class CommitOnExit:
     def _failed_error(self) -> WriterFailedError:
         failure = self._failure
         return WriterFailedError(
-            f"writer for {self._key!r} failed earlier ({type(failure).__name__}: {failure}); nothing was committed")
+            f"writer for {self._key!r} failed earlier ({type(failure).__name__}: {failure}); nothing was committed"
+        )
 
     def _check_open(self) -> None:
         if self._failure is not None:
@@ -152,7 +148,9 @@ class CommitOnExit:
     def __enter__(self: _W) -> _W:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is not None:
             self.abort()
         elif self._aborted:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from qcflow.errors import PermanentError
+from qcflow.errors import InvalidKeyError, InvalidMetadataError
 
 #: OSS allows object names of 1..1023 UTF-8 bytes; the store's prefix counts too.
 MAX_KEY_BYTES = 1023
@@ -23,14 +23,6 @@ RESERVED_SEGMENT_PREFIX = ".qcflow"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _META_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _META_VALUE = re.compile(r"^[\x20-\x7e]{0,1024}$")
-
-
-class InvalidKeyError(PermanentError):
-    """A key (or listing prefix) breaks the store's key rules; the message says which rule."""
-
-
-class InvalidMetadataError(PermanentError):
-    """User metadata that cannot travel as ``x-oss-meta-*`` headers (or a bad content type)."""
 
 
 def _check_encodable(text: str, what: str) -> None:
@@ -129,10 +121,15 @@ def validate_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
 def validate_content_type(content_type: str) -> str:
     """A content type is sent as a header: non-empty printable ASCII without leading or
     trailing spaces (which HTTP would trim or ``requests`` refuse)."""
-    if (not isinstance(content_type, str) or not content_type or not _META_VALUE.match(content_type)
-            or content_type != content_type.strip(" ")):
+    if (
+        not isinstance(content_type, str)
+        or not content_type
+        or not _META_VALUE.match(content_type)
+        or content_type != content_type.strip(" ")
+    ):
         raise InvalidMetadataError(
-            f"content type {content_type!r} must be non-empty printable ASCII without leading or trailing spaces")
+            f"content type {content_type!r} must be non-empty printable ASCII without leading or trailing spaces"
+        )
     return content_type
 
 

@@ -183,15 +183,24 @@ class LocalStore:
         segments = validate_key(key).split("/")
         for segment in segments:
             if len(segment.encode("utf-8")) > NAME_MAX:
-                raise RequestError(f"key {key[:60]!r}…: segment {segment[:20]!r}… is too long for a local folder "
-                                   f"(at most {NAME_MAX} UTF-8 bytes per segment)")
+                raise RequestError(
+                    f"key {key[:60]!r}…: segment {segment[:20]!r}… is too long for a local folder "
+                    f"(at most {NAME_MAX} UTF-8 bytes per segment)"
+                )
         return self.root.joinpath(*segments)
 
     def _sidecar(self, st: os.stat_result) -> Path:
         return self._meta / f"{st.st_dev}-{st.st_ino}.json"
 
-    def _write_sidecar(self, key: str, st: os.stat_result, etag: str, content_type: str, metadata: dict[str, str],
-                       claim: str | None = None) -> Path:
+    def _write_sidecar(
+        self,
+        key: str,
+        st: os.stat_result,
+        etag: str,
+        content_type: str,
+        metadata: dict[str, str],
+        claim: str | None = None,
+    ) -> Path:
         self._meta.mkdir(parents=True, exist_ok=True)
         record = {
             "key": key,
@@ -265,9 +274,17 @@ class LocalStore:
                 raise NotFoundError(f"no object {key!r} in {self.url}", action="GetObject") from None
             record = self._read_sidecar(key, st)
         if record is None:
-            return StoredObject(key, body, _quoted_md5(hashlib.md5(body, usedforsecurity=False).hexdigest()),
-                                DEFAULT_CONTENT_TYPE, {}, self._mtime(st))
-        return StoredObject(key, body, record["etag"], record["content_type"], dict(record["metadata"]), self._mtime(st))
+            return StoredObject(
+                key,
+                body,
+                _quoted_md5(hashlib.md5(body, usedforsecurity=False).hexdigest()),
+                DEFAULT_CONTENT_TYPE,
+                {},
+                self._mtime(st),
+            )
+        return StoredObject(
+            key, body, record["etag"], record["content_type"], dict(record["metadata"]), self._mtime(st)
+        )
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -278,7 +295,9 @@ class LocalStore:
             record = self._read_sidecar(key, st)
             if record is None:
                 return ObjectInfo(key, st.st_size, self._file_md5(path), self._mtime(st), DEFAULT_CONTENT_TYPE, {})
-        return ObjectInfo(key, st.st_size, record["etag"], self._mtime(st), record["content_type"], dict(record["metadata"]))
+        return ObjectInfo(
+            key, st.st_size, record["etag"], self._mtime(st), record["content_type"], dict(record["metadata"])
+        )
 
     def _file_md5(self, path: Path) -> str:
         md5 = hashlib.md5(usedforsecurity=False)
@@ -307,8 +326,9 @@ class LocalStore:
             if _is_dir(st):
                 yield from self._walk(start_dir, base, prefix, start_after, frozenset({(st.st_dev, st.st_ino)}))
 
-    def _walk(self, directory: Path, base: str, prefix: str, start_after: str | None,
-              ancestors: frozenset[tuple[int, int]]) -> Iterator[ObjectInfo]:
+    def _walk(
+        self, directory: Path, base: str, prefix: str, start_after: str | None, ancestors: frozenset[tuple[int, int]]
+    ) -> Iterator[ObjectInfo]:
         """Depth-first, each directory sorted so that the concatenated keys come out in
         byte order: a directory ``d`` sorts as ``d/`` (``a-c`` < ``a/b`` because ``-`` <
         ``/``). Only one directory's entries are held per level.
@@ -319,8 +339,11 @@ class LocalStore:
         directory reachable under two names holds objects under both keys for ``get``."""
         try:
             with os.scandir(directory) as it:
-                entries = [(e.name + "/" if e.is_dir() else e.name, e) for e in it
-                           if not e.name.startswith(RESERVED_SEGMENT_PREFIX)]
+                entries = [
+                    (e.name + "/" if e.is_dir() else e.name, e)
+                    for e in it
+                    if not e.name.startswith(RESERVED_SEGMENT_PREFIX)
+                ]
         except (FileNotFoundError, NotADirectoryError):
             return
         entries.sort(key=lambda pair: pair[0])  # code-point order == UTF-8 byte order
@@ -360,8 +383,9 @@ class LocalStore:
             yield ObjectInfo(full, st.st_size, etag, self._mtime(st))
 
     # ------------------------------------------------------------------ writes
-    def _stage(self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None,
-               claim: str | None = None) -> tuple[Path, _TempFile, str, os.stat_result]:
+    def _stage(
+        self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None, claim: str | None = None
+    ) -> tuple[Path, _TempFile, str, os.stat_result]:
         path = self._path(key)
         view = check_data(data)
         validate_content_type(content_type)
@@ -408,15 +432,25 @@ class LocalStore:
                 elif unheld is not None:
                     self._drop_sidecar_if_own(key, unheld)
             except OSError as exc:
-                log.warning("stored %r in %s, but the replaced object's sidecar stays behind in %s (%s)", key,
-                            self.url, META_DIR, exc.strerror or type(exc).__name__)
+                log.warning(
+                    "stored %r in %s, but the replaced object's sidecar stays behind in %s (%s)",
+                    key,
+                    self.url,
+                    META_DIR,
+                    exc.strerror or type(exc).__name__,
+                )
         finally:
             if holder is not None:
                 try:
                     _unlink_if_there(holder)
                 except OSError as exc:
-                    log.warning("a replaced copy of %r stays behind in %s of %s (%s)", key, TMP_DIR, self.url,
-                                exc.strerror or type(exc).__name__)
+                    log.warning(
+                        "a replaced copy of %r stays behind in %s of %s (%s)",
+                        key,
+                        TMP_DIR,
+                        self.url,
+                        exc.strerror or type(exc).__name__,
+                    )
 
     def _hold(self, path: Path) -> tuple[Path | None, os.stat_result | None]:
         """Hard-link whatever regular file (or symlink) is at ``path`` into the temp dir, so its
@@ -430,8 +464,7 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return None, None
         except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EISDIR, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
-                                 errno.EMLINK):
+            if exc.errno not in (errno.EPERM, errno.EISDIR, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                 raise
             try:
                 old = os.lstat(path)
@@ -447,15 +480,28 @@ class LocalStore:
         if self._read_sidecar(key, st) is not None:
             self._drop_sidecar(st)
 
-    def put(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
-            metadata: Mapping[str, str] | None = None) -> str:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
         with _mapped(key, "write"):
             path, tmp, etag, st = self._stage(key, data, content_type, metadata)
             self._publish(key, tmp, st, path)
         return etag
 
-    def create_if_absent(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
-                         metadata: Mapping[str, str] | None = None, claim_token: str | None = None) -> bool:
+    def create_if_absent(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: Mapping[str, str] | None = None,
+        claim_token: str | None = None,
+    ) -> bool:
         validate_claim_token(claim_token)
         with _mapped(key, "create"):
             path, tmp, _etag, st = self._stage(key, data, content_type, metadata, claim_token)
@@ -470,8 +516,9 @@ class LocalStore:
                 self._drop_sidecar(st)
                 tmp.discard()
                 if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                    raise RequestError(f"the filesystem under {self.root} does not support hard links, "
-                                       "which create-if-absent needs") from exc
+                    raise RequestError(
+                        f"the filesystem under {self.root} does not support hard links, which create-if-absent needs"
+                    ) from exc
                 raise
             except BaseException:
                 self._drop_sidecar(st)
@@ -482,8 +529,13 @@ class LocalStore:
             try:
                 tmp.discard()  # the temp name only; the object keeps the inode
             except OSError as exc:
-                log.warning("created %r in %s, but its temp file stays behind in %s (%s)", key, self.url, TMP_DIR,
-                            exc.strerror or type(exc).__name__)
+                log.warning(
+                    "created %r in %s, but its temp file stays behind in %s (%s)",
+                    key,
+                    self.url,
+                    TMP_DIR,
+                    exc.strerror or type(exc).__name__,
+                )
             _fsync_dir(path.parent)
         return True
 
@@ -538,8 +590,14 @@ class LocalStore:
             finally:
                 _unlink_if_there(holder)
 
-    def open_writer(self, key: str, *, content_type: str = DEFAULT_CONTENT_TYPE,
-                    metadata: Mapping[str, str] | None = None, part_size: int = DEFAULT_PART_SIZE) -> LocalWriter:
+    def open_writer(
+        self,
+        key: str,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: Mapping[str, str] | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> LocalWriter:
         """``part_size`` is accepted for interface parity and ignored: the whole object is
         streamed to one temp file."""
         self._path(key)

@@ -229,8 +229,16 @@ def build_client(settings: Settings, credentials: Credentials | CredentialsProvi
 class OssStore:
     """``ObjectStore`` on ``oss://bucket/prefix``. Thread-safe: the SDK client is shared."""
 
-    def __init__(self, client: oss.Client, bucket: str, prefix: str = "", *, url: str | None = None,
-                 list_page_size: int = LIST_PAGE_SIZE, allow_unverified_versioning: bool = False) -> None:
+    def __init__(
+        self,
+        client: oss.Client,
+        bucket: str,
+        prefix: str = "",
+        *,
+        url: str | None = None,
+        list_page_size: int = LIST_PAGE_SIZE,
+        allow_unverified_versioning: bool = False,
+    ) -> None:
         """``allow_unverified_versioning`` (``QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING``) lets
         ``create_if_absent`` go on when the bucket's versioning cannot be read (403); only for a
         bucket where versioning was never enabled."""
@@ -246,10 +254,22 @@ class OssStore:
         self._versioning_lock = threading.Lock()  # many claiming threads at a cold start: one check
 
     @classmethod
-    def from_settings(cls, bucket: str, prefix: str, settings: Settings,
-                      credentials: Credentials | CredentialsProvider | None = None, *, url: str | None = None) -> OssStore:
-        return cls(build_client(settings, credentials), bucket, prefix, url=url,
-                   allow_unverified_versioning=settings.store_allow_unverified_versioning)
+    def from_settings(
+        cls,
+        bucket: str,
+        prefix: str,
+        settings: Settings,
+        credentials: Credentials | CredentialsProvider | None = None,
+        *,
+        url: str | None = None,
+    ) -> OssStore:
+        return cls(
+            build_client(settings, credentials),
+            bucket,
+            prefix,
+            url=url,
+            allow_unverified_versioning=settings.store_allow_unverified_versioning,
+        )
 
     def __repr__(self) -> str:
         return f"OssStore({self.url!r})"
@@ -258,7 +278,7 @@ class OssStore:
         return join_key(self.prefix, validate_key(key))
 
     def _rel(self, full: str) -> str:
-        return full[len(self.prefix) + 1:] if self.prefix else full
+        return full[len(self.prefix) + 1 :] if self.prefix else full
 
     @staticmethod
     def _user_meta(meta: Mapping[str, str] | None) -> dict[str, str]:
@@ -276,10 +296,14 @@ class OssStore:
         except Exception as exc:
             _raise(exc, "GetObject", key)
         if result.content_length is not None and len(body) != int(result.content_length):
-            raise TransportError(f"answer for {key!r} was cut short: {len(body)} of {result.content_length} bytes",
-                                 action="GetObject", request_id=result.request_id or None)
-        return StoredObject(key, body, result.etag or "", result.content_type, self._user_meta(result.metadata),
-                            result.last_modified)
+            raise TransportError(
+                f"answer for {key!r} was cut short: {len(body)} of {result.content_length} bytes",
+                action="GetObject",
+                request_id=result.request_id or None,
+            )
+        return StoredObject(
+            key, body, result.etag or "", result.content_type, self._user_meta(result.metadata), result.last_modified
+        )
 
     def head(self, key: str) -> ObjectInfo:
         full = self._full(key)
@@ -297,7 +321,9 @@ class OssStore:
         alike; a one-byte GET (same permission) answers with a code. Only a missing bucket
         changes the answer: to ``ConfigError``, as ``get`` gives."""
         try:
-            result = self._client.get_object(oss.GetObjectRequest(bucket=self.bucket, key=full, range_header="bytes=0-0"))
+            result = self._client.get_object(
+                oss.GetObjectRequest(bucket=self.bucket, key=full, range_header="bytes=0-0")
+            )
             result.body.close()
         except Exception as exc:  # noqa: BLE001 - only NoSuchBucket matters here
             probe = map_oss_error(exc, "HeadObject")
@@ -306,8 +332,14 @@ class OssStore:
         return err
 
     def _info(self, key: str, result: Any) -> ObjectInfo:
-        return ObjectInfo(key, int(result.content_length or 0), result.etag or "", result.last_modified,
-                          result.content_type, self._user_meta(result.metadata))
+        return ObjectInfo(
+            key,
+            int(result.content_length or 0),
+            result.etag or "",
+            result.last_modified,
+            result.content_type,
+            self._user_meta(result.metadata),
+        )
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
@@ -337,7 +369,10 @@ class OssStore:
                 raise ServiceUnavailableError(
                     f"listing answer could not be parsed (bucket name {page.name!r}, KeyCount {page.key_count}, "
                     f"{len(contents)} objects read): not a ListBucketResult, or one the SDK could not read",
-                    action="ListObjectsV2", request_id=page.request_id or None, http_status=page.status_code or None)
+                    action="ListObjectsV2",
+                    request_id=page.request_id or None,
+                    http_status=page.status_code or None,
+                )
             for item in contents:
                 name = item.key or ""
                 if not name.startswith(root) or not listable(self._rel(name), self.url):
@@ -345,29 +380,51 @@ class OssStore:
                 yield ObjectInfo(self._rel(name), int(item.size or 0), item.etag or "", item.last_modified)
 
     # ------------------------------------------------------------------ writes
-    def put(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
-            metadata: Mapping[str, str] | None = None) -> str:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
         full = self._full(key)
         body = bytes(check_data(data))
-        request = oss.PutObjectRequest(bucket=self.bucket, key=full, body=body,
-                                       content_type=validate_content_type(content_type),
-                                       metadata=validate_metadata(dict(metadata) if metadata else None) or None)
+        request = oss.PutObjectRequest(
+            bucket=self.bucket,
+            key=full,
+            body=body,
+            content_type=validate_content_type(content_type),
+            metadata=validate_metadata(dict(metadata) if metadata else None) or None,
+        )
         try:
             result = self._client.put_object(request)
         except Exception as exc:
             _raise(exc, "PutObject", key)
         return result.etag or ""
 
-    def create_if_absent(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
-                         metadata: Mapping[str, str] | None = None, claim_token: str | None = None) -> bool:
+    def create_if_absent(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: Mapping[str, str] | None = None,
+        claim_token: str | None = None,
+    ) -> bool:
         full = self._full(key)
         body = bytes(check_data(data))
         token = validate_claim_token(claim_token) or uuid.uuid4().hex
         meta = validate_metadata(dict(metadata) if metadata else None)
         meta[CLAIM_META] = token
-        request = oss.PutObjectRequest(bucket=self.bucket, key=full, body=body,
-                                       content_type=validate_content_type(content_type),
-                                       metadata=meta, forbid_overwrite=True)
+        request = oss.PutObjectRequest(
+            bucket=self.bucket,
+            key=full,
+            body=body,
+            content_type=validate_content_type(content_type),
+            metadata=meta,
+            forbid_overwrite=True,
+        )
         self._check_versioning()
         try:
             self._client.put_object(request)
@@ -417,11 +474,18 @@ class OssStore:
                     "on a bucket with versioning enabled or suspended OSS ignores x-oss-forbid-overwrite, so "
                     "create-if-absent would let every claimant win. Grant oss:GetBucketVersioning on the bucket, or, "
                     "only if versioning was never enabled on it, set QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING=true",
-                    code=err.code, request_id=err.request_id, http_status=err.http_status,
-                    action="GetBucketVersioning") from exc
-            log.warning("cannot read the versioning of bucket %r (%s); going on because "
-                        "QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING is set: create-if-absent is safe only if "
-                        "versioning was never enabled on it", self.bucket, reason)
+                    code=err.code,
+                    request_id=err.request_id,
+                    http_status=err.http_status,
+                    action="GetBucketVersioning",
+                ) from exc
+            log.warning(
+                "cannot read the versioning of bucket %r (%s); going on because "
+                "QCFLOW_STORE_ALLOW_UNVERIFIED_VERSIONING is set: create-if-absent is safe only if "
+                "versioning was never enabled on it",
+                self.bucket,
+                reason,
+            )
             self._versioning_checked = True
             return
         status = result.version_status
@@ -429,7 +493,9 @@ class OssStore:
             raise ConfigError(
                 f"QCFLOW_STORE={self.url}: bucket {self.bucket!r} has versioning {status}, and OSS then ignores "
                 "x-oss-forbid-overwrite, so create-if-absent would let every claimant win. Turn versioning off "
-                "(a bucket where it was never enabled) or use another bucket", action="GetBucketVersioning")
+                "(a bucket where it was never enabled) or use another bucket",
+                action="GetBucketVersioning",
+            )
         self._versioning_checked = True
 
     def delete(self, key: str) -> None:
@@ -442,13 +508,25 @@ class OssStore:
                 return
             raise err from exc
 
-    def open_writer(self, key: str, *, content_type: str = DEFAULT_CONTENT_TYPE,
-                    metadata: Mapping[str, str] | None = None, part_size: int = DEFAULT_PART_SIZE) -> OssWriter:
+    def open_writer(
+        self,
+        key: str,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: Mapping[str, str] | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> OssWriter:
         full = self._full(key)
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise RequestError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes, got {part_size}")
-        return OssWriter(self, key, full, validate_content_type(content_type),
-                         validate_metadata(dict(metadata) if metadata else None), part_size)
+        return OssWriter(
+            self,
+            key,
+            full,
+            validate_content_type(content_type),
+            validate_metadata(dict(metadata) if metadata else None),
+            part_size,
+        )
 
     def signed_get_url(self, key: str, expires: timedelta) -> str:
         full = self._full(key)
@@ -464,8 +542,9 @@ class OssWriter(CommitOnExit):
     """Multipart upload that becomes visible only at completion (see the module docstring).
     A failed call aborts the upload and leaves the writer failed (see ``CommitOnExit``)."""
 
-    def __init__(self, store: OssStore, key: str, full: str, content_type: str, metadata: dict[str, str],
-                 part_size: int) -> None:
+    def __init__(
+        self, store: OssStore, key: str, full: str, content_type: str, metadata: dict[str, str], part_size: int
+    ) -> None:
         self._store = store
         self._client = store._client
         self._key = key
@@ -499,18 +578,31 @@ class OssWriter(CommitOnExit):
 
     def _upload_part(self, chunk: bytes) -> None:
         if self._upload_id is None:
-            init = self._call("InitiateMultipartUpload", lambda: self._client.initiate_multipart_upload(
-                oss.InitiateMultipartUploadRequest(bucket=self._store.bucket, key=self._full,
-                                                   content_type=self._content_type,
-                                                   metadata={**self._metadata, CLAIM_META: self._token})))
+            init = self._call(
+                "InitiateMultipartUpload",
+                lambda: self._client.initiate_multipart_upload(
+                    oss.InitiateMultipartUploadRequest(
+                        bucket=self._store.bucket,
+                        key=self._full,
+                        content_type=self._content_type,
+                        metadata={**self._metadata, CLAIM_META: self._token},
+                    )
+                ),
+            )
             if not init.upload_id:
                 err = RequestError(f"no UploadId for {self._key!r}", action="InitiateMultipartUpload")
                 self._fail(err)
                 raise err
             self._upload_id = init.upload_id
         number = len(self._parts) + 1
-        result = self._call("UploadPart", lambda: self._client.upload_part(oss.UploadPartRequest(
-            bucket=self._store.bucket, key=self._full, upload_id=self._upload_id, part_number=number, body=chunk)))
+        result = self._call(
+            "UploadPart",
+            lambda: self._client.upload_part(
+                oss.UploadPartRequest(
+                    bucket=self._store.bucket, key=self._full, upload_id=self._upload_id, part_number=number, body=chunk
+                )
+            ),
+        )
         self._parts.append(oss.UploadPart(part_number=number, etag=result.etag))
 
     def commit(self) -> str:
@@ -518,8 +610,9 @@ class OssWriter(CommitOnExit):
         if self._upload_id is None:
             # Smaller than two parts: one PutObject is just as atomic and cheaper.
             try:
-                etag = self._store.put(self._key, bytes(self._buffer), content_type=self._content_type,
-                                       metadata=self._metadata)
+                etag = self._store.put(
+                    self._key, bytes(self._buffer), content_type=self._content_type, metadata=self._metadata
+                )
             except Exception as exc:
                 self._fail(exc)
                 raise
@@ -538,8 +631,11 @@ class OssWriter(CommitOnExit):
         SDK's retry 404 ``NoSuchUpload`` although the object is committed: then the upload's
         token on the object at the key tells "ours" (success) from "not ours" (failure)."""
         request = oss.CompleteMultipartUploadRequest(
-            bucket=self._store.bucket, key=self._full, upload_id=self._upload_id,
-            complete_multipart_upload=oss.CompleteMultipartUpload(parts=self._parts))
+            bucket=self._store.bucket,
+            key=self._full,
+            upload_id=self._upload_id,
+            complete_multipart_upload=oss.CompleteMultipartUpload(parts=self._parts),
+        )
         try:
             return self._client.complete_multipart_upload(request).etag or ""
         except Exception as exc:
@@ -565,7 +661,8 @@ class OssWriter(CommitOnExit):
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             try:
-                self._client.abort_multipart_upload(oss.AbortMultipartUploadRequest(
-                    bucket=self._store.bucket, key=self._full, upload_id=upload_id))
+                self._client.abort_multipart_upload(
+                    oss.AbortMultipartUploadRequest(bucket=self._store.bucket, key=self._full, upload_id=upload_id)
+                )
             except Exception:  # noqa: BLE001 - the original failure matters more
                 pass
