@@ -49,33 +49,34 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from qcflow import journal, layout
 from qcflow.errors import NotFoundError, RetryableError
-from qcflow.harvest.state import ROOT, create_json, get_json
+from qcflow.journal import MAX_RACES
 from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.harvest")
 
-RESULTS = "results/"
-COMMITS = f"{ROOT}/commits/"
-PENDING = f"{ROOT}/pending/"
-MANIFESTS = f"{ROOT}/manifests/"
+# Aliases of the ``qcflow.layout`` names, for code written before it (to be removed).
+RESULTS = layout.RESULTS
+COMMITS = layout.HARVEST_COMMITS
+PENDING = layout.HARVEST_PENDING
+MANIFESTS = layout.HARVEST_MANIFESTS
 #: Partitions whose committed result ids a process keeps (per store).
 CACHED_PARTITIONS = 4
-_MAX_RACES = 50
 _READ_CHUNK = 1024 * 1024
 _LOAD_THREADS = 16
 
 
 def commit_key(partition: str, seq: int) -> str:
-    return f"{COMMITS}{partition}/{seq:010d}.json"
+    return f"{layout.HARVEST_COMMITS}{partition}/{seq:010d}.json"
 
 
 def part_key(partition: str, seq: int, run_id: str, gzip: bool) -> str:
-    return f"{RESULTS}{partition}/part-{seq:010d}-{run_id}.jsonl" + (".gz" if gzip else "")
+    return f"{layout.RESULTS}{partition}/part-{seq:010d}-{run_id}.jsonl" + (".gz" if gzip else "")
 
 
 def pending_key(partition: str, seq: int, run_id: str) -> str:
-    return f"{PENDING}{partition}/{seq:010d}-{run_id}.json"
+    return f"{layout.HARVEST_PENDING}{partition}/{seq:010d}-{run_id}.json"
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class CommitLog:
 
     def refresh(self, store: ObjectStore) -> list[str]:
         """Read the records created since the last refresh; returns the result ids they add."""
-        prefix = f"{COMMITS}{self.partition}/"
+        prefix = f"{layout.HARVEST_COMMITS}{self.partition}/"
         start_after = commit_key(self.partition, self.last_seq) if self.last_seq else None
         new: list[tuple[int, str]] = []
         for info in store.list(prefix, start_after=start_after):
@@ -136,9 +137,9 @@ class CommitLog:
 
 def _get_many(store: ObjectStore, keys: list[str]) -> list[dict[str, Any] | None]:
     if len(keys) <= 2:
-        return [get_json(store, key) for key in keys]
+        return [journal.read(store, key) for key in keys]
     with ThreadPoolExecutor(max_workers=min(_LOAD_THREADS, len(keys)), thread_name_prefix="qcflow-commits") as pool:
-        return list(pool.map(lambda key: get_json(store, key), keys))
+        return list(pool.map(lambda key: journal.read(store, key), keys))
 
 
 class CommitLogs:
@@ -431,7 +432,7 @@ def commit_spill(
     write (every result had been committed by someone else)."""
     with log_.lock:
         log_.refresh(store)
-        for _ in range(_MAX_RACES):
+        for _ in range(MAX_RACES):
             dropped = spill.drop(log_.committed)
             if dropped:
                 on_duplicates(dropped)
@@ -441,7 +442,7 @@ def commit_spill(
             key = part_key(spill.partition, seq, run_id, gzip)
             marker = pending_key(spill.partition, seq, run_id)
             started = time.monotonic()
-            create_json(
+            journal.write_once(
                 store,
                 marker,
                 {"partition": spill.partition, "seq": seq, "run": run_id, "part": key, "created_at": wall()},
@@ -456,7 +457,7 @@ def commit_spill(
                 "count": len(spill.ids),
                 "results": spill.ids,
             }
-            if not create_json(store, commit_key(spill.partition, seq), record, token=f"commit-{run_id}-{seq}"):
+            if not journal.write_once(store, commit_key(spill.partition, seq), record, token=f"commit-{run_id}-{seq}"):
                 store.delete(marker)
                 log_.refresh(store)
                 continue
@@ -481,7 +482,7 @@ def commit_spill(
                 },
             )
             return WrittenFile(key, spill.partition, len(spill.ids), size, seq)
-    raise RetryableError(f"partition {spill.partition}: lost {_MAX_RACES} commit races in a row")
+    raise RetryableError(f"partition {spill.partition}: lost {MAX_RACES} commit races in a row")
 
 
 # ------------------------------------------------------------------------ recovery
@@ -502,8 +503,8 @@ class Intent:
 def pending_intents(store: ObjectStore) -> list[Intent]:
     """Every pending marker (usually none, or the few writes in flight right now)."""
     found: list[Intent] = []
-    for info in store.list(PENDING):
-        record = get_json(store, info.key)
+    for info in store.list(layout.HARVEST_PENDING):
+        record = journal.read(store, info.key)
         if record is None:
             continue
         found.append(
@@ -522,7 +523,7 @@ def pending_intents(store: ObjectStore) -> list[Intent]:
 def intent_results(store: ObjectStore, intent: Intent) -> list[str] | None:
     """The result ids a stale intent must write, or ``None`` if there is nothing to recover
     (the race was lost, or the part exists: the writer died just before the cleanup)."""
-    record = get_json(store, commit_key(intent.partition, intent.seq))
+    record = journal.read(store, commit_key(intent.partition, intent.seq))
     if record is None or record.get("run") != intent.run or record.get("part") != intent.part:
         return None
     try:
@@ -547,7 +548,7 @@ def write_recovered(store: ObjectStore, intent: Intent, lines: list[tuple[str, b
 
 
 def write_manifest(store: ObjectStore, key: str, manifest: dict[str, Any]) -> None:
-    create_json(store, key, manifest, token=f"manifest-{manifest.get('run_id', '')}")
+    journal.write_once(store, key, manifest, token=f"manifest-{manifest.get('run_id', '')}")
 
 
 __all__ = [

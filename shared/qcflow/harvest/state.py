@@ -1,9 +1,10 @@
 """Harvest state in ``state/harvest/``: lease, checkpoint, unfinished and stuck tasks.
 
-Everything here is built on create-if-absent and immutable objects (deleting a marker one
-owns is fine): conditional overwrite (``If-Match``) on OSS is unconfirmed, while
-``x-oss-forbid-overwrite`` is documented. So a value that changes over time is a *sequence*
-of immutable objects, and its current value is the last one listed::
+Everything here is built on create-if-absent and immutable objects (``qcflow.journal``;
+deleting a marker one owns is fine): conditional overwrite (``If-Match``) on OSS is
+unconfirmed, while ``x-oss-forbid-overwrite`` is documented. So a value that changes over time
+is a *sequence* of immutable objects, and its current value is the last one listed (prefixes
+in ``qcflow.layout``)::
 
     state/harvest/lease/000000000007.json        {owner, expires_at, …}  (create-if-absent at last+1)
     state/harvest/lease/000000000007.released    the owner let it go
@@ -26,85 +27,27 @@ compared across Function Compute instances; monotonic deadlines stay inside one 
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
-from urllib.parse import quote, unquote
 
-from qcflow.errors import NotFoundError, RequestError, RetryableError
+from qcflow import journal, layout
+from qcflow.errors import RetryableError
+from qcflow.journal import MAX_RACES, seq_name
 from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.harvest")
 
-ROOT = "state/harvest"
-LEASE = f"{ROOT}/lease/"
-BACKFILL_LEASE = f"{ROOT}/backfill-lease/"
-CHECKPOINT = f"{ROOT}/checkpoint/"
-UNFINISHED = f"{ROOT}/unfinished/"
-STUCK = f"{ROOT}/stuck/"
-JSON = "application/json"
+# Aliases of the ``qcflow.layout`` names, for code written before it (to be removed).
+ROOT = layout.HARVEST.rstrip("/")
+LEASE = layout.HARVEST_LEASE
+BACKFILL_LEASE = layout.HARVEST_BACKFILL_LEASE
+CHECKPOINT = layout.HARVEST_CHECKPOINT
+UNFINISHED = layout.HARVEST_UNFINISHED
+STUCK = layout.HARVEST_STUCK
 #: Leases and checkpoints kept behind the current one (for the curious operator).
 KEEP = 3
-#: Attempts of a create-if-absent whose answer may have been lost (same claim token).
-_CREATE_ATTEMPTS = 3
-#: Lost races before giving up (another writer keeps winning: something is wrong).
-_MAX_RACES = 50
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-
-def get_json(store: ObjectStore, key: str) -> dict[str, Any] | None:
-    """The JSON object at ``key``, or ``None`` if absent. A body that is not a JSON object is
-    refused: these objects are written whole by qcflow only (tampering must not pass)."""
-    try:
-        body = store.get(key).body
-    except NotFoundError:
-        return None
-    try:
-        value = json.loads(body)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise RequestError(f"state object {key!r} in {store.url} is not a JSON object; remove or repair it")
-    return value
-
-
-def create_json(store: ObjectStore, key: str, value: dict[str, Any], *, token: str) -> bool:
-    """``create_if_absent`` that survives a lost answer: retried with the same claim token, a
-    create that landed the first time is recognised as ours (True)."""
-    data = dumps(value)
-    for attempt in range(_CREATE_ATTEMPTS):
-        try:
-            return store.create_if_absent(key, data, content_type=JSON, claim_token=token)
-        except RetryableError:
-            if attempt == _CREATE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def seq_name(seq: int, suffix: str = ".json") -> str:
-    return f"{seq:012d}{suffix}"
-
-
-def _seq_of(name: str) -> int | None:
-    head = name.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def key_segment(value: str) -> str:
-    """An id as one key segment: UUID-like characters stay, anything else is percent-encoded."""
-    return quote(value, safe="-_.")
-
-
-def segment_value(segment: str) -> str:
-    return unquote(segment)
 
 
 # ----------------------------------------------------------------------------- lease
@@ -137,24 +80,26 @@ def _listing(store: ObjectStore, prefix: str) -> dict[int, set[str]]:
     found: dict[int, set[str]] = {}
     for info in store.list(prefix):
         name = info.key[len(prefix) :]
-        seq = _seq_of(name)
+        seq = journal.seq_of(name)
         if seq is not None and "/" not in name:
             found.setdefault(seq, set()).add(name[name.index(".") :] if "." in name else "")
     return found
 
 
-def acquire_lease(store: ObjectStore, owner: str, *, now: float, ttl: float, prefix: str = LEASE) -> Lease | LeaseBusy:
+def acquire_lease(
+    store: ObjectStore, owner: str, *, now: float, ttl: float, prefix: str = layout.HARVEST_LEASE
+) -> Lease | LeaseBusy:
     """Take the lease (``Lease``) or learn who holds it (``LeaseBusy``).
 
     Free means: no lease yet, or the last one released, or expired (its run crashed or
     overran). Then the lease is the object ``last + 1``, created if absent: racing runs
     cannot both get it.
     """
-    for _ in range(_MAX_RACES):
+    for _ in range(MAX_RACES):
         found = _listing(store, prefix)
         last = max((seq for seq, kinds in found.items() if ".json" in kinds), default=0)
         if last and ".released" not in found.get(last, set()):
-            current = get_json(store, prefix + seq_name(last))
+            current = journal.read(store, prefix + seq_name(last))
             if current is None:
                 continue  # pruned or replaced while we looked: look again
             expires_at = float(current.get("expires_at", 0))
@@ -169,15 +114,15 @@ def acquire_lease(store: ObjectStore, owner: str, *, now: float, ttl: float, pre
             )
         lease = Lease(prefix, last + 1, owner, now + ttl)
         record = {"owner": owner, "taken_at": now, "expires_at": lease.expires_at}
-        if create_json(store, lease.key, record, token=f"lease-{owner}"):
+        if journal.write_once(store, lease.key, record, token=f"lease-{owner}"):
             _prune(store, prefix, found, keep_from=lease.seq - KEEP)
             return lease
-    raise RetryableError(f"could not take the harvest lease in {store.url}: lost {_MAX_RACES} races")
+    raise RetryableError(f"could not take the harvest lease in {store.url}: lost {MAX_RACES} races")
 
 
 def release_lease(store: ObjectStore, lease: Lease) -> None:
     """Let the next run in at once (else it waits for ``expires_at``)."""
-    create_json(
+    journal.write_once(
         store, lease.prefix + seq_name(lease.seq, ".released"), {"owner": lease.owner}, token=f"release-{lease.owner}"
     )
 
@@ -203,12 +148,12 @@ class Checkpoint:
 
 def read_checkpoint(store: ObjectStore) -> Checkpoint | None:
     """The latest checkpoint: every result uploaded before ``through`` has been read."""
-    for _ in range(_MAX_RACES):
-        found = _listing(store, CHECKPOINT)
+    for _ in range(MAX_RACES):
+        found = _listing(store, layout.HARVEST_CHECKPOINT)
         seqs = sorted((seq for seq, kinds in found.items() if ".json" in kinds), reverse=True)
         if not seqs:
             return None
-        record = get_json(store, CHECKPOINT + seq_name(seqs[0]))
+        record = journal.read(store, layout.HARVEST_CHECKPOINT + seq_name(seqs[0]))
         if record is None:
             continue
         return Checkpoint(seqs[0], datetime.fromtimestamp(float(record["through"]), timezone.utc))
@@ -218,7 +163,7 @@ def read_checkpoint(store: ObjectStore) -> Checkpoint | None:
 def advance_checkpoint(store: ObjectStore, through: datetime, *, owner: str, now: float) -> Checkpoint:
     """Move the checkpoint to ``through`` — never backwards: if the stored one is already
     later, it stays, and it is returned."""
-    for _ in range(_MAX_RACES):
+    for _ in range(MAX_RACES):
         current = read_checkpoint(store)
         if current is not None and current.through >= through:
             return current
@@ -229,13 +174,18 @@ def advance_checkpoint(store: ObjectStore, through: datetime, *, owner: str, now
             "owner": owner,
             "written_at": now,
         }
-        if create_json(
-            store, CHECKPOINT + seq_name(seq), record, token=f"checkpoint-{owner}-{int(through.timestamp())}"
+        if journal.write_once(
+            store,
+            layout.HARVEST_CHECKPOINT + seq_name(seq),
+            record,
+            token=f"checkpoint-{owner}-{int(through.timestamp())}",
         ):
             if seq > KEEP + 1:
-                _prune(store, CHECKPOINT, _listing(store, CHECKPOINT), keep_from=seq - KEEP)
+                _prune(
+                    store, layout.HARVEST_CHECKPOINT, _listing(store, layout.HARVEST_CHECKPOINT), keep_from=seq - KEEP
+                )
             return Checkpoint(seq, through)
-    raise RetryableError(f"could not advance the harvest checkpoint in {store.url}: lost {_MAX_RACES} races")
+    raise RetryableError(f"could not advance the harvest checkpoint in {store.url}: lost {MAX_RACES} races")
 
 
 # ------------------------------------------------------------------ unfinished, stuck
@@ -259,11 +209,11 @@ class UnfinishedTask:
 
 
 def unfinished_key(result: str) -> str:
-    return f"{UNFINISHED}{key_segment(result)}.json"
+    return f"{layout.HARVEST_UNFINISHED}{journal.key_segment(result)}.json"
 
 
 def stuck_key(result: str) -> str:
-    return f"{STUCK}{key_segment(result)}.json"
+    return f"{layout.HARVEST_STUCK}{journal.key_segment(result)}.json"
 
 
 def remember_unfinished(
@@ -276,19 +226,19 @@ def remember_unfinished(
         "first_seen": first_seen,
         "upload_time": upload_time,
     }
-    return create_json(store, unfinished_key(result), record, token=f"unfinished-{owner}")
+    return journal.write_once(store, unfinished_key(result), record, token=f"unfinished-{owner}")
 
 
 def unfinished_results(store: ObjectStore) -> Iterator[str]:
     """The remembered results (from the listing alone: one request per 1,000)."""
-    for info in store.list(UNFINISHED):
-        name = info.key[len(UNFINISHED) :]
+    for info in store.list(layout.HARVEST_UNFINISHED):
+        name = info.key[len(layout.HARVEST_UNFINISHED) :]
         if name.endswith(".json") and "/" not in name:
-            yield segment_value(name[: -len(".json")])
+            yield journal.segment_value(name[: -len(".json")])
 
 
 def read_unfinished(store: ObjectStore, result: str) -> UnfinishedTask | None:
-    record = get_json(store, unfinished_key(result))
+    record = journal.read(store, unfinished_key(result))
     if record is None:
         return None
     upload = record.get("upload_time")
@@ -309,16 +259,16 @@ def mark_stuck(store: ObjectStore, task: UnfinishedTask, *, now: float, owner: s
         "upload_time": task.upload_time,
         "stuck_at": now,
     }
-    create_json(store, stuck_key(task.result), record, token=f"stuck-{owner}")
+    journal.write_once(store, stuck_key(task.result), record, token=f"stuck-{owner}")
     forget_unfinished(store, task.result)
 
 
 def stuck_results(store: ObjectStore) -> Iterator[str]:
     """Every result ever reported stuck (for ``qcflow status``)."""
-    for info in store.list(STUCK):
-        name = info.key[len(STUCK) :]
+    for info in store.list(layout.HARVEST_STUCK):
+        name = info.key[len(layout.HARVEST_STUCK) :]
         if name.endswith(".json") and "/" not in name:
-            yield segment_value(name[: -len(".json")])
+            yield journal.segment_value(name[: -len(".json")])
 
 
 def _text(epoch: float) -> str:
