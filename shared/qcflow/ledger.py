@@ -4,8 +4,8 @@ Why a ledger: OSS triggers may deliver an event twice, FC retries failed async i
 (hours later, beyond ``callUuid``'s 2-hour window), and several instances may run at once.
 The ledger is the primary exactly-once guarantee; ``callUuid`` is only the second line.
 
-Layout (every object is created once with ``create_if_absent`` and never overwritten, since
-conditional overwrite on OSS is unconfirmed)::
+Layout (prefixes in ``qcflow.layout``; every object is created once with ``create_if_absent``
+and never overwritten, since conditional overwrite on OSS is unconfirmed: ``qcflow.journal``)::
 
     state/push/records/<rid>/g000000.claim.json     who works on generation 0, until when
     state/push/records/<rid>/g000000.outcome.json   submitted (taskId…) or failed (code…)
@@ -23,33 +23,41 @@ A claim carries an expiry (the claimant's own deadline plus a margin): an invoca
 crashed leaves a claim without an outcome, which anyone may take over once it has expired
 by claiming the next generation. Taking over, or recognising one's own claim on a retry,
 means an earlier attempt may have reached SCA: the caller must look before sending again.
+
+``<contact>`` is ``journal.lookup_segment`` of the ContactId. Ledgers written before it used
+another encoding for ContactIds that are not ``[A-Za-z0-9-_.]`` (``_legacy_segment``): the
+two keys differ only for such ids, and then the old key is looked up too.
+
+The module is a little over 400 lines because the history, its claim rules and the indexes
+kept beside it (failures, open generations, pushes by ContactId, unknown taskIds) must agree:
+they change together.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from qcflow import journal, layout
 from qcflow.errors import NotFoundError
 from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.ledger")
 
-ROOT = "state/push"
-RECORDS = f"{ROOT}/records/"
-FAILED = f"{ROOT}/failed/"
-UNKNOWN_TASK = f"{ROOT}/unknown-task/"
-#: One marker per claimed generation, dropped when it settles: what FC gave up on stays findable.
-OPEN = f"{ROOT}/open/"
-#: Pushes by ContactId have a ledger id of their own: the object path must know to look first.
-BY_CONTACT = f"{ROOT}/by-contact/"
-JSON = "application/json"
+# Aliases of the ``qcflow.layout`` names, for code written before it (to be removed).
+ROOT = layout.PUSH.rstrip("/")
+RECORDS = layout.PUSH_RECORDS
+FAILED = layout.PUSH_FAILED
+UNKNOWN_TASK = layout.PUSH_UNKNOWN_TASK
+OPEN = layout.PUSH_OPEN
+BY_CONTACT = layout.PUSH_BY_CONTACT
 #: Generations per recording before the ledger refuses to go on (a replay loop, a bug).
 MAX_GENERATIONS = 1000
+#: Rounds of read-and-claim: a lost race re-reads once or twice, then settles as busy.
+_CLAIM_ROUNDS = 3
 
 OutcomeState = Literal["submitted", "failed"]
 
@@ -152,8 +160,27 @@ class ClaimDecision:
     expires_at: float | None = None
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+def _next_generation(
+    entry: LedgerEntry, *, token: str, now: float, replay: bool, min_remaining: float
+) -> tuple[int, bool] | ClaimDecision:
+    """The generation a claimant may claim next and whether an earlier attempt may have
+    reached SCA (``uncertain``), or the decision that refuses it (rules: ``Ledger.claim``)."""
+    if entry.submitted is not None:
+        return ClaimDecision("submitted", entry)
+    latest = entry.latest_claim
+    if latest is None:
+        return 0, False
+    if latest.generation in entry.outcomes:  # settled as failed
+        return (latest.generation + 1, False) if replay else ClaimDecision("failed", entry)
+    if latest.token == token:  # our own earlier attempt (an FC retry of this invocation)
+        if latest.expires_at - min_remaining > now:
+            return latest.generation, True  # still ours
+        # too close to its expiry to work under: nobody else may have it, so the next
+        # generation is ours at once, with a fresh expiry
+        return latest.generation + 1, True
+    if latest.expires_at > now:
+        return ClaimDecision("busy", entry, busy_until=latest.expires_at)
+    return latest.generation + 1, True  # takeover of a dead claim
 
 
 class Ledger:
@@ -165,19 +192,18 @@ class Ledger:
     # ------------------------------------------------------------------ reading
 
     def _prefix(self, rid: str) -> str:
-        return f"{RECORDS}{rid}/"
+        return f"{layout.PUSH_RECORDS}{rid}/"
 
     def _claim_key(self, rid: str, generation: int) -> str:
-        return f"{self._prefix(rid)}g{generation:06d}.claim.json"
+        return f"{self._prefix(rid)}{_gen(generation)}.claim.json"
 
     def _outcome_key(self, rid: str, generation: int) -> str:
-        return f"{self._prefix(rid)}g{generation:06d}.outcome.json"
+        return f"{self._prefix(rid)}{_gen(generation)}.outcome.json"
 
     def _get_json(self, key: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.store.get(key).body)
-        except NotFoundError:
-            return None
+        """The ledger's reading, as it always was: lenient (any JSON value is returned, a body
+        that does not parse raises ``ValueError``), unlike the strict harvest state."""
+        return journal.read(self.store, key, strict=False)
 
     def read(self, rid: str) -> LedgerEntry:
         """One listing plus the objects it names (a new recording costs one empty listing)."""
@@ -203,8 +229,8 @@ class Ledger:
     def entries(self) -> Iterator[LedgerEntry]:
         """Every recording's history, streamed in rid order (for ``qcflow status``)."""
         current: LedgerEntry | None = None
-        for info in self.store.list(RECORDS):
-            rid = info.key[len(RECORDS) :].split("/", 1)[0]
+        for info in self.store.list(layout.PUSH_RECORDS):
+            rid = info.key[len(layout.PUSH_RECORDS) :].split("/", 1)[0]
             if current is None or current.rid != rid:
                 if current is not None:
                     yield current
@@ -238,88 +264,71 @@ class Ledger:
           claim with less than ``min_remaining`` seconds left is renewed as the next generation.
         """
         rid = recording_id(location)
-        for _ in range(3):  # a lost race re-reads once or twice, then settles
+        for _ in range(_CLAIM_ROUNDS):
             entry = self.read(rid)
-            if entry.submitted is not None:
-                return ClaimDecision("submitted", entry)
-            latest = entry.latest_claim
-            uncertain = False
-            if latest is None:
-                generation = 0
-            elif latest.generation in entry.outcomes:  # settled as failed
-                if not replay:
+            step = _next_generation(entry, token=token, now=now, replay=replay, min_remaining=min_remaining)
+            if isinstance(step, ClaimDecision):
+                if step.action == "failed" and entry.latest_generation is not None:
                     # the index is written after the outcome: a kill in between must not hide it from replay
-                    self._index_failure(rid, latest.generation)
-                    return ClaimDecision("failed", entry)
-                generation = latest.generation + 1
-            elif latest.token == token and latest.expires_at - min_remaining > now:
-                generation, uncertain = latest.generation, True  # our own earlier attempt, still ours
-            elif latest.token == token:
-                # ours, but too close to its expiry to work under: nobody else may have it, so the
-                # next generation is ours at once, with a fresh expiry
-                generation, uncertain = latest.generation + 1, True
-            elif latest.expires_at > now:
-                return ClaimDecision("busy", entry, busy_until=latest.expires_at)
-            else:
-                generation, uncertain = latest.generation + 1, True  # takeover of a dead claim
-            if generation >= MAX_GENERATIONS:
-                raise RuntimeError(f"ledger {rid}: more than {MAX_GENERATIONS} generations; refusing to go on")
+                    self._index_failure(rid, entry.latest_generation)
+                return step
+            generation, uncertain = step
             claim = Claim(generation, token, now, expires_at, location, key, etag, contact_id, replay)
-            # before the claim: a claimant killed right after it, or given up on by FC, stays findable
-            self.store.create_if_absent(self._open_key(rid, generation), b"", content_type=JSON)
-            won = self.store.create_if_absent(
-                self._claim_key(rid, generation), _dumps(asdict(claim)), content_type=JSON, claim_token=token
-            )
-            if won:
-                if latest is None or generation != latest.generation:
-                    entry.claims[generation] = claim
-                held = entry.claims[generation]
+            if self._write_claim(rid, claim):
+                held = entry.claims.setdefault(generation, claim)  # a claim of ours already there stays
                 uncertain = uncertain or entry.unsettled_before(generation)
                 return ClaimDecision("proceed", entry, generation, uncertain, expires_at=held.expires_at)
         entry = self.read(rid)
         latest = entry.latest_claim
         return ClaimDecision("busy", entry, busy_until=latest.expires_at if latest else now)
 
+    def _write_claim(self, rid: str, claim: Claim) -> bool:
+        """Create the claim: True if it is ours (won now, or by an earlier attempt of this
+        invocation: same token). One attempt: an error reaches the caller, whose retry comes
+        back with the same token."""
+        if claim.generation >= MAX_GENERATIONS:
+            raise RuntimeError(f"ledger {rid}: more than {MAX_GENERATIONS} generations; refusing to go on")
+        # before the claim: a claimant killed right after it, or given up on by FC, stays findable
+        journal.mark(self.store, self._open_key(rid, claim.generation))
+        key = self._claim_key(rid, claim.generation)
+        return journal.write_once(self.store, key, asdict(claim), token=claim.token, attempts=1)
+
     # ------------------------------------------------------------------ recording outcomes
 
     def record(self, outcome: Outcome) -> Outcome:
         """Write a generation's outcome (once; a retry that already wrote it gets the stored one)."""
         rid = recording_id(outcome.location)
-        body = _dumps(asdict(outcome))
+        key = self._outcome_key(rid, outcome.generation)
+        record = asdict(outcome)
         # the token is the content's hash: a retry after a lost answer recognises its own write,
         # while a different outcome (another writer, a bug) reads back the one that was stored
-        created = self.store.create_if_absent(
-            self._outcome_key(rid, outcome.generation),
-            body,
-            content_type=JSON,
-            claim_token=hashlib.sha256(body).hexdigest()[:64],
-        )
-        if not created:
-            stored = self._get_json(self._outcome_key(rid, outcome.generation))
+        if not journal.write_once(self.store, key, record, token=journal.content_token(record), attempts=1):
+            stored = self._get_json(key)
             if stored is not None:
                 outcome = Outcome(**_known(Outcome, stored))
         if outcome.state == "failed":
             self._index_failure(rid, outcome.generation)
         if outcome.state == "submitted" and outcome.task_id is None and outcome.contact_id:
-            self.store.create_if_absent(
-                f"{UNKNOWN_TASK}{_safe(outcome.contact_id)}/{rid}",
-                _dumps({"contact_id": outcome.contact_id}),
-                content_type=JSON,
-            )
+            segment = journal.lookup_segment(outcome.contact_id)
+            self._note(f"{layout.PUSH_UNKNOWN_TASK}{segment}/{rid}", {"contact_id": outcome.contact_id})
         self.store.delete(self._open_key(rid, outcome.generation))
         return outcome
 
+    def _note(self, key: str, value: dict[str, Any]) -> None:
+        """Write a note once, in one attempt: a note already there (anyone's) is as good."""
+        journal.write_once(self.store, key, value, token=None, attempts=1)
+
     def _index_failure(self, rid: str, generation: int) -> None:
-        self.store.create_if_absent(f"{FAILED}{rid}.g{generation:06d}", b"", content_type=JSON)
+        journal.mark(self.store, f"{layout.PUSH_FAILED}{rid}.{_gen(generation)}")
 
     def _open_key(self, rid: str, generation: int) -> str:
-        return f"{OPEN}{rid}.g{generation:06d}"
+        return f"{layout.PUSH_OPEN}{rid}.{_gen(generation)}"
 
     def abandoned(self, now: float) -> Iterator[tuple[LedgerEntry, int]]:
         """Generations claimed, never settled, whose claim has expired (FC gave up, or a kill):
         ``(entry, generation)``. Markers of settled or superseded generations are dropped."""
-        for info in list(self.store.list(OPEN)):
-            rid, _, gen = info.key[len(OPEN) :].partition(".g")
+        for info in list(self.store.list(layout.PUSH_OPEN)):
+            rid, _, gen = info.key[len(layout.PUSH_OPEN) :].partition(".g")
             if not gen.isdigit():
                 continue
             generation = int(gen)
@@ -337,27 +346,27 @@ class Ledger:
 
     def mark_contact_push(self, contact_id: str, location: str) -> None:
         """A recording was pushed by ContactId: a push of its object must look in SCA first."""
-        self.store.create_if_absent(
-            f"{BY_CONTACT}{_safe(contact_id)}",
-            _dumps({"contact_id": contact_id, "location": location}),
-            content_type=JSON,
-        )
+        key = f"{layout.PUSH_BY_CONTACT}{journal.lookup_segment(contact_id)}"
+        self._note(key, {"contact_id": contact_id, "location": location})
 
     def contact_pushed(self, contact_id: str) -> bool:
+        return any(self._exists(f"{layout.PUSH_BY_CONTACT}{segment}") for segment in _contact_segments(contact_id))
+
+    def _exists(self, key: str) -> bool:
         try:
-            self.store.head(f"{BY_CONTACT}{_safe(contact_id)}")
+            self.store.head(key)
         except NotFoundError:
             return False
         return True
 
     def clear_failure(self, rid: str, generation: int) -> None:
         """Drop a failure from the replay index once a later generation settled it."""
-        self.store.delete(f"{FAILED}{rid}.g{generation:06d}")
+        self.store.delete(f"{layout.PUSH_FAILED}{rid}.{_gen(generation)}")
 
     def failures(self) -> Iterator[tuple[str, int]]:
         """(rid, generation) of every recorded failure not yet replayed."""
-        for info in self.store.list(FAILED):
-            name = info.key[len(FAILED) :]
+        for info in self.store.list(layout.PUSH_FAILED):
+            name = info.key[len(layout.PUSH_FAILED) :]
             rid, _, gen = name.partition(".g")
             if gen.isdigit():
                 yield rid, int(gen)
@@ -367,7 +376,7 @@ class Ledger:
     def contacts_with_unknown_task(self) -> set[str]:
         """ContactIds submitted whose taskId SCA did not tell (a repeated callUuid)."""
         found = set()
-        for info in self.store.list(UNKNOWN_TASK):
+        for info in self.store.list(layout.PUSH_UNKNOWN_TASK):
             data = self._get_json(info.key)
             if data and data.get("contact_id"):
                 found.add(str(data["contact_id"]))
@@ -375,22 +384,34 @@ class Ledger:
 
     def record_task_id(self, contact_id: str, task_id: str) -> None:
         """Harvest found the task of a submission whose taskId was unknown: note it, once."""
-        prefix = f"{UNKNOWN_TASK}{_safe(contact_id)}/"
-        for info in list(self.store.list(prefix)):
-            rid = info.key[len(prefix) :]
-            self.store.create_if_absent(
-                f"{self._prefix(rid)}task-id.json",
-                _dumps({"task_id": task_id, "contact_id": contact_id}),
-                content_type=JSON,
-            )
-            self.store.delete(info.key)
+        for segment in _contact_segments(contact_id):
+            prefix = f"{layout.PUSH_UNKNOWN_TASK}{segment}/"
+            for info in list(self.store.list(prefix)):
+                rid = info.key[len(prefix) :]
+                self._note(f"{self._prefix(rid)}task-id.json", {"task_id": task_id, "contact_id": contact_id})
+                self.store.delete(info.key)
 
 
-def _safe(contact_id: str) -> str:
-    """A ContactId as one key segment (they are ``job-<digits>``; anything else is hashed)."""
+def _gen(generation: int) -> str:
+    """A generation in a key: ``g000042``."""
+    return f"g{generation:06d}"
+
+
+def _contact_segments(contact_id: str) -> Iterator[str]:
+    """The key segments a ContactId may be stored under: today's, then the legacy one if it differs."""
+    segment = journal.lookup_segment(contact_id)
+    yield segment
+    legacy = _legacy_segment(contact_id)
+    if legacy != segment:
+        yield legacy
+
+
+def _legacy_segment(contact_id: str) -> str:
+    """How ledgers before ``journal.lookup_segment`` named a ContactId (read only: they are
+    ``job-<digits>``, for which both agree; anything else was hashed, or cut at 200 characters)."""
     if contact_id and all(c.isalnum() or c in "-_." for c in contact_id) and not contact_id.startswith("."):
         return contact_id[:200]
-    return "h-" + hashlib.sha256(contact_id.encode("utf-8")).hexdigest()[:40]
+    return journal.hashed_segment(contact_id)
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from qcflow.ledger import Ledger, Outcome, recording_id
+from qcflow import journal, layout
+from qcflow.ledger import Ledger, Outcome, _legacy_segment, recording_id
 from qcflow.store import ObjectStore
 from tests.store.conftest import moto_oss, store  # noqa: F401 - fixtures
 
@@ -102,3 +103,41 @@ def test_entries_stream_every_recording(store: ObjectStore) -> None:
         now = time.time()
         ledger.claim(f"oss://b/k{i}.mkv", token="t", now=now, expires_at=now + 60)
     assert len({e.rid for e in ledger.entries()}) == 3
+
+
+ODD_CONTACTS = ["job 1", "作业-1", ".job-1", ".", "..", ".qcflow-1", "x" * 300, "j" * 201 + "|x"]
+
+
+def test_odd_contact_ids_are_marked_and_found(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    for contact in ODD_CONTACTS:
+        assert not ledger.contact_pushed(contact)
+        ledger.mark_contact_push(contact, f"ccc:contact/{contact}")
+        assert ledger.contact_pushed(contact), contact
+    assert not ledger.contact_pushed("job-2")
+
+
+def test_contacts_marked_under_the_legacy_encoding_are_still_found(store: ObjectStore) -> None:
+    """Ledgers written before ``journal.lookup_segment`` named odd ContactIds otherwise."""
+    ledger = Ledger(store)
+    for contact in ODD_CONTACTS:
+        legacy = _legacy_segment(contact)
+        store.create_if_absent(f"{layout.PUSH_BY_CONTACT}{legacy}", b'{"contact_id":"x"}')
+        assert ledger.contact_pushed(contact), contact
+
+
+def test_unknown_task_ids_indexed_under_the_legacy_encoding_are_filled_in(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    contact = "job 1"
+    now = time.time()
+    ledger.claim(LOC, token="a", now=now, expires_at=now + 60, contact_id=contact)
+    rid = recording_id(LOC)
+    store.create_if_absent(f"{layout.PUSH_UNKNOWN_TASK}{_legacy_segment(contact)}/{rid}", b'{"contact_id":"job 1"}')
+    assert ledger.contacts_with_unknown_task() == {contact}
+    ledger.record_task_id(contact, "T-7")
+    assert ledger.contacts_with_unknown_task() == set()
+    assert ledger.read(rid).task_id == "T-7"
+
+
+def test_plain_contact_ids_keep_their_key() -> None:
+    assert journal.lookup_segment("job-123") == _legacy_segment("job-123") == "job-123"
