@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from qcflow import layout
 from qcflow.fc_local import FcCredentials, HttpTriggerServer, context_for, load_handler_module, oss_event, timer_event
 from qcflow.ledger import Ledger
 from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SandboxOptions
@@ -81,7 +82,7 @@ def count_results(store: ObjectStore) -> tuple[Counter[str], Counter[str], list[
     states: Counter[str] = Counter()
     per_result: Counter[str] = Counter()
     parts = []
-    for info in store.list("results/"):
+    for info in store.list(layout.RESULTS):
         if not info.key.endswith((".jsonl", ".jsonl.gz")):
             continue
         parts.append(info.key)

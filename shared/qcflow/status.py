@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from qcflow import journal, layout
 from qcflow.ledger import Ledger
 from qcflow.store import ObjectStore
 
@@ -53,23 +54,21 @@ def push_status(store: ObjectStore, *, now: float, progress: Callable[[int], Non
 
 
 def harvest_status(store: ObjectStore, *, now: datetime, days: int = 7) -> dict[str, Any]:
-    from qcflow.harvest.output import COMMITS
-    from qcflow.harvest.run import MANIFESTS
-    from qcflow.harvest.state import get_json, read_checkpoint, stuck_results, unfinished_results
+    from qcflow.harvest.state import read_checkpoint, stuck_results, unfinished_results
 
     checkpoint = read_checkpoint(store)
     harvested = 0
     for day in range(days):
         date = (now - timedelta(days=day)).strftime("%Y-%m-%d")
-        for info in store.list(f"{COMMITS}dt={date}/"):
-            record = get_json(store, info.key)
+        for info in store.list(f"{layout.HARVEST_COMMITS}dt={date}/"):
+            record = journal.read(store, info.key)
             harvested += len((record or {}).get("results") or [])
     # manifests are dt=<day>/<run id>.json and a run id starts with its start time, so the
     # listing's last key is the latest run: one read, not one per run ever made
     last_key = None
-    for info in store.list(MANIFESTS):
+    for info in store.list(layout.HARVEST_MANIFESTS):
         last_key = info.key
-    last_run = get_json(store, last_key) if last_key else None
+    last_run = journal.read(store, last_key) if last_key else None
     return {
         "checkpoint": checkpoint.through.isoformat() if checkpoint else None,
         "lag_seconds": round((now - checkpoint.through).total_seconds()) if checkpoint else None,

@@ -24,13 +24,13 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from qcflow import journal, layout
 from qcflow.errors import QcflowError, ReportError
 from qcflow.store import LocalStore, ObjectStore
 
-RESULTS = "results/"
 SUFFIXES = (".jsonl", ".jsonl.gz")
 #: ``results/dt=<day>/hour=<hh>/<name>``: anything else under ``results/`` is not a part.
-_PART = re.compile(r"^results/dt=([^/]+)/hour=([^/]+)/([^/]+)$")
+_PART = re.compile(rf"^{re.escape(layout.RESULTS)}dt=([^/]+)/hour=([^/]+)/([^/]+)$")
 _DOWNLOAD_THREADS = 8
 
 
@@ -99,10 +99,10 @@ class Part:
 
 def list_parts(store: ObjectStore, days: DayRange, progress: Progress = _no_progress) -> list[Part]:
     """The JSONL parts of the range, in key order (one listing, pruned by the range)."""
-    start_after = f"{RESULTS}dt={days.since.isoformat()}" if days.since else None
-    stop_after = f"{RESULTS}dt={days.until.isoformat()}/\U0010ffff" if days.until else None
+    start_after = f"{layout.RESULTS}dt={days.since.isoformat()}" if days.since else None
+    stop_after = f"{layout.RESULTS}dt={days.until.isoformat()}/\U0010ffff" if days.until else None
     parts: list[Part] = []
-    for info in store.list(RESULTS, start_after=start_after):
+    for info in store.list(layout.RESULTS, start_after=start_after):
         if stop_after is not None and info.key > stop_after:
             break
         match = _PART.match(info.key)
@@ -161,14 +161,14 @@ class Marker:
 def markers(store: ObjectStore, zone: ZoneInfo, days: DayRange, progress: Progress = _no_progress) -> list[Marker]:
     """The running and stuck results of the range, by upload day. One read per marker: they
     are few (the tasks in flight), and the harvest forgets a marker once its result is written."""
-    from qcflow.harvest.state import STUCK, UNFINISHED, get_json, key_segment, stuck_results, unfinished_results
+    from qcflow.harvest.state import stuck_key, stuck_results, unfinished_key, unfinished_results
 
     found: list[Marker] = []
     seen = 0
-    for prefix, results, stuck in ((UNFINISHED, unfinished_results, False), (STUCK, stuck_results, True)):
+    for key_of, results, stuck in ((unfinished_key, unfinished_results, False), (stuck_key, stuck_results, True)):
         for result in results(store):
             try:
-                record = get_json(store, f"{prefix}{key_segment(result)}.json")
+                record = journal.read(store, key_of(result))
             except QcflowError as exc:
                 raise ReportError(f"could not read the marker of {result!r} in {store.url}: {exc}") from exc
             seen += 1
