@@ -154,7 +154,7 @@ async def _child_reader(url: str, store_dir: Path, until: datetime) -> dict[str,
 
     settings = _settings(url, store_dir)
     sca = _sca(settings)
-    limiter = AdaptiveRateLimiter.from_settings(settings)
+    limiter = AdaptiveRateLimiter.from_settings(settings.quotas)
     reader = WindowReader(sca, limiter, zone=settings.zone, required_fields=required_fields(settings))
     deadline = time.monotonic() + 300
     try:

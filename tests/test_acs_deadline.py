@@ -231,7 +231,7 @@ async def test_limiter_hooks_may_be_async_and_are_optional() -> None:
 async def test_settings_fill_the_policy() -> None:
     settings = load_settings({}, call_deadline_seconds=12, throttle_backoff_initial_seconds=0.5, throttle_backoff_max_seconds=3,
                              max_attempts=2, backoff_initial_seconds=0.1, backoff_max_seconds=1)
-    client = client_from_settings(settings, endpoint="http://127.0.0.1:1", version="2019-01-15", credentials=lambda: CREDS)
+    client = client_from_settings(settings.http, endpoint="http://127.0.0.1:1", version="2019-01-15", credentials=lambda: CREDS)
     assert client.retry == RetryPolicy(max_attempts=2, backoff_initial_seconds=0.1, backoff_max_seconds=1, deadline_seconds=12,
                                        throttle_backoff_initial_seconds=0.5, throttle_backoff_max_seconds=3)
     await client.aclose()

@@ -49,7 +49,7 @@ def max_in_window(times: list[float], window: float) -> int:
 async def test_settings_keep_a_whole_run_under_the_sliding_window_quota() -> None:
     settings = load_settings({})
     fake = FakeTime()
-    gate = AdaptiveRateLimiter.from_settings(settings, clock=fake.clock, sleep=fake.sleep)
+    gate = AdaptiveRateLimiter.from_settings(settings.quotas, clock=fake.clock, sleep=fake.sleep)
     assert gate.rate == pytest.approx(1000 * 0.97 / 60)
     assert gate.burst <= 1000 * 0.03  # the burst fits in the headroom
     times = []

@@ -9,8 +9,8 @@ from qcflow.errors import ConfigError
 
 def test_defaults_and_overrides_from_environment() -> None:
     settings = load_settings({"QCFLOW_SCA_ENDPOINT": "http://127.0.0.1:8790", "QCFLOW_SCA_BASE_ME_AGENT_ID": "12", "OTHER": "x"})
-    assert settings.sca_endpoint == "http://127.0.0.1:8790" and settings.sca_base_me_agent_id == 12
-    assert settings.ccc_endpoint == "ccc.cn-shanghai.aliyuncs.com" and settings.sca_time_zone == "Asia/Shanghai"
+    assert settings.sca.endpoint == "http://127.0.0.1:8790" and settings.sca.base_me_agent_id == 12
+    assert settings.ccc.endpoint == "ccc.cn-shanghai.aliyuncs.com" and settings.sca.time_zone == "Asia/Shanghai"
 
 
 @pytest.mark.parametrize(
@@ -20,7 +20,9 @@ def test_defaults_and_overrides_from_environment() -> None:
         ({"QCFLOW_STORE": "s3://x"}, "QCFLOW_STORE"),
         ({"QCFLOW_SCA_TIME_ZONE": "Mars/Base"}, "QCFLOW_SCA_TIME_ZONE"),
         ({"QCFLOW_CONTACT_ID_PATTERN": "job-("}, "QCFLOW_CONTACT_ID_PATTERN"),
-        ({"QCFLOW_GET_RESULT_RATE_PER_SECOND": "-1"}, "QCFLOW_GET_RESULT_RATE_PER_SECOND"),
+        ({"QCFLOW_GET_RESULT_QUOTA": "-1"}, "QCFLOW_GET_RESULT_QUOTA"),
+        ({"QCFLOW_PUSH_REMARKS": "not json"}, "QCFLOW_PUSH_REMARKS"),
+        ({"QCFLOW_PUSH_CLAIM_TTL_SECONDS": "60"}, "QCFLOW_PUSH_CLAIM_TTL_SECONDS"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict, variable: str) -> None:
@@ -30,7 +32,7 @@ def test_bad_value_names_the_variable(env: dict, variable: str) -> None:
 
 def test_settings_read_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QCFLOW_CCC_INSTANCE_ID", "ccc-prod")
-    assert load_settings().ccc_instance_id == "ccc-prod"
+    assert load_settings().ccc.instance_id == "ccc-prod"
     monkeypatch.setenv("QCFLOW_HTTP_TIMEOUT_SECONDS", "nope")
     with pytest.raises(ConfigError, match="QCFLOW_HTTP_TIMEOUT_SECONDS"):
         load_settings()
@@ -81,10 +83,49 @@ def test_fc_context_credentials_are_stripped() -> None:
 
 def test_names_are_matched_without_regard_to_case_and_values_coerced() -> None:
     settings = load_settings({"qcflow_max_attempts": "7", "QCFLOW_HARVEST_GZIP": "true", "QCFLOW_SCA_BASE_ME_AGENT_ID": "3"})
-    assert (settings.max_attempts, settings.harvest_gzip, settings.sca_base_me_agent_id) == (7, True, 3)
+    assert (settings.http.max_attempts, settings.harvest.gzip, settings.sca.base_me_agent_id) == (7, True, 3)
 
 
 def test_a_zone_with_daylight_saving_is_refused() -> None:
     with pytest.raises(ConfigError, match="QCFLOW_SCA_TIME_ZONE.*daylight saving"):
         load_settings({"QCFLOW_SCA_TIME_ZONE": "Europe/Berlin"})
-    assert load_settings({"QCFLOW_SCA_TIME_ZONE": "Asia/Tokyo"}).sca_time_zone == "Asia/Tokyo"
+    assert load_settings({"QCFLOW_SCA_TIME_ZONE": "Asia/Tokyo"}).sca.time_zone == "Asia/Tokyo"
+
+
+def test_each_slice_holds_its_variables_and_lists_are_parsed_once() -> None:
+    """Components get a slice; comma lists and JSON remarks arrive parsed (validators, not constructors)."""
+    settings = load_settings(
+        {"QCFLOW_PUSH_RULE_IDS": " 7, 8,,", "QCFLOW_RECORDING_SUFFIXES": ".WAV", "QCFLOW_PUSH_REMARKS": '{"remark2": "x"}'},
+        harvest_settle_seconds=5,
+        sca_duplicate_call_uuid_codes="A, B",
+    )
+    assert settings.push.rule_ids == ("7", "8") and settings.push.recording_suffixes == (".wav",)
+    assert settings.push.remarks == {"remark2": "x"} and settings.harvest.settle_seconds == 5
+    assert settings.sca.duplicate_call_uuid_codes == ("A", "B")
+    quotas = load_settings({}, get_result_quota=600, get_result_headroom=0.5).quotas
+    assert quotas.get_result_rate_per_second == 600 * 0.5 / 60  # the one GetResult quota, not a second rate
+    with pytest.raises(TypeError, match="no setting named 'harvest_settle'"):
+        load_settings({}, harvest_settle=1)
+
+
+def test_every_variable_has_a_description_and_a_unique_name() -> None:
+    from qcflow.config import SLICES, VARIABLES, Settings
+
+    count = sum(len(model.model_fields) for model in SLICES.values()) + len(Settings.model_fields) - len(SLICES)
+    assert len(VARIABLES) == count, "two fields share one variable name"
+    for model in [Settings, *SLICES.values()]:
+        for name, info in model.model_fields.items():
+            assert name in SLICES or info.description, f"{model.__name__}.{name} has no description"
+
+
+def test_configuration_doc_is_generated_from_the_models() -> None:
+    """docs/configuration.md is what scripts/config_doc.py writes from the models: run it after a change."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "config_doc.py"
+    spec = importlib.util.spec_from_file_location("config_doc", script)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.TARGET.read_text(encoding="utf-8") == module.render(), "run: python scripts/config_doc.py"

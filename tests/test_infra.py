@@ -422,9 +422,9 @@ def test_readme_documents_every_statement_and_the_deploy_order() -> None:
         for action in as_list(statement["Action"]):
             assert f"`{action}`" in rows.get(index, ""), f"README policy row {index} does not name {action}"
     assert "AliyunCCCReadOnlyAccess" in readme
-    from qcflow.config import Settings, env_name
+    from qcflow.config import VARIABLES, env_name
 
-    known = {env_name(field) for field in Settings.model_fields}
+    known = {env_name(field) for field in VARIABLES}
     assert set(re.findall(r"QCFLOW_[A-Z_]*[A-Z]", readme)) <= known
     assert re.search(r"terraform apply\s+→\s+make layer\s+→\s+s deploy", readme)
 
@@ -457,10 +457,10 @@ def test_outputs_give_what_s_deploy_needs() -> None:
     assert outputs["dlq_destination_arn"]["value"] == (
         "acs:mns:${var.region}:${var.account_id}:/queues/${alicloud_message_service_queue.dlq.queue_name}/messages"
     )
-    from qcflow.config import Settings, env_name
+    from qcflow.config import VARIABLES, env_name
 
     environment = outputs["qcflow_environment"]["value"]
-    assert set(environment) <= {env_name(field) for field in Settings.model_fields}
+    assert set(environment) <= {env_name(field) for field in VARIABLES}
 
 
 def test_logs_and_dead_letter_queue_exist() -> None:

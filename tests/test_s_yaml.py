@@ -17,14 +17,14 @@ import jsonschema
 import pytest
 import yaml
 
-from qcflow.config import Settings, env_name, load_settings
+from qcflow.config import VARIABLES, env_name, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "tests" / "fixtures" / "fc3" / "schema.json").read_text())
 TRIGGER_DEFINITIONS = {"oss": "IOssTriggerConfig", "timer": "ITimerTriggerConfig", "http": "IHttpTriggerConfig"}
 #: A reference resolved at deploy time (`${env(...)}`, `${config(...)}`, `${file(...)}`, outputs).
 PLACEHOLDER = "1234567890"
-KNOWN_ENV = {env_name(name) for name in Settings.model_fields}
+KNOWN_ENV = {env_name(name) for name in VARIABLES}
 STANDARD_RUNTIMES = re.compile(r"^(python|nodejs|java|php|go|dotnetcore)")
 
 
@@ -162,8 +162,8 @@ def test_each_function_environment_is_valid_settings() -> None:
     """The values parse as the settings model's types (placeholders stand for deploy-time values)."""
     for name, props in functions().items():
         settings = load_settings(environ=props.get("environmentVariables", {}))
-        assert settings.store.startswith("oss://"), name
-        assert settings.oss_internal is True, name
+        assert settings.store.url.startswith("oss://"), name
+        assert settings.store.oss_internal is True, name
 
 
 def test_no_secret_in_the_file() -> None:
@@ -179,7 +179,7 @@ def test_no_secret_in_the_file() -> None:
 
 def test_harvest_lease_outlives_its_timeout() -> None:
     harvest = functions()["harvest"]
-    lease = load_settings(environ=harvest["environmentVariables"]).harvest_lease_seconds
+    lease = load_settings(environ=harvest["environmentVariables"]).harvest.lease_seconds
     assert lease > harvest["timeout"], "an overlapping tick could take the lease of a run still working"
 
 

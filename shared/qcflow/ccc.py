@@ -43,14 +43,14 @@ class CccClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> CccClient:
         acs = client_from_settings(
-            settings,
-            endpoint=settings.ccc_endpoint,
+            settings.http,
+            endpoint=settings.ccc.endpoint,
             version=CCC_VERSION,
             credentials=credentials,
             http=http,
             transport=transport,
         )
-        return cls(acs, instance_id=settings.ccc_instance_id, limiter=rate_limiter(settings.ccc_rate_per_second))
+        return cls(acs, instance_id=settings.ccc.instance_id, limiter=rate_limiter(settings.quotas.ccc_rate_per_second))
 
     async def get_upload_audio_data_params(
         self, contact_id: str, *, deadline: float | None = None

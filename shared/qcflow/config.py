@@ -1,7 +1,17 @@
-"""One settings model, read from ``QCFLOW_*`` environment variables and validated at start.
+"""Settings, read from ``QCFLOW_*`` environment variables and validated at start, grouped by slice.
 
 A wrong or missing value fails with a ``ConfigError`` naming the variable, so a function
 fails on its first invocation with a message an operator can act on.
+
+**Slices.** ``Settings`` holds one small model per part of qcflow (``store``, ``http``,
+``quotas``, ``ccc``, ``sca``, ``push``, ``harvest``, ``callback``) and each component is given
+its slice, not the whole (as Powertools gives each utility its own small config). The
+environment names stay flat and stable: every field carries its variable's name as its
+alias (``harvest.settle_seconds`` ← ``QCFLOW_HARVEST_SETTLE_SECONDS``), and
+``load_settings(**overrides)`` takes the same flat names. Values that need parsing (comma
+lists, JSON remarks) are parsed by validators here, once, into the types components use.
+``docs/configuration.md`` is generated from these models (``scripts/config_doc.py``; a test
+keeps the two equal).
 
 Why a plain pydantic model and not ``pydantic-settings``: every setting here is a scalar read
 from one source (the environment FC fills from ``s.yaml``), which ``load_settings`` does in
@@ -11,10 +21,12 @@ python-dotenv in the layer). Validation, coercion and the error messages are pyd
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Literal
+from datetime import datetime, timezone
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -22,199 +34,185 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from qcflow.errors import ConfigError
 
 ENV_PREFIX = "QCFLOW_"
+#: Seconds a push claim outlives its claimant's deadline (clock skew between instances): the
+#: claimant stops working this long before its claim expires, so a claim's lifetime must be
+#: longer than twice this (the work needs time too).
+CLAIM_MARGIN_SECONDS = 30.0
+#: The remark slots UploadAudioData has (``remark1`` … ``remark25``).
+REMARK_KEYS = frozenset(f"remark{i}" for i in range(1, 26))
 
 
-class Settings(BaseModel):
-    """Everything qcflow can be told from the environment (FC sets it from ``s.yaml``);
-    build it with ``load_settings``."""
+def _comma_list(value: object) -> object:
+    """``"a, b,,c"`` → ``("a", "b", "c")``; lists pass through (pydantic checks their items)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
-    # --- where state and results live
-    store: str = Field(
+class _Slice(BaseModel):
+    """A slice of the settings: immutable; fields are filled by their variable's name (the alias)
+    or, in code and tests, by their own name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+
+class StoreSettings(_Slice):
+    """Where state and results live, and how the OSS adapter reaches it."""
+
+    url: str = Field(
         default="file:./qcflow-data",
+        alias="store",
         description="Store URL: oss://bucket/prefix in the cloud, file:///path (or file:relative) locally.",
     )
-
-    # --- Cloud Contact Center
-    ccc_endpoint: str = Field(
-        default="ccc.cn-shanghai.aliyuncs.com",
-        description="CCC API host, or a URL with scheme (http://127.0.0.1:8790 for the sandbox).",
+    region: str = Field(default="cn-shanghai", alias="region", description="Region of the OSS bucket.")
+    oss_endpoint: str | None = Field(
+        default=None, alias="oss_endpoint", description="OSS endpoint (host or URL); default derived from the region."
     )
-    ccc_instance_id: str | None = Field(default=None, description="CCC instance id sent with every CCC call.")
-    contact_id_pattern: str = Field(
-        default=r"job-\d+",
-        description="Regex that finds the ContactId in a recording's object key (CCC's key layout is UNCONFIRMED).",
-    )
-
-    # --- Smart Conversation Analysis (Hangzhou only)
-    sca_endpoint: str = Field(
-        default="qualitycheck.cn-hangzhou.aliyuncs.com",
-        description="SCA API host or URL. SCA exists in cn-hangzhou only: keep it pinned there.",
-    )
-    sca_base_me_agent_id: int | None = Field(default=None, description="SCA workspace (BaseMeAgentId), optional.")
-    sca_time_zone: str = Field(
-        default="Asia/Shanghai",
-        description="Time zone of GetResult's startTime/endTime (UNCONFIRMED; Asia/Shanghai assumed).",
-    )
-
-    # --- OSS (for an oss:// store)
-    region: str = Field(default="cn-shanghai", description="Region of the OSS bucket.")
-    oss_endpoint: str | None = Field(default=None, description="OSS endpoint; default derived from the region.")
     oss_internal: bool = Field(
-        default=False, description="Use the region's internal OSS endpoint (inside Alibaba Cloud)."
+        default=False,
+        alias="oss_internal",
+        description="Use the region's internal OSS endpoint (inside Alibaba Cloud).",
+    )
+    allow_unverified_versioning: bool = Field(
+        default=False,
+        alias="store_allow_unverified_versioning",
+        description="Go on when the bucket's versioning cannot be read (403). Only for a bucket where versioning "
+        "was never enabled: on a versioned bucket create-if-absent protects nothing.",
     )
 
-    # --- operations
-    log_level: str = Field(default="INFO", description="Level of qcflow's JSON logs (DEBUG, INFO, WARNING, ERROR).")
+    @field_validator("url")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if not (value.startswith("oss://") or value.startswith("file:")):
+            raise ValueError("must start with oss:// or file:")
+        return value
 
-    # --- HTTP behaviour
-    http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    max_attempts: int = Field(default=5, ge=1, le=20, description="Attempts per API call, the first included.")
-    backoff_initial_seconds: float = Field(default=0.2, gt=0, le=60)
-    backoff_max_seconds: float = Field(default=10.0, gt=0, le=600)
 
+class HttpSettings(_Slice):
+    """How every API call (CCC, SCA) and store request is tried: timeouts, attempts, backoff, deadline."""
+
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, alias="http_timeout_seconds", description="Read timeout per request."
+    )
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, alias="http_connect_timeout_seconds", description="Connect timeout per request."
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=20, alias="max_attempts", description="Attempts per API call, the first included."
+    )
+    backoff_initial_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=60,
+        alias="backoff_initial_seconds",
+        description="First backoff (exponential, full jitter).",
+    )
+    backoff_max_seconds: float = Field(
+        default=10.0, gt=0, le=600, alias="backoff_max_seconds", description="Longest single backoff."
+    )
     call_deadline_seconds: float = Field(
         default=60.0,
         gt=0,
         le=3600,
+        alias="call_deadline_seconds",
         description="Overall bound of one API call, retries and sleeps included, "
         "when the caller (an FC invocation) sets none.",
     )
     throttle_backoff_initial_seconds: float = Field(
-        default=1.0, gt=0, le=60, description="First backoff after Throttling."
+        default=1.0,
+        gt=0,
+        le=60,
+        alias="throttle_backoff_initial_seconds",
+        description="First backoff after Throttling.",
     )
     throttle_backoff_max_seconds: float = Field(
         default=20.0,
         gt=0,
         le=600,
+        alias="throttle_backoff_max_seconds",
         description="Longest single backoff after Throttling (retried until the call's deadline).",
     )
 
-    # --- client-side rate limits, kept just under the published quotas
-    get_result_rate_per_second: float = Field(default=15.0, gt=0, description="GetResult quota is 1000/60 s (16.7/s).")
-    upload_rate_per_second: float = Field(default=45.0, gt=0, description="UploadAudioData quota is 3000/60 s (50/s).")
-    ccc_rate_per_second: float = Field(default=20.0, gt=0, description="CCC quota is unpublished; 20/s assumed.")
-    sca_duplicate_call_uuid_codes: str = Field(
-        default="CallUuidRepeated",
+
+class QuotaSettings(_Slice):
+    """The services' quotas, and how close to them qcflow runs.
+
+    GetResult's quota is per account and shared by everything that calls it (the harvest's adaptive
+    limiter, push's lookups, callbacks): it is modelled once, as quota, window and headroom."""
+
+    get_result_quota: int = Field(
+        default=1000,
+        ge=1,
+        alias="get_result_quota",
+        description="GetResult calls allowed per quota window (per account).",
+    )
+    get_result_window_seconds: float = Field(
+        default=60.0, gt=0, alias="get_result_quota_window_seconds", description="The GetResult quota window."
+    )
+    get_result_headroom: float = Field(
+        default=0.03, ge=0, lt=1, alias="get_result_headroom", description="Share of the GetResult quota left unused."
+    )
+    upload_rate_per_second: float = Field(
+        default=45.0,
+        gt=0,
+        alias="upload_rate_per_second",
+        description="Client-side limit of UploadAudioData; the quota is 3000/60 s (50/s).",
+    )
+    ccc_rate_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        alias="ccc_rate_per_second",
+        description="Client-side limit of CCC calls; CCC publishes no quota (UNCONFIRMED: 20/s assumed).",
+    )
+
+    @property
+    def get_result_rate_per_second(self) -> float:
+        """The GetResult ceiling: ``quota × (1 - headroom) / window`` calls/s (16.2/s by default)."""
+        return self.get_result_quota * (1 - self.get_result_headroom) / self.get_result_window_seconds
+
+
+class CccSettings(_Slice):
+    """Cloud Contact Center."""
+
+    endpoint: str = Field(
+        default="ccc.cn-shanghai.aliyuncs.com",
+        alias="ccc_endpoint",
+        description="CCC API host, or a URL with scheme (http://127.0.0.1:8790 for the sandbox).",
+    )
+    instance_id: str | None = Field(
+        default=None, alias="ccc_instance_id", description="CCC instance id sent with every CCC call."
+    )
+
+
+class ScaSettings(_Slice):
+    """Smart Conversation Analysis (Hangzhou only)."""
+
+    endpoint: str = Field(
+        default="qualitycheck.cn-hangzhou.aliyuncs.com",
+        alias="sca_endpoint",
+        description="SCA API host or URL. SCA exists in cn-hangzhou only: keep it pinned there.",
+    )
+    base_me_agent_id: int | None = Field(
+        default=None, alias="sca_base_me_agent_id", description="SCA workspace (BaseMeAgentId), optional."
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai",
+        alias="sca_time_zone",
+        description="Time zone of GetResult's startTime/endTime (UNCONFIRMED; Asia/Shanghai assumed), and of the "
+        "output partitions. It must keep one UTC offset: a zone with daylight saving is refused.",
+    )
+    duplicate_call_uuid_codes: tuple[str, ...] = Field(
+        default=("CallUuidRepeated",),
+        alias="sca_duplicate_call_uuid_codes",
         description="Comma list of the Code(s) SCA answers for a callUuid seen in the last 2 h (UNCONFIRMED); "
         "a refusal whose message speaks of a repeated callUuid is recognised too.",
     )
 
-    # --- the store
-    store_allow_unverified_versioning: bool = Field(
-        default=False,
-        description="Go on when the bucket's versioning cannot be read (403). Only for a bucket where versioning "
-        "was never enabled: on a versioned bucket create-if-absent protects nothing.",
-    )
+    _codes = field_validator("duplicate_call_uuid_codes", mode="before")(_comma_list)
 
-    # --- push: which objects are recordings, and how they are submitted
-    recordings_url: str | None = Field(
-        default=None,
-        description="Store URL of the recordings (oss://bucket[/prefix] or file:); "
-        "push reads metadata and backfills list "
-        "there. In FC it defaults to the bucket named in the event.",
-    )
-    recording_prefix: str = Field(
-        default="", description="Only keys under this prefix are recordings (relative to the recordings URL)."
-    )
-    recording_suffixes: str = Field(
-        default=".mkv,.wav,.mp3", description="Comma list of audio suffixes (case-insensitive)."
-    )
-    contact_id_metadata: str = Field(
-        default="contact-id",
-        description="Object metadata header (x-oss-meta-<name>) holding the ContactId; "
-        "read before QCFLOW_CONTACT_ID_PATTERN.",
-    )
-    audio_url_strategy: Literal["ccc", "signed"] = Field(
-        default="ccc",
-        description="voiceFileUrl sent to SCA: CCC's pre-signed URL (ccc) "
-        "or a URL signed for the uploaded object (signed).",
-    )
-    audio_url_min_seconds: int = Field(
-        default=12 * 3600, ge=0, description="Refuse a voiceFileUrl that expires sooner (SCA needs >= 12 h)."
-    )
-    audio_url_lifetime_seconds: int = Field(
-        default=24 * 3600, ge=60, le=7 * 86400, description="Lifetime of URLs signed by push (strategy signed)."
-    )
-    audio_url_access_key_id: str | None = Field(
-        default=None,
-        description="Long-lived key that signs voiceFileUrl (strategy signed); STS-signed URLs die with the token.",
-    )
-    audio_url_access_key_secret: SecretStr | None = Field(
-        default=None, description="Its secret (keep it in a secret store)."
-    )
-    push_business: str | None = Field(default=None, description="UploadAudioData business of every recording.")
-    push_remarks: str | None = Field(default=None, description='JSON object of fixed remarks, e.g. {"remark1": "ccc"}.')
-    push_scheme_task_config_id: int | None = Field(default=None, description="SCA scheme task (schemeTaskConfigId).")
-    push_rule_ids: str | None = Field(default=None, description="Comma list of SCA rule ids (ruleIds).")
-    push_callback_url: str | None = Field(
-        default=None, description="SCA calls it when a task finishes (the callback function's URL)."
-    )
-    push_claim_ttl_seconds: float = Field(
-        default=900.0,
-        gt=0,
-        description="A claim with no outcome expires after this (or at the claiming invocation's deadline).",
-    )
-    push_batch_size: int = Field(
-        default=5, ge=1, le=20, description="Recordings per UploadAudioData in a backfill (callList)."
-    )
-
-    # --- harvest
-    harvest_settle_seconds: float = Field(default=120.0, ge=0, description="Windows end this long before now.")
-    harvest_lookback_seconds: float = Field(
-        default=3600.0, ge=0, description="Each pass re-reads this much before the checkpoint."
-    )
-    harvest_start_seconds: float = Field(
-        default=86400.0, gt=0, description="With no checkpoint yet, start this long ago."
-    )
-    harvest_required_fields: str = Field(
-        default="status,taskId,score,hitResult,asrResult,recording,agent,reviewStatus,reviewResult,reviewHistoryList,"
-        "comments,errorMessage,createTime,createTimeLong,hitScore,schemeIdList,schemeNameList,reviewer,reviewTime,resolver",
-        description="GetResult requiredFields (status and taskId are always added).",
-    )
-    harvest_gzip: bool = Field(default=False, description="Write results as .jsonl.gz.")
-    harvest_part_max_records: int = Field(
-        default=20_000, ge=1, description="Roll an output part after this many records."
-    )
-    harvest_part_max_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024, description="Roll an output part after this many bytes."
-    )
-    harvest_unfinished_max_age_seconds: float = Field(
-        default=2 * 86400.0,
-        gt=0,
-        description="A task still running after this long is reported stuck and no longer polled.",
-    )
-    harvest_lease_seconds: float = Field(
-        default=900.0, gt=0, description="A harvest lease expires after this (a crashed run)."
-    )
-    harvest_max_seconds: float = Field(
-        default=840.0, gt=0, description="A run's time budget when no FC deadline is known."
-    )
-    get_result_quota: int = Field(
-        default=1000, ge=1, description="GetResult calls allowed per quota window (per account)."
-    )
-    get_result_quota_window_seconds: float = Field(default=60.0, gt=0, description="The GetResult quota window.")
-    get_result_headroom: float = Field(
-        default=0.03, ge=0, lt=1, description="Share of the GetResult quota left unused."
-    )
-    callback_max_age_seconds: float = Field(
-        default=600.0, gt=0, description="Callbacks with an older timestamp are refused."
-    )
-
-    @field_validator("contact_id_pattern")
+    @field_validator("time_zone")
     @classmethod
-    def _valid_regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
-
-    @field_validator("sca_time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _fixed_offset_zone(cls, value: str) -> str:
         try:
             zone = ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -222,8 +220,6 @@ class Settings(BaseModel):
         # GetResult's startTime/endTime are local wall-clock text: in a zone with daylight
         # saving, the repeated hour of a fall-back cannot be asked for (both hours are the
         # same text) and would never be read. Refuse such zones.
-        from datetime import datetime, timezone
-
         # mid-winter and mid-summer of each year: daylight saving shows as two offsets
         offsets = {
             datetime(year, month, 15, tzinfo=timezone.utc).astimezone(zone).utcoffset()
@@ -237,6 +233,264 @@ class Settings(BaseModel):
             )
         return value
 
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+class PushSettings(_Slice):
+    """Which objects are recordings, and how they are submitted to SCA."""
+
+    recordings_url: str | None = Field(
+        default=None,
+        alias="recordings_url",
+        description="Store URL of the recordings (oss://bucket[/prefix] or file:); "
+        "push reads metadata and backfills list there. In FC it defaults to the bucket named in the event.",
+    )
+    recording_prefix: str = Field(
+        default="",
+        alias="recording_prefix",
+        description="Only keys under this prefix are recordings (relative to the recordings URL).",
+    )
+    recording_suffixes: tuple[str, ...] = Field(
+        default=(".mkv", ".wav", ".mp3"),
+        alias="recording_suffixes",
+        description="Comma list of audio suffixes (case-insensitive).",
+    )
+    contact_id_metadata: str = Field(
+        default="contact-id",
+        alias="contact_id_metadata",
+        description="Object metadata header (x-oss-meta-<name>) holding the ContactId; "
+        "read before QCFLOW_CONTACT_ID_PATTERN.",
+    )
+    contact_id_pattern: str = Field(
+        default=r"job-\d+",
+        alias="contact_id_pattern",
+        description="Regex that finds the ContactId in a recording's object key (CCC's key layout is UNCONFIRMED).",
+    )
+    audio_url_strategy: Literal["ccc", "signed"] = Field(
+        default="ccc",
+        alias="audio_url_strategy",
+        description="voiceFileUrl sent to SCA: CCC's pre-signed URL (ccc) "
+        "or a URL signed for the uploaded object (signed).",
+    )
+    audio_url_min_seconds: int = Field(
+        default=12 * 3600,
+        ge=0,
+        alias="audio_url_min_seconds",
+        description="Refuse a voiceFileUrl that expires sooner (SCA needs >= 12 h).",
+    )
+    audio_url_lifetime_seconds: int = Field(
+        default=24 * 3600,
+        ge=60,
+        le=7 * 86400,
+        alias="audio_url_lifetime_seconds",
+        description="Lifetime of URLs signed by push (strategy signed).",
+    )
+    audio_url_access_key_id: str | None = Field(
+        default=None,
+        alias="audio_url_access_key_id",
+        description="Long-lived key that signs voiceFileUrl (strategy signed); STS-signed URLs die with the token.",
+    )
+    audio_url_access_key_secret: SecretStr | None = Field(
+        default=None, alias="audio_url_access_key_secret", description="Its secret (keep it in a secret store)."
+    )
+    business: str | None = Field(
+        default=None, alias="push_business", description="UploadAudioData business of every recording."
+    )
+    remarks: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="push_remarks",
+        description='JSON object of fixed remarks, e.g. {"remark1": "ccc"}.',
+    )
+    scheme_task_config_id: int | None = Field(
+        default=None, alias="push_scheme_task_config_id", description="SCA scheme task (schemeTaskConfigId)."
+    )
+    rule_ids: tuple[str, ...] = Field(
+        default=(), alias="push_rule_ids", description="Comma list of SCA rule ids (ruleIds)."
+    )
+    callback_url: str | None = Field(
+        default=None,
+        alias="push_callback_url",
+        description="SCA calls it when a task finishes (the callback function's URL).",
+    )
+    claim_ttl_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        alias="push_claim_ttl_seconds",
+        description="A claim with no outcome expires after this (or at the claiming invocation's deadline).",
+    )
+    batch_size: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        alias="push_batch_size",
+        description="Recordings per UploadAudioData in a backfill (callList).",
+    )
+
+    _lists = field_validator("recording_suffixes", "rule_ids", mode="before")(_comma_list)
+
+    @field_validator("recording_suffixes")
+    @classmethod
+    def _lower_suffixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(suffix.lower() for suffix in value)
+
+    @field_validator("contact_id_pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("remarks", mode="before")
+    @classmethod
+    def _remarks_object(cls, value: object) -> object:
+        """``QCFLOW_PUSH_REMARKS`` is JSON text; an empty one means none."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, dict) or not set(value) <= REMARK_KEYS:
+            raise ValueError("must be a JSON object with keys remark1..remark25")
+        return value
+
+    @field_validator("remarks")
+    @classmethod
+    def _remarks_uploadable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The values too: one UploadCall refuses would fail every push after its claim."""
+        if value:
+            from qcflow.models.sca import UploadCall  # only when remarks are set
+
+            try:
+                UploadCall(voice_file_url="https://example.invalid/a.wav", **value)
+            except ValueError as exc:
+                raise ValueError(str(exc).splitlines()[0]) from None
+        return value
+
+    @field_validator("claim_ttl_seconds")
+    @classmethod
+    def _claim_outlives_margin(cls, value: float) -> float:
+        if value <= 2 * CLAIM_MARGIN_SECONDS:
+            raise ValueError(
+                f"must exceed {2 * CLAIM_MARGIN_SECONDS:g} s: a claimant stops working "
+                f"{CLAIM_MARGIN_SECONDS:g} s before its claim expires"
+            )
+        return value
+
+
+class HarvestSettings(_Slice):
+    """The harvest pass: which windows, how results are written, how long a run may take."""
+
+    settle_seconds: float = Field(
+        default=120.0, ge=0, alias="harvest_settle_seconds", description="Windows end this long before now."
+    )
+    lookback_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        alias="harvest_lookback_seconds",
+        description="Each pass re-reads this much before the checkpoint.",
+    )
+    start_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        alias="harvest_start_seconds",
+        description="With no checkpoint yet, start this long ago.",
+    )
+    required_fields: tuple[str, ...] = Field(
+        default=(
+            "status",
+            "taskId",
+            "score",
+            "hitResult",
+            "asrResult",
+            "recording",
+            "agent",
+            "reviewStatus",
+            "reviewResult",
+            "reviewHistoryList",
+            "comments",
+            "errorMessage",
+            "createTime",
+            "createTimeLong",
+            "hitScore",
+            "schemeIdList",
+            "schemeNameList",
+            "reviewer",
+            "reviewTime",
+            "resolver",
+        ),
+        alias="harvest_required_fields",
+        description="Comma list of GetResult requiredFields (the fields the writer needs are always added).",
+    )
+    gzip: bool = Field(default=False, alias="harvest_gzip", description="Write results as .jsonl.gz.")
+    part_max_records: int = Field(
+        default=20_000,
+        ge=1,
+        alias="harvest_part_max_records",
+        description="Roll an output part after this many records.",
+    )
+    part_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        alias="harvest_part_max_bytes",
+        description="Roll an output part after this many bytes.",
+    )
+    unfinished_max_age_seconds: float = Field(
+        default=2 * 86400.0,
+        gt=0,
+        alias="harvest_unfinished_max_age_seconds",
+        description="A task still running after this long is reported stuck and no longer polled.",
+    )
+    lease_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        alias="harvest_lease_seconds",
+        description="A harvest lease expires after this (a crashed run).",
+    )
+    max_seconds: float = Field(
+        default=840.0,
+        gt=0,
+        alias="harvest_max_seconds",
+        description="A run's time budget when no FC deadline is known (the CLI).",
+    )
+
+    _fields = field_validator("required_fields", mode="before")(_comma_list)
+
+
+class CallbackSettings(_Slice):
+    """SCA's task-complete callback (the HTTP-triggered function)."""
+
+    max_age_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        alias="callback_max_age_seconds",
+        description="Callbacks with an older timestamp are refused.",
+    )
+
+
+class Settings(BaseModel):
+    """Everything qcflow can be told from the environment (FC sets it from ``s.yaml``), one slice per
+    part; build it with ``load_settings``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    log_level: str = Field(
+        default="INFO", description="Level of qcflow's JSON logs (DEBUG, INFO, WARNING, ERROR, CRITICAL)."
+    )
+    store: StoreSettings = StoreSettings()
+    http: HttpSettings = HttpSettings()
+    quotas: QuotaSettings = QuotaSettings()
+    ccc: CccSettings = CccSettings()
+    sca: ScaSettings = ScaSettings()
+    push: PushSettings = PushSettings()
+    harvest: HarvestSettings = HarvestSettings()
+    callback: CallbackSettings = CallbackSettings()
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -245,38 +499,66 @@ class Settings(BaseModel):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("store")
-    @classmethod
-    def _store_scheme(cls, value: str) -> str:
-        if not (value.startswith("oss://") or value.startswith("file:")):
-            raise ValueError("must start with oss:// or file:")
-        return value
-
     @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.sca_time_zone)
+        """SCA's time zone (GetResult's times, the output partitions)."""
+        return self.sca.zone
 
 
-def env_name(field: str) -> str:
-    """The environment variable behind a settings field."""
-    return ENV_PREFIX + field.upper()
+#: The slices, by the name ``Settings`` holds them under.
+SLICES: dict[str, type[_Slice]] = {
+    name: info.annotation  # type: ignore[misc]
+    for name, info in Settings.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, _Slice)
+}
+
+
+def _variables() -> dict[str, tuple[str | None, str]]:
+    """Each variable's short name (``harvest_settle_seconds``) → (slice, field); ``None`` for top level."""
+    names: dict[str, tuple[str | None, str]] = {"log_level": (None, "log_level")}
+    for slice_name, model in SLICES.items():
+        for field_name, info in model.model_fields.items():
+            names[info.alias or field_name] = (slice_name, field_name)
+    return names
+
+
+VARIABLES = _variables()
+
+
+def env_name(name: str) -> str:
+    """The environment variable behind a setting, by its short name (``recordings_url``)."""
+    if name not in VARIABLES:
+        raise KeyError(f"no setting named {name!r}")
+    return ENV_PREFIX + name.upper()
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Build ``Settings`` from the process environment (or ``environ``), failing with the
-    variable's name. Names are matched without regard to case, values coerced by pydantic."""
+    variable's name. Names are matched without regard to case, values coerced by pydantic;
+    ``overrides`` use the variables' short names (``harvest_settle_seconds=0``)."""
     env = os.environ if environ is None else environ
+    flat: dict[str, object] = {
+        name[len(ENV_PREFIX) :].lower(): value
+        for name, value in env.items()
+        if name.upper().startswith(ENV_PREFIX) and name[len(ENV_PREFIX) :].lower() in VARIABLES
+    }
+    for name, value in overrides.items():
+        if name not in VARIABLES:
+            raise TypeError(f"load_settings: no setting named {name!r}")
+        flat[name] = value
+    nested: dict[str, Any] = {}
+    for name, value in flat.items():
+        slice_name, _ = VARIABLES[name]
+        if slice_name is None:
+            nested[name] = value
+        else:
+            nested.setdefault(slice_name, {})[name] = value
     try:
-        values: dict[str, object] = {
-            name[len(ENV_PREFIX) :].lower(): value
-            for name, value in env.items()
-            if name.upper().startswith(ENV_PREFIX) and name[len(ENV_PREFIX) :].lower() in Settings.model_fields
-        }
-        values.update(overrides)
-        return Settings.model_validate(values)
+        return Settings.model_validate(nested)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            problems.append(f"{env_name(field)}: {err['msg']} (got {err.get('input')!r})")
+            # the location's last named step is the variable's short name (the alias)
+            name = next((str(step) for step in reversed(err["loc"]) if str(step) in VARIABLES), "?")
+            problems.append(f"{ENV_PREFIX}{name.upper()}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

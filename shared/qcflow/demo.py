@@ -120,33 +120,10 @@ def run_demo(
         trigger = stack.enter_context(HttpTriggerServer(callback.handler, CREDENTIALS))
         stack.callback(lambda: [h.app.close() for h in handlers])
         say(f"sandbox (CCC + SCA) on {sandbox.url}; callback function on {trigger.url}")
-        stack.enter_context(
-            environment(
-                {
-                    "QCFLOW_STORE": store_url,
-                    # recordings and results share the store: push ignores its own prefixes
-                    "QCFLOW_RECORDINGS_URL": store_url,
-                    "QCFLOW_RECORDING_PREFIX": "ccc/",
-                    "QCFLOW_CCC_ENDPOINT": sandbox.url,
-                    "QCFLOW_SCA_ENDPOINT": sandbox.url,
-                    "QCFLOW_CCC_INSTANCE_ID": "ccc-demo",
-                    "QCFLOW_PUSH_CALLBACK_URL": trigger.url,
-                    "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
-                    "QCFLOW_HARVEST_LOOKBACK_SECONDS": "600",
-                    "QCFLOW_HARVEST_START_SECONDS": "3600",
-                    "QCFLOW_LOG_LEVEL": os.environ.get("QCFLOW_LOG_LEVEL", "WARNING"),
-                    "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
-                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
-                }
-            )
-        )
+        stack.enter_context(environment(_demo_environment(store_url, sandbox.url, trigger.url)))
         store = open_store(store_url)
-        day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-        base = int(time.time() * 1000) % 10**12
-        keys = [f"ccc/{day}/job-{base + i}.mkv" for i in range(recordings)]
-        for key in keys:
-            store.put(key, b"\x1aE\xdf\xa3 synthetic recording", content_type="video/x-matroska")
-        say(f"wrote {recordings} synthetic recordings under {store_url}/ccc/{day}/")
+        folder, keys = _write_recordings(store, recordings)
+        say(f"wrote {recordings} synthetic recordings under {store_url}/{folder}")
 
         push = load_handler_module("push")
         handlers.append(push)
@@ -154,38 +131,84 @@ def run_demo(
             list(
                 pool.map(lambda key: push.handler(oss_event(DEMO_BUCKET, key), context_for("push", CREDENTIALS)), keys)
             )
-        for entry in Ledger(store).entries():
-            outcome = entry.outcome
-            if outcome is not None and outcome.state == "submitted":
-                summary.pushed += 1
-            elif outcome is not None:
-                summary.push_failed += 1
+        summary.pushed, summary.push_failed = _count_pushes(store)
         say(f"pushed {summary.pushed} recordings to SCA ({summary.push_failed} failed); waiting for the tasks")
 
-        deadline = time.monotonic() + settle_timeout
-        while time.monotonic() < deadline:
-            callbacks = sandbox.app.snapshot().get("callbacks", {})
-            done = callbacks.get("delivered", 0) + callbacks.get("failed", 0)
-            if done >= summary.pushed and callbacks.get("pending", 0) == 0:
-                break
-            time.sleep(0.2)
+        _wait_for_callbacks(sandbox, summary.pushed, settle_timeout)
         summary.callbacks = trigger.calls
         say(f"{trigger.calls} SCA callbacks reached the callback function; running the harvest function")
 
         harvest = load_handler_module("harvest")
         handlers.append(harvest)
         harvest.handler(timer_event(), context_for("harvest", CREDENTIALS, timeout=300))
-
-        states, per_result, parts = count_results(store)
-        summary.finished = states.get("finished", 0)
-        summary.failed = states.get("failed", 0)
-        summary.harvested = sum(states.values())
-        summary.distinct_tasks = len(per_result)
-        summary.files = len(parts)
-        summary.part_keys = parts
-        summary.results_at = _results_location(store_url)
+        _count_results_into(summary, store)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _demo_environment(store_url: str, sandbox_url: str, callback_url: str) -> dict[str, str]:
+    """What the handlers read on their first call: the sandbox for CCC and SCA, short harvest delays."""
+    return {
+        "QCFLOW_STORE": store_url,
+        # recordings and results share the store: push ignores its own prefixes
+        "QCFLOW_RECORDINGS_URL": store_url,
+        "QCFLOW_RECORDING_PREFIX": "ccc/",
+        "QCFLOW_CCC_ENDPOINT": sandbox_url,
+        "QCFLOW_SCA_ENDPOINT": sandbox_url,
+        "QCFLOW_CCC_INSTANCE_ID": "ccc-demo",
+        "QCFLOW_PUSH_CALLBACK_URL": callback_url,
+        "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
+        "QCFLOW_HARVEST_LOOKBACK_SECONDS": "600",
+        "QCFLOW_HARVEST_START_SECONDS": "3600",
+        "QCFLOW_LOG_LEVEL": os.environ.get("QCFLOW_LOG_LEVEL", "WARNING"),
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
+    }
+
+
+def _write_recordings(store: ObjectStore, count: int) -> tuple[str, list[str]]:
+    """``count`` synthetic recordings in today's folder ``ccc/YYYY/MM/DD/``, named ``job-<n>.mkv`` (the
+    ContactId): (the folder, their keys)."""
+    folder = datetime.now(timezone.utc).strftime("ccc/%Y/%m/%d/")
+    base = int(time.time() * 1000) % 10**12
+    keys = [f"{folder}job-{base + i}.mkv" for i in range(count)]
+    for key in keys:
+        store.put(key, b"\x1aE\xdf\xa3 synthetic recording", content_type="video/x-matroska")
+    return folder, keys
+
+
+def _count_pushes(store: ObjectStore) -> tuple[int, int]:
+    """(submitted, failed) outcomes in the push ledger."""
+    pushed = failed = 0
+    for entry in Ledger(store).entries():
+        outcome = entry.outcome
+        if outcome is not None and outcome.state == "submitted":
+            pushed += 1
+        elif outcome is not None:
+            failed += 1
+    return pushed, failed
+
+
+def _wait_for_callbacks(sandbox: SandboxServer, pushed: int, timeout: float) -> None:
+    """Until the sandbox delivered (or gave up on) a callback per pushed task, at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        callbacks = sandbox.app.snapshot().get("callbacks", {})
+        done = callbacks.get("delivered", 0) + callbacks.get("failed", 0)
+        if done >= pushed and callbacks.get("pending", 0) == 0:
+            return
+        time.sleep(0.2)
+
+
+def _count_results_into(summary: DemoSummary, store: ObjectStore) -> None:
+    states, per_result, parts = count_results(store)
+    summary.finished = states.get("finished", 0)
+    summary.failed = states.get("failed", 0)
+    summary.harvested = sum(states.values())
+    summary.distinct_tasks = len(per_result)
+    summary.files = len(parts)
+    summary.part_keys = parts
+    summary.results_at = _results_location(summary.store)
 
 
 def _results_location(store_url: str) -> str:

@@ -133,8 +133,8 @@ class ScaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> ScaClient:
         acs = client_from_settings(
-            settings,
-            endpoint=settings.sca_endpoint,
+            settings.http,
+            endpoint=settings.sca.endpoint,
             version=SCA_VERSION,
             credentials=credentials,
             http=http,
@@ -142,10 +142,10 @@ class ScaClient:
         )
         return cls(
             acs,
-            base_me_agent_id=settings.sca_base_me_agent_id,
-            get_result_limiter=rate_limiter(settings.get_result_rate_per_second),
-            upload_limiter=rate_limiter(settings.upload_rate_per_second),
-            duplicate_call_uuid_codes=settings.sca_duplicate_call_uuid_codes,
+            base_me_agent_id=settings.sca.base_me_agent_id,
+            get_result_limiter=rate_limiter(settings.quotas.get_result_rate_per_second),
+            upload_limiter=rate_limiter(settings.quotas.upload_rate_per_second),
+            duplicate_call_uuid_codes=settings.sca.duplicate_call_uuid_codes,
         )
 
     def _query(self, body: UploadAudioDataJson | GetResultQuery) -> dict[str, Any]:

@@ -104,7 +104,6 @@ def world_env(store_url: str, recordings_url: str, sandbox_url: str, callback_ur
         "QCFLOW_HTTP_CONNECT_TIMEOUT_SECONDS": "1",
         "QCFLOW_CCC_RATE_PER_SECOND": "1000",
         "QCFLOW_UPLOAD_RATE_PER_SECOND": "1000",
-        "QCFLOW_GET_RESULT_RATE_PER_SECOND": "1000",
         "QCFLOW_GET_RESULT_QUOTA": "60000",
         "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
         "QCFLOW_HARVEST_LOOKBACK_SECONDS": str(lookback),

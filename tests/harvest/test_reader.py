@@ -256,7 +256,7 @@ async def test_the_limiter_alone_keeps_the_reader_under_the_sliding_window() -> 
     quota = QuotaOptions(get_result=60, upload_audio_data=None, window_seconds=2.0)
     hour = DAY.split(24)[3]
     with running_sandbox(SandboxOptions(quotas=quota, preload=PreloadOptions(count=9_800, start=hour.start, end=hour.end))) as server:
-        limiter = AdaptiveRateLimiter.from_settings(_quota_settings(60, 2.0))
+        limiter = AdaptiveRateLimiter.from_settings(_quota_settings(60, 2.0).quotas)
         source = reader(sca_over(server), limiter)
         assert_once(await read_all(source, hour), 9_800)
         assert server.app.stats["GetResult Throttling.User"] == 0
@@ -267,7 +267,7 @@ async def test_a_competing_client_slows_the_reader_down_but_does_not_make_it_fai
     quota = QuotaOptions(get_result=60, upload_audio_data=None, window_seconds=2.0)
     hour = DAY.split(24)[5]
     with running_sandbox(SandboxOptions(quotas=quota, preload=PreloadOptions(count=9_000, start=hour.start, end=hour.end))) as server:
-        limiter = AdaptiveRateLimiter.from_settings(_quota_settings(60, 2.0))
+        limiter = AdaptiveRateLimiter.from_settings(_quota_settings(60, 2.0).quotas)
         source = reader(sca_over(server), limiter)
         other = sca_over(server)  # the same account: the same quota
         stop = asyncio.Event()

@@ -205,7 +205,8 @@ def test_prefix_isolation(moto_oss: MotoOss) -> None:
 def _presign_host(**settings: Any) -> str:
     from urllib.parse import urlsplit
 
-    client = build_client(oss_settings(None, **settings), CREDS)
+    sliced = oss_settings(None, **settings)
+    client = build_client(sliced.store, sliced.http, CREDS)
     url = client.presign(oss.GetObjectRequest(bucket="bkt", key="k"), expires=timedelta(minutes=1)).url
     return urlsplit(url).scheme + "://" + urlsplit(url).netloc
 

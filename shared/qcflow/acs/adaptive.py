@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from qcflow.config import Settings
+    from qcflow.config import QuotaSettings
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
@@ -88,16 +88,15 @@ class AdaptiveRateLimiter:
         self.decreases = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> AdaptiveRateLimiter:
+    def from_settings(cls, quotas: QuotaSettings, **overrides: Any) -> AdaptiveRateLimiter:
         """The GetResult limiter: ``quota × (1 - headroom) / window`` calls/s.
 
         The burst is kept to half the headroom in calls (and at most one second's worth), so
         that this limiter alone never exceeds the service's sliding window.
         """
-        quota = settings.get_result_quota
-        window = settings.get_result_quota_window_seconds
-        rate = quota * (1 - settings.get_result_headroom) / window
-        spare = int(quota * settings.get_result_headroom / 2)
+        quota = quotas.get_result_quota
+        rate = quotas.get_result_rate_per_second
+        spare = int(quota * quotas.get_result_headroom / 2)
         burst = max(1, min(spare, max(2, int(rate))))
         options: dict[str, Any] = {"burst": burst}
         options.update(overrides)

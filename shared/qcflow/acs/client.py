@@ -50,7 +50,7 @@ from qcflow.errors import (
 from qcflow.logs import redact
 
 if TYPE_CHECKING:
-    from qcflow.config import Settings
+    from qcflow.config import HttpSettings
 
 log = logging.getLogger("qcflow.acs")
 
@@ -335,7 +335,7 @@ class AcsClient:
 
 
 def client_from_settings(
-    settings: Settings,
+    settings: HttpSettings,
     *,
     endpoint: str,
     version: str,
@@ -343,7 +343,7 @@ def client_from_settings(
     http: httpx.AsyncClient | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AcsClient:
-    """An ``AcsClient`` with the retry, deadline and timeout settings of ``settings``."""
+    """An ``AcsClient`` with the retry, deadline and timeout settings of the ``http`` slice."""
     return AcsClient(
         endpoint=endpoint,
         version=version,
@@ -356,7 +356,7 @@ def client_from_settings(
             throttle_backoff_initial_seconds=settings.throttle_backoff_initial_seconds,
             throttle_backoff_max_seconds=settings.throttle_backoff_max_seconds,
         ),
-        timeout=httpx.Timeout(settings.http_timeout_seconds, connect=settings.http_connect_timeout_seconds),
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
         http=http,
         transport=transport,
     )

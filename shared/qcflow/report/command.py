@@ -94,7 +94,7 @@ def report_command(since: str | None, until: str | None, out: str) -> None:
     try:
         days = DayRange.parse(since, until)
         settings = load_settings()
-        store = open_store(settings.store, settings=settings)
+        store = open_store(settings.store.url, settings=settings)
         with terminal_progress() as progress:
             summary = make_report(store, out, days=days, zone=settings.zone, progress=progress)
     except QcflowError as exc:
@@ -125,7 +125,7 @@ def maxcompute_command(table: str, location: str | None, role_arn: str | None) -
     try:
         if location is None:
             settings = load_settings()
-            location = oss_location(settings.store, settings.region, settings.oss_endpoint)
+            location = oss_location(settings.store.url, settings.store.region, settings.store.oss_endpoint)
         click.echo(maxcompute_ddl(table=table, location=location, role_arn=role_arn), nl=False)
     except QcflowError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -226,132 +226,127 @@ def aggregate(
 
 
 def _figures(con: Any, *, range_: dict[str, str | None], generated_at: str, store: str, files: int) -> ReportData:
-    totals = _rows(
-        con,
-        """
-        SELECT count(*) AS results,
-               count(*) FILTER (WHERE state = 'finished') AS finished,
-               count(*) FILTER (WHERE state = 'failed') AS failed,
-               count(*) FILTER (WHERE state = 'unknown') AS unknown
-        FROM results""",
-    )[0]
-    live = _rows(
-        con, "SELECT count(*) FILTER (WHERE NOT stuck) AS running, count(*) FILTER (WHERE stuck) AS stuck FROM live"
-    )[0]
-    counts = {k: int(v or 0) for k, v in {**totals, **live}.items()}
-    counts["files"] = files
+    """Every figure of the page, one query (or one small function) each."""
+    counts = _counts(con, files)
     data = ReportData(range=range_, generated_at=generated_at, store=store, counts=counts)
-    finished = counts["finished"]
+    data.per_day = _rows(con, _PER_DAY)
+    data.score_bins = _score_bins(con)
+    data.score_summary = _rows(con, _SCORE_SUMMARY)[0]
+    data.agents = _rows(con, _AGENTS)
+    data.skill_groups = _rows(con, _SKILL_GROUPS)
+    data.rules = _rules(con, finished=counts["finished"])
+    data.review_status = _review_status(con)
+    data.failures = _rows(con, _FAILURES)
+    data.lowest = _lowest(con)
+    data.notes = _notes(con, counts)
+    _finite(data)
+    return data
 
-    data.per_day = _rows(
-        con,
-        """
-        WITH r AS (SELECT day, count(*) FILTER (WHERE state = 'finished') AS finished,
-                          count(*) FILTER (WHERE state = 'failed') AS failed,
-                          count(*) FILTER (WHERE state = 'unknown') AS unknown
-                   FROM results GROUP BY day),
-             m AS (SELECT day, count(*) FILTER (WHERE NOT stuck) AS running, count(*) FILTER (WHERE stuck) AS stuck
-                   FROM live GROUP BY day)
-        SELECT coalesce(r.day, m.day) AS day, coalesce(finished, 0) AS finished, coalesce(failed, 0) AS failed,
-               coalesce(running, 0) AS running, coalesce(stuck, 0) AS stuck, coalesce(unknown, 0) AS unknown
-        FROM r FULL OUTER JOIN m ON r.day = m.day
-        ORDER BY coalesce(r.day, m.day) = 'unknown', coalesce(r.day, m.day)""",
-    )
 
-    bins = {
-        row["b"]: row["calls"]
-        for row in _rows(
-            con,
-            """
-        SELECT CASE WHEN score < 0 THEN -1 WHEN score > 100 THEN 10 WHEN score = 100 THEN 9
-                    ELSE CAST(floor(score / 10) AS INTEGER) END AS b, count(*) AS calls
-        FROM results WHERE state = 'finished' AND score IS NOT NULL GROUP BY b""",
-        )
-    }
-    data.score_bins = [
+_TOTALS = """
+    SELECT count(*) AS results,
+           count(*) FILTER (WHERE state = 'finished') AS finished,
+           count(*) FILTER (WHERE state = 'failed') AS failed,
+           count(*) FILTER (WHERE state = 'unknown') AS unknown
+    FROM results"""
+_LIVE = "SELECT count(*) FILTER (WHERE NOT stuck) AS running, count(*) FILTER (WHERE stuck) AS stuck FROM live"
+_PER_DAY = """
+    WITH r AS (SELECT day, count(*) FILTER (WHERE state = 'finished') AS finished,
+                      count(*) FILTER (WHERE state = 'failed') AS failed,
+                      count(*) FILTER (WHERE state = 'unknown') AS unknown
+               FROM results GROUP BY day),
+         m AS (SELECT day, count(*) FILTER (WHERE NOT stuck) AS running, count(*) FILTER (WHERE stuck) AS stuck
+               FROM live GROUP BY day)
+    SELECT coalesce(r.day, m.day) AS day, coalesce(finished, 0) AS finished, coalesce(failed, 0) AS failed,
+           coalesce(running, 0) AS running, coalesce(stuck, 0) AS stuck, coalesce(unknown, 0) AS unknown
+    FROM r FULL OUTER JOIN m ON r.day = m.day
+    ORDER BY coalesce(r.day, m.day) = 'unknown', coalesce(r.day, m.day)"""
+_SCORE_BINS = """
+    SELECT CASE WHEN score < 0 THEN -1 WHEN score > 100 THEN 10 WHEN score = 100 THEN 9
+                ELSE CAST(floor(score / 10) AS INTEGER) END AS b, count(*) AS calls
+    FROM results WHERE state = 'finished' AND score IS NOT NULL GROUP BY b"""
+_SCORE_SUMMARY = """
+    SELECT count(score) AS scored, avg(score) AS average, median(score) AS median, min(score) AS lowest,
+           max(score) AS highest
+    FROM results WHERE state = 'finished'"""
+_AGENTS = f"""
+    SELECT coalesce(agent_id, agent_name) AS agent_key,
+           coalesce(mode(agent_name), any_value(agent_id), '{NO_AGENT}') AS agent,
+           mode(skill_group) AS skill_group, count(*) AS calls, count(score) AS scored, avg(score) AS average_score
+    FROM results WHERE state = 'finished'
+    GROUP BY agent_key ORDER BY average_score ASC NULLS LAST, calls DESC, agent_key NULLS LAST"""
+_SKILL_GROUPS = f"""
+    SELECT coalesce(skill_group, '{NO_SKILL_GROUP}') AS skill_group, count(*) AS calls, count(score) AS scored,
+           avg(score) AS average_score, count(DISTINCT coalesce(agent_id, agent_name)) AS agents
+    FROM results WHERE state = 'finished'
+    GROUP BY 1 ORDER BY average_score ASC NULLS LAST, calls DESC, skill_group"""
+_RULES = """
+    SELECT coalesce(rule_id, rule_name) AS rule_key, any_value(rule_id) AS rule_id,
+           coalesce(mode(rule_name), any_value(rule_id)) AS rule, mode(rule_type) AS type,
+           count(DISTINCT n) AS calls
+    FROM hits GROUP BY rule_key ORDER BY calls DESC, rule_key"""
+_REVIEW_STATUS = """
+    SELECT review_status, bool_or(review_status_odd) AS odd, count(*) AS calls FROM results
+    WHERE state = 'finished' GROUP BY review_status, review_status_odd ORDER BY calls DESC, review_status"""
+_FAILURES = f"""
+    SELECT coalesce(error_message, '{NO_MESSAGE}') AS reason, count(*) AS calls
+    FROM results WHERE state = 'failed' GROUP BY 1 ORDER BY calls DESC, reason"""
+_LOWEST = f"""
+    SELECT r.rowid AS n, r.contact_id, r.task_id,
+           coalesce(r.agent_name, r.agent_id, '{NO_AGENT}') AS agent, r.skill_group,
+           r.score, r.upload_time, r.day
+    FROM results r WHERE r.state = 'finished' AND r.score IS NOT NULL
+    ORDER BY r.score, r.upload_time NULLS LAST, r.contact_id NULLS LAST, r.task_id NULLS LAST, r.rowid
+    LIMIT {LOWEST}"""
+_RULES_OF_CALLS = """
+    SELECT n, list(coalesce(rule_name, rule_id) ORDER BY i) AS rules FROM hits
+    WHERE n IN (SELECT unnest($n)) GROUP BY n"""
+
+
+def _counts(con: Any, files: int) -> dict[str, int]:
+    counts = {k: int(v or 0) for k, v in {**_rows(con, _TOTALS)[0], **_rows(con, _LIVE)[0]}.items()}
+    counts["files"] = files
+    return counts
+
+
+def _score_bins(con: Any) -> list[dict[str, Any]]:
+    """Ten bins of ten points; the odd bins (below 0, above 100) only when they hold calls."""
+    bins = {row["b"]: row["calls"] for row in _rows(con, _SCORE_BINS)}
+    return [
         {"bin": label, "low": low, "high": high, "calls": int(bins.get(b, 0))}
         for b, label, low, high in _bin_labels()
         if b in range(0, 10) or bins.get(b)
     ]
-    data.score_summary = _rows(
-        con,
-        """
-        SELECT count(score) AS scored, avg(score) AS average, median(score) AS median, min(score) AS lowest,
-               max(score) AS highest
-        FROM results WHERE state = 'finished'""",
-    )[0]
 
-    data.agents = _rows(
-        con,
-        f"""
-        SELECT coalesce(agent_id, agent_name) AS agent_key,
-               coalesce(mode(agent_name), any_value(agent_id), '{NO_AGENT}') AS agent,
-               mode(skill_group) AS skill_group, count(*) AS calls, count(score) AS scored, avg(score) AS average_score
-        FROM results WHERE state = 'finished'
-        GROUP BY agent_key ORDER BY average_score ASC NULLS LAST, calls DESC, agent_key NULLS LAST""",
-    )
-    data.skill_groups = _rows(
-        con,
-        f"""
-        SELECT coalesce(skill_group, '{NO_SKILL_GROUP}') AS skill_group, count(*) AS calls, count(score) AS scored,
-               avg(score) AS average_score, count(DISTINCT coalesce(agent_id, agent_name)) AS agents
-        FROM results WHERE state = 'finished'
-        GROUP BY 1 ORDER BY average_score ASC NULLS LAST, calls DESC, skill_group""",
-    )
-    data.rules = _rows(
-        con,
-        """
-        SELECT coalesce(rule_id, rule_name) AS rule_key, any_value(rule_id) AS rule_id,
-               coalesce(mode(rule_name), any_value(rule_id)) AS rule, mode(rule_type) AS type,
-               count(DISTINCT n) AS calls
-        FROM hits GROUP BY rule_key ORDER BY calls DESC, rule_key""",
-    )
-    for row in data.rules:
+
+def _rules(con: Any, *, finished: int) -> list[dict[str, Any]]:
+    rules = _rows(con, _RULES)
+    for row in rules:
         row["share"] = row["calls"] / finished if finished else 0.0
-    data.review_status = [
+    return rules
+
+
+def _review_status(con: Any) -> list[dict[str, Any]]:
+    return [
         {
             "review_status": row["review_status"],
             "label": _review_label(row["review_status"], row["odd"]),
             "calls": row["calls"],
         }
-        for row in _rows(
-            con,
-            """
-            SELECT review_status, bool_or(review_status_odd) AS odd, count(*) AS calls FROM results
-            WHERE state = 'finished' GROUP BY review_status, review_status_odd ORDER BY calls DESC, review_status""",
-        )
+        for row in _rows(con, _REVIEW_STATUS)
     ]
-    data.failures = _rows(
-        con,
-        f"""
-        SELECT coalesce(error_message, '{NO_MESSAGE}') AS reason, count(*) AS calls
-        FROM results WHERE state = 'failed' GROUP BY 1 ORDER BY calls DESC, reason""",
-    )
-    lowest = _rows(
-        con,
-        f"""
-        SELECT r.rowid AS n, r.contact_id, r.task_id,
-               coalesce(r.agent_name, r.agent_id, '{NO_AGENT}') AS agent, r.skill_group,
-               r.score, r.upload_time, r.day
-        FROM results r WHERE r.state = 'finished' AND r.score IS NOT NULL
-        ORDER BY r.score, r.upload_time NULLS LAST, r.contact_id NULLS LAST, r.task_id NULLS LAST, r.rowid
-        LIMIT {LOWEST}""",
-    )
+
+
+def _lowest(con: Any) -> list[dict[str, Any]]:
+    """The lowest-scored calls, each with the names of the rules it hit (in hit order, once each)."""
+    lowest = _rows(con, _LOWEST)
     names: dict[int, list[str]] = {}
     if lowest:
-        for row in _rows(
-            con,
-            "SELECT n, list(coalesce(rule_name, rule_id) ORDER BY i) AS rules FROM hits "
-            "WHERE n IN (SELECT unnest($n)) GROUP BY n",
-            {"n": [r["n"] for r in lowest]},
-        ):
+        for row in _rows(con, _RULES_OF_CALLS, {"n": [r["n"] for r in lowest]}):
             names[row["n"]] = list(dict.fromkeys(row["rules"]))
     for row in lowest:
         row["rules"] = names.get(row.pop("n"), [])
-    data.lowest = lowest
-    data.notes = _notes(con, counts)
-    _finite(data)
-    return data
+    return lowest
 
 
 def _bin_labels() -> list[tuple[int, str, float | None, float | None]]:

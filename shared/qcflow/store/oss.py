@@ -91,7 +91,7 @@ from qcflow.store.keys import (
 )
 
 if TYPE_CHECKING:
-    from qcflow.config import Settings
+    from qcflow.config import HttpSettings, Settings, StoreSettings
 
 #: Internal metadata carrying the writer's token: create_if_absent's claim, a multipart
 #: upload's identity. Reserved (``qcflow-`` names are refused) and stripped from results.
@@ -202,8 +202,10 @@ def _credentials_provider(credentials: Credentials | CredentialsProvider | None)
     return oss.credentials.CredentialsProviderFunc(fetch)
 
 
-def build_client(settings: Settings, credentials: Credentials | CredentialsProvider | None = None) -> oss.Client:
-    """An SDK client from ``Settings``: region, endpoint (explicit, else the region's public
+def build_client(
+    settings: StoreSettings, http: HttpSettings, credentials: Credentials | CredentialsProvider | None = None
+) -> oss.Client:
+    """An SDK client from the ``store`` and ``http`` slices: region, endpoint (explicit, else the region's public
     or — with ``oss_internal`` — internal ``oss-<region>-internal.aliyuncs.com``), V4 signing,
     timeouts and the retry policy."""
     cfg = oss.config.Config(
@@ -211,12 +213,12 @@ def build_client(settings: Settings, credentials: Credentials | CredentialsProvi
         signature_version="v4",
         credentials_provider=_credentials_provider(credentials),
         retryer=oss.retry.StandardRetryer(
-            max_attempts=settings.max_attempts,
-            base_delay=settings.backoff_initial_seconds,
-            max_backoff=settings.backoff_max_seconds,
+            max_attempts=http.max_attempts,
+            base_delay=http.backoff_initial_seconds,
+            max_backoff=http.backoff_max_seconds,
         ),
-        connect_timeout=settings.http_connect_timeout_seconds,
-        readwrite_timeout=settings.http_timeout_seconds,
+        connect_timeout=http.connect_timeout_seconds,
+        readwrite_timeout=http.timeout_seconds,
     )
     if settings.oss_endpoint:
         cfg.endpoint = settings.oss_endpoint  # a host (https assumed) or a URL with scheme
@@ -264,11 +266,11 @@ class OssStore:
         url: str | None = None,
     ) -> OssStore:
         return cls(
-            build_client(settings, credentials),
+            build_client(settings.store, settings.http, credentials),
             bucket,
             prefix,
             url=url,
-            allow_unverified_versioning=settings.store_allow_unverified_versioning,
+            allow_unverified_versioning=settings.store.allow_unverified_versioning,
         )
 
     def __repr__(self) -> str:
