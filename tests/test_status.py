@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from qcflow import journal, layout
+from qcflow.config import load_settings
 from qcflow.demo import run_demo
 from qcflow.ledger import Ledger, Outcome
 from qcflow.status import status
@@ -25,7 +27,7 @@ def test_status_counts_a_demo_run_and_the_ledgers_states(tmp_path: Path) -> None
     ledger.record(Outcome(generation=0, state="failed", recorded_at=now, location="oss://b/failed.mkv", code="NotExists.ContactId"))
     ledger.claim("oss://b/live.mkv", token="b", now=now, expires_at=now + 600)
     ledger.claim("oss://b/dead.mkv", token="c", now=now - 900, expires_at=now - 300)
-    report = status(store)
+    report = status(store, zone=load_settings({}).zone)
     push, harvest = report["push"], report["harvest"]
     assert push["submitted"] == summary.pushed == 6
     assert (push["failed"], push["in_flight"], push["stalled"]) == (1, 1, 1)
@@ -38,3 +40,17 @@ def test_status_counts_a_demo_run_and_the_ledgers_states(tmp_path: Path) -> None
     done = subprocess.run([str(exe), "status", "--json"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["push"]["submitted"] == 6
+
+
+def test_harvested_days_are_the_partitions_days_not_utc_days(tmp_path: Path) -> None:
+    """At 18:00 UTC it is already tomorrow in Shanghai, where results are partitioned: they count."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    store = LocalStore(tmp_path)
+    key = f"{layout.HARVEST_COMMITS}dt=2026-12-05/hour=01/0000000001.json"
+    journal.write_once(store, key, {"v": 1, "results": ["t1|c1", "t2|c2"]}, token="test")
+    evening = datetime(2026, 12, 4, 18, 0, tzinfo=timezone.utc)
+    report = status(store, zone=ZoneInfo("Asia/Shanghai"), now=evening, days=1)
+    assert report["harvest"]["harvested_last_1_days"] == 2
+    assert status(store, zone=timezone.utc, now=evening, days=1)["harvest"]["harvested_last_1_days"] == 0

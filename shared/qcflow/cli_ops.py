@@ -251,7 +251,9 @@ def status_command(as_json: bool, days: int) -> None:
         settings = load_settings()
         store = open_store(settings.store, settings=settings)
         with progress_bar("reading the ledger", None) as (bar, task):
-            return await asyncio.to_thread(status, store, days=days, progress=lambda n: bar.update(task, completed=n))
+            return await asyncio.to_thread(
+                status, store, zone=settings.zone, days=days, progress=lambda n: bar.update(task, completed=n)
+            )
 
     report = run_async(work)
     if as_json:

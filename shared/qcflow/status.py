@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from qcflow import journal, layout
@@ -53,13 +53,16 @@ def push_status(store: ObjectStore, *, now: float, progress: Callable[[int], Non
     }
 
 
-def harvest_status(store: ObjectStore, *, now: datetime, days: int = 7) -> dict[str, Any]:
+def harvest_status(store: ObjectStore, *, now: datetime, zone: tzinfo, days: int = 7) -> dict[str, Any]:
+    """Harvest state; "the last ``days``" are days in ``zone``, the zone the partitions are named in
+    (SCA's, ``QCFLOW_SCA_TIME_ZONE``): counted in UTC, a day's results would go missing for the hours
+    the two dates differ."""
     from qcflow.harvest.state import read_checkpoint, stuck_results, unfinished_results
 
     checkpoint = read_checkpoint(store)
     harvested = 0
     for day in range(days):
-        date = (now - timedelta(days=day)).strftime("%Y-%m-%d")
+        date = (now.astimezone(zone) - timedelta(days=day)).strftime("%Y-%m-%d")
         for info in store.list(f"{layout.HARVEST_COMMITS}dt={date}/"):
             record = journal.read(store, info.key)
             harvested += len((record or {}).get("results") or [])
@@ -85,14 +88,19 @@ def harvest_status(store: ObjectStore, *, now: datetime, days: int = 7) -> dict[
 
 
 def status(
-    store: ObjectStore, *, now: datetime | None = None, days: int = 7, progress: Callable[[int], None] | None = None
+    store: ObjectStore,
+    *,
+    zone: tzinfo,
+    now: datetime | None = None,
+    days: int = 7,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
     return {
         "store": store.url,
         "at": now.isoformat(timespec="seconds"),
         "push": push_status(store, now=now.timestamp(), progress=progress),
-        "harvest": harvest_status(store, now=now, days=days),
+        "harvest": harvest_status(store, now=now, zone=zone, days=days),
     }
 
 
