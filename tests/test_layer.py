@@ -167,7 +167,7 @@ def test_nothing_but_runtime_code_in_the_layer(layer: Build) -> None:
     assert "bin" not in tops
     assert not [n for n in names if n.endswith(".pyi") or n.endswith(".dist-info/RECORD")]
     assert not [n for n in names if set(n.split("/")[2:-1]) & {"tests", "test", "SelfTest"}]
-    assert "python/qcflow/push.py" in names and "python/qcflow/store/oss.py" in names
+    assert "python/qcflow/push/pusher.py" in names and "python/qcflow/store/oss.py" in names
 
 
 def test_modules_are_compiled_for_the_runtime(layer: Build) -> None:
@@ -223,11 +223,11 @@ def test_check_refuses_a_build_older_than_its_sources(layer: Build, tmp_path: Pa
     shutil.copytree(layer.sources, sources)
     assert run_script("--check", "--out", str(out), "--package-dir", str(sources)).returncode == 0
 
-    (sources / "push.py").write_text((sources / "push.py").read_text() + "\n# changed\n")
+    (sources / "push" / "pusher.py").write_text((sources / "push" / "pusher.py").read_text() + "\n# changed\n")
     stale = run_script("--check", "--out", str(out), "--package-dir", str(sources))
     assert stale.returncode == 1 and "make layer" in stale.stderr
 
-    shutil.copyfile(layer.sources / "push.py", sources / "push.py")
+    shutil.copyfile(layer.sources / "push" / "pusher.py", sources / "push" / "pusher.py")
     (out / "layer.id").write_text("0" * 16)
     assert run_script("--check", "--out", str(out), "--package-dir", str(sources)).returncode == 1
 

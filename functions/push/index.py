@@ -5,9 +5,10 @@ Everything but the translation of FC's event and context lives in the ``qcflow``
 
 from typing import Any
 
+import qcflow.push  # noqa: F401  (the use case loads with the instance, not in its first event)
 from qcflow.fc import FunctionApp
-from qcflow.push import push_oss_event
 from qcflow.services import build_services
+from qcflow.triggers import push_oss_event
 
 app = FunctionApp(build_services)  # clients built once per instance, reused by warm invocations
 

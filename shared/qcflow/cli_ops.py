@@ -80,7 +80,8 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
         raise click.UsageError("give --key, --prefix or --contact-id")
 
     async def work() -> dict[str, int]:
-        from qcflow.push import PushResult, Recording, backfill
+        from qcflow.push import PushResult, Recording
+        from qcflow.push.replay import backfill
 
         services = await _services()
         try:

@@ -58,7 +58,7 @@ class Services:
 
     def pusher(self, bucket: str | None = None) -> Pusher:
         """The push use case for recordings in ``bucket`` (or ``QCFLOW_RECORDINGS_URL``)."""
-        from qcflow.push import Pusher
+        from qcflow.push import Pusher  # here, not at the top: the harvest and callback functions never load push
 
         url = self.recordings_url_for(bucket)
         if url not in self._pushers:

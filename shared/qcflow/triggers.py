@@ -1,7 +1,8 @@
-"""From a trigger's event to a use case, for the timer (harvest) and HTTP (SCA callback) functions.
+"""From a trigger's event to a use case: OSS (push), timer (harvest) and HTTP (SCA callback).
 
-No FC ``context`` here: a handler passes the services of its instance and the invocation's
-deadline. (The OSS trigger's counterpart is ``qcflow.push.push_oss_event``.)
+No FC ``context`` here: a handler passes the services of its instance (or, for push, how to get
+the ``Pusher`` of a bucket) and the invocation's deadline. Each use case is imported inside its
+adapter: a function's cold start pays for its own use case only.
 """
 
 from __future__ import annotations
@@ -9,15 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qcflow.errors import QcflowError, RetryableError
+from qcflow.errors import ForeignBucketError, PushIncomplete, QcflowError, RetryableError
 from qcflow.ledger import Ledger
 from qcflow.services import Services
 
+if TYPE_CHECKING:
+    from qcflow.push import Pusher, PushResult, Recording
+
 log = logging.getLogger("qcflow.triggers")
+push_log = logging.getLogger("qcflow.push")  # push's lines keep push's logger, wherever they are written
 
 
 def parse_iso(value: Any) -> datetime | None:
@@ -133,3 +139,60 @@ async def sca_callback(
         extra={"event": "callback_harvested", "task_id": hint.task_id, "written": report.written},
     )
     return _http_answer(200, {"task_id": hint.task_id, "written": report.written})
+
+
+async def push_oss_event(
+    raw_event: bytes | str | dict[str, Any],
+    pusher_for: Callable[[str], Pusher],
+    *,
+    token: str,
+    deadline: float,
+) -> dict[str, Any]:
+    """Push every record of an OSS trigger event; a summary of what happened.
+
+    Malformed events, foreign buckets, keys that are not recordings and permanent failures
+    end normally (logged, and recorded in the ledger where a recording was involved): FC
+    retrying the same bytes cannot help. Retryable faults raise ``PushIncomplete``.
+    """
+    from qcflow.models.events import InvalidEventError, parse_oss_event
+    from qcflow.push import PushResult
+
+    try:
+        event = parse_oss_event(raw_event)
+    except InvalidEventError as exc:
+        push_log.error("push: %s", exc, extra={"event": "push_bad_event", "reason": str(exc)})
+        return {"records": 0, "error": str(exc)}
+    results: list[PushResult] = []
+    by_pusher: dict[int, tuple[Pusher, list[Recording]]] = {}
+    for record in event.events:
+        try:
+            pusher = pusher_for(record.bucket)
+        except ForeignBucketError as exc:
+            push_log.error(
+                "push: %s", exc, extra={"event": "push_bad_event", "bucket": record.bucket, "key": record.key}
+            )
+            results.append(
+                PushResult(
+                    "failed", f"oss://{record.bucket}/{record.key}", record.key, code="ForeignBucket", message=str(exc)
+                )
+            )
+            continue
+        resolved = await pusher.resolve(record.key)
+        if isinstance(resolved, PushResult):
+            results.append(resolved)
+        else:
+            by_pusher.setdefault(id(pusher), (pusher, []))[1].append(resolved)
+    for pusher, recordings in by_pusher.values():
+        results.extend(await pusher.push(recordings, token=token, deadline=deadline))
+    summary: dict[str, Any] = {"records": len(event.events)}
+    for result in results:
+        summary[result.status] = summary.get(result.status, 0) + 1
+    pending = [r for r in results if not r.settled]
+    if pending:
+        first = pending[0]
+        raise PushIncomplete(
+            f"{len(pending)} of {len(results)} recordings not settled yet (first: {first.key}: {first.status}, "
+            f"{first.message}); FC's retry will come back",
+            code=first.code,
+        )
+    return summary

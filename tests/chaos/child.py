@@ -35,7 +35,8 @@ from qcflow.credentials import credentials_from_env
 from qcflow.errors import QcflowError
 from qcflow.fc import FunctionApp
 from qcflow.fc_local import FcCredentials, context_for, http_event, load_handler_module, oss_event, timer_event
-from qcflow.push import Pusher, push_oss_event
+from qcflow.push import Pusher
+from qcflow.triggers import push_oss_event
 from qcflow.sandbox.options import DEFAULT_ALI_UID
 from qcflow.services import Services, build_services
 from tests.chaos.crashing import CrashingStore, CrashingTransport, Killer

@@ -18,7 +18,7 @@ import pytest
 
 from qcflow.fc import FunctionApp
 from qcflow.fc_local import context_for, load_handler_module, timer_event
-from qcflow.push import PushIncomplete
+from qcflow.errors import PushIncomplete
 from qcflow.sandbox.options import FaultOptions, SandboxOptions
 from qcflow.services import build_services
 from tests.push.conftest import FC_CREDS, push_world

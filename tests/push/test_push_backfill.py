@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qcflow.credentials import credentials_from_env
-from qcflow.push import backfill
+from qcflow.push.replay import backfill
 from qcflow.sandbox.options import FaultOptions, QuotaOptions, SandboxOptions
 from qcflow.services import build_services
 from tests.push.conftest import push_world

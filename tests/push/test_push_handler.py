@@ -13,7 +13,7 @@ import pytest
 from qcflow.fc_local import context_for
 from qcflow.ledger import Ledger
 from qcflow.models.sca import GetResultQuery
-from qcflow.push import PushIncomplete
+from qcflow.errors import PushIncomplete
 from qcflow.sandbox.options import FaultOptions, SandboxOptions
 from tests.push.conftest import FC_CREDS, PushWorld, push_world
 from tests.sandbox.conftest import sca_client

@@ -20,7 +20,8 @@ import pytest
 from qcflow.credentials import credentials_from_env
 from qcflow.errors import ConfigError
 from qcflow.ledger import Ledger, recording_id
-from qcflow.push import Pusher, PushIncomplete, PushResult
+from qcflow.errors import PushIncomplete
+from qcflow.push import Pusher, PushResult
 from qcflow.sandbox.options import FaultOptions, SandboxOptions
 from qcflow.services import build_services
 from tests.push.conftest import PushWorld, push_world, world  # noqa: F401 - fixture

@@ -1,0 +1,585 @@
+"""The ``Pusher``: a recording claimed in the ledger becomes one SCA task, or a recorded failure.
+
+Per recording (found by ``qcflow.push.recordings``):
+
+3. **claim** the recording in the ledger *before any API call* (``qcflow.ledger``);
+4. CCC ``GetUploadAudioDataParams`` → the ``UploadAudioData`` call item (``qcflow.push.calls``);
+   the ``voiceFileUrl`` must stay fetchable for ``QCFLOW_AUDIO_URL_MIN_SECONDS`` (12 h) or the
+   push fails, recorded;
+5. if an earlier attempt may have reached SCA (our own claim seen again, or a takeover),
+   **look it up** in SCA (``GetResult`` by ``callId``) before sending: ``callUuid`` only
+   covers 2 hours and FC retries can come later;
+6. **send** in batches (``callList``), each recording with its deterministic ``callUuid``;
+   a batch refused for one repeated ``callUuid`` (or failing permanently) is split and its
+   recordings sent again one by one; a repeat of a single recording means "already in SCA":
+   recorded as submitted with the taskId unknown (harvest fills it in from ``callId``);
+7. **record** the outcome. Permanent errors are recorded as failed (``qcflow replay`` re-pushes
+   them); retryable ones that outlast the deadline leave the claim and are reported as
+   ``retry`` so the caller raises and FC's async retry takes over.
+
+Long (about 580 lines) because steps 3–7 share one recording's state (its generation, whether an
+earlier attempt may be in SCA, the claim's deadline) and every branch of them ends in a recorded,
+logged outcome; what needs none of that state lives beside it (``recordings``, ``calls``, ``results``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from qcflow.ccc import CccClient
+from qcflow.config import Settings, env_name
+from qcflow.errors import ConfigError, DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
+from qcflow.ledger import Claim, ClaimDecision, Ledger, Outcome
+from qcflow.logs import redact
+from qcflow.models.ccc import CccCall, UploadAudioDataParams
+from qcflow.models.sca import GetResultQuery, format_sca_time
+from qcflow.push.calls import (
+    CallItem,
+    batches,
+    call_for,
+    call_item,
+    check_url_lifetime,
+    parse_remarks,
+    parse_rule_ids,
+    upload_request,
+)
+from qcflow.push.recordings import CONTACT_LOCATION, Recording, RecordingFinder
+from qcflow.push.results import PushResult, PushStatus, error_result, ignored, logged
+from qcflow.sca import ScaClient
+from qcflow.store import ObjectStore
+
+log = logging.getLogger("qcflow.push")
+
+#: Seconds a claim outlives its claimant's deadline (clock skew between instances).
+CLAIM_MARGIN_SECONDS = 30.0
+#: Seconds around the claims' times searched in SCA for an earlier attempt's task: more than any
+#: time-zone offset, since the zone SCA reads startTime/endTime in is UNCONFIRMED (the callId
+#: filter keeps the answer small whatever the window).
+LOOKUP_SLACK_SECONDS = 86400.0
+
+
+# _Claimed and _Ready are NamedTuples, not dataclasses: defining a dataclass costs the cold start ~0.5-1 ms.
+class _Claimed(NamedTuple):
+    """A generation of a recording this invocation holds in the ledger."""
+
+    generation: int
+    #: An earlier attempt may have reached SCA (our own claim seen again, or a takeover).
+    uncertain: bool
+    #: Every claim of the recording: their times bound the lookup of an earlier attempt's task.
+    claims: tuple[Claim, ...]
+    #: Work on this recording must end by then (its claim's expiry, the invocation's deadline).
+    deadline: float
+
+
+class _Ready(NamedTuple):
+    """A claimed recording with its call item, waiting to be sent."""
+
+    recording: Recording
+    generation: int
+    uncertain: bool
+    item: CallItem
+    url_strategy: str
+    #: Work on this recording must end by then (its claim's expiry, the invocation's deadline).
+    deadline: float
+
+
+class Pusher:
+    """Pushes recordings through the ledger to SCA. One per process; safe for concurrent use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ccc: CccClient,
+        sca: ScaClient,
+        store: ObjectStore,
+        recordings: ObjectStore | None,
+        sign_url: Callable[[str], str] | None = None,
+        sign_url_problem: str | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.ccc = ccc
+        self.sca = sca
+        self.store = store
+        self.ledger = Ledger(store)
+        self.recordings = recordings
+        self.sign_url = sign_url
+        self.sign_url_problem = sign_url_problem
+        self.clock = clock
+        self.monotonic = monotonic
+        self.finder = RecordingFinder(settings, recordings)
+        self._remarks = parse_remarks(settings.push_remarks)
+        if settings.push_claim_ttl_seconds <= 2 * CLAIM_MARGIN_SECONDS:
+            raise ConfigError(
+                f"{env_name('push_claim_ttl_seconds')} must exceed {2 * CLAIM_MARGIN_SECONDS:g} s: a claimant "
+                f"stops working {CLAIM_MARGIN_SECONDS:g} s before its claim expires"
+            )
+        self._rule_ids = parse_rule_ids(settings.push_rule_ids)
+
+    # ------------------------------------------------------------------ which recordings (RecordingFinder)
+
+    async def resolve(self, key: str) -> Recording | PushResult:
+        """The recording behind an event's key (``RecordingFinder.resolve``)."""
+        return await self.finder.resolve(key)
+
+    def recordings_under(self, prefix: str) -> AsyncIterator[Recording | PushResult]:
+        """Every recording under ``prefix`` of the recordings store (listed lazily)."""
+        return self.finder.under(prefix)
+
+    def recording_for_contact(self, contact_id: str) -> Recording:
+        """A recording known only by its ContactId (``qcflow push --contact-id``): CCC's URL is sent."""
+        return self.finder.for_contact(contact_id)
+
+    # ------------------------------------------------------------------ pushing
+
+    async def push(
+        self,
+        recordings: Sequence[Recording],
+        *,
+        token: str,
+        deadline: float,
+        replay: bool = False,
+        concurrency: int = 8,
+        on_result: Callable[[PushResult], None] | None = None,
+    ) -> list[PushResult]:
+        """Claim, prepare and send ``recordings``; one result each (order not kept).
+
+        ``token`` identifies the invocation (stable across FC's retries of it where possible);
+        ``deadline`` is an absolute ``time.monotonic()`` after which nothing new starts.
+        """
+        results: list[PushResult] = []
+
+        def settle(result: PushResult) -> None:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+        gate = asyncio.Semaphore(max(1, concurrency))
+        # One invocation has one token: the ledger cannot arbitrate between two copies of a recording in it.
+        unique: dict[str, Recording] = {}
+        for recording in recordings:
+            if recording.location in unique:
+                settle(
+                    ignored(
+                        recording.location,
+                        recording.key or recording.location,
+                        "the same recording twice in one invocation: pushed once",
+                    )
+                )
+            else:
+                unique[recording.location] = recording
+
+        async def prepare(recording: Recording) -> _Ready | None:
+            async with gate:
+                outcome = await self._prepare(recording, token=token, deadline=deadline, replay=replay)
+            if isinstance(outcome, PushResult):
+                settle(outcome)
+                return None
+            return outcome
+
+        ready = [r for r in await _gather_all(prepare(r) for r in unique.values()) if r is not None]
+
+        async def send(batch: list[_Ready]) -> None:
+            async with gate:
+                for result in await self._send(batch, deadline=min(r.deadline for r in batch)):
+                    settle(result)
+
+        await _gather_all(send(b) for b in batches(ready, self.settings.push_batch_size))
+        return results
+
+    async def _prepare(self, recording: Recording, *, token: str, deadline: float, replay: bool) -> _Ready | PushResult:
+        """Claim ``recording``, build its call item and, if an earlier attempt may have sent it,
+        look for its task in SCA: a ``_Ready`` to send, or the recording's result."""
+        claimed = await self._claim(recording, token=token, deadline=deadline, replay=replay)
+        if isinstance(claimed, PushResult):
+            return claimed
+        ready = await self._ready(recording, claimed)
+        if isinstance(ready, PushResult):
+            return ready
+        return await self._unless_sent_before(ready, claimed)
+
+    async def _claim(self, recording: Recording, *, token: str, deadline: float, replay: bool) -> _Claimed | PushResult:
+        """The recording's next generation, claimed before any API call; or why not (settled
+        earlier, claimed elsewhere, the ledger unreachable)."""
+        now = self.clock()
+        remaining = max(0.0, deadline - self.monotonic())
+        expires_at = now + min(remaining + CLAIM_MARGIN_SECONDS, self.settings.push_claim_ttl_seconds)
+        try:
+            decision = await asyncio.to_thread(
+                self.ledger.claim,
+                recording.location,
+                token=token,
+                now=now,
+                expires_at=expires_at,
+                key=recording.key,
+                etag=recording.etag,
+                contact_id=recording.contact_id,
+                replay=replay,
+                min_remaining=2 * CLAIM_MARGIN_SECONDS,
+            )
+        except RetryableError as exc:
+            return self._result("retry", recording, exc=exc)
+        if decision.action in ("submitted", "failed", "busy"):
+            return self._not_claimed(recording, decision)
+        generation = decision.generation
+        assert generation is not None
+        # This claim's work must end before the claim does: nobody takes it over meanwhile.
+        held_until = decision.expires_at if decision.expires_at is not None else expires_at
+        return _Claimed(
+            generation,
+            decision.uncertain,
+            tuple(decision.entry.claims.values()),
+            deadline=min(deadline, self.monotonic() + (held_until - now) - CLAIM_MARGIN_SECONDS),
+        )
+
+    def _not_claimed(self, recording: Recording, decision: ClaimDecision) -> PushResult:
+        """The result of a recording the ledger would not let us claim: settled earlier, or busy."""
+        if decision.action == "submitted":
+            done = decision.entry.submitted
+            return logged(
+                PushResult(
+                    "already_submitted",
+                    recording.location,
+                    recording.key,
+                    recording.contact_id,
+                    task_id=decision.entry.task_id,
+                    generation=done.generation if done else None,
+                )
+            )
+        if decision.action == "failed":
+            last = decision.entry.outcome
+            return logged(
+                PushResult(
+                    "already_failed",
+                    recording.location,
+                    recording.key,
+                    recording.contact_id,
+                    code=last.code if last else None,
+                    message="recorded as failed earlier; `qcflow replay` re-pushes it",
+                    generation=last.generation if last else None,
+                )
+            )
+        return logged(
+            PushResult(
+                "busy",
+                recording.location,
+                recording.key,
+                recording.contact_id,
+                message=f"claimed by another invocation until {_iso(decision.busy_until)}",
+            )
+        )
+
+    async def _ready(self, recording: Recording, claimed: _Claimed) -> _Ready | PushResult:
+        """CCC's upload parameters for the recording's call, made into its call item; or the
+        recording's failure (recorded) or ``retry``."""
+        generation, uncertain = claimed.generation, claimed.uncertain
+        if not recording.contact_id:
+            return await self._fail(
+                recording,
+                generation,
+                "NoContactId",
+                f"no ContactId in metadata header x-oss-meta-{self.settings.contact_id_metadata} "
+                f"nor matching QCFLOW_CONTACT_ID_PATTERN={self.settings.contact_id_pattern!r}",
+                uncertain=uncertain,
+            )
+        try:
+            answer = await self.ccc.get_upload_audio_data_params(recording.contact_id, deadline=claimed.deadline)
+        except PermanentError as exc:
+            return await self._fail(
+                recording, generation, exc.code or type(exc).__name__, exc.message, exc=exc, uncertain=uncertain
+            )
+        except RetryableError as exc:
+            return self._result("retry", recording, exc=exc, generation=generation)
+        try:
+            item = self._call_item(recording, answer.params)
+        except PermanentError as exc:
+            return await self._fail(
+                recording,
+                generation,
+                exc.code or "InvalidParams",
+                exc.message,
+                request_id=answer.request_id,
+                uncertain=uncertain,
+            )
+        strategy = self.settings.audio_url_strategy
+        return _Ready(recording, generation, uncertain, item, strategy, claimed.deadline)
+
+    def _call_item(self, recording: Recording, params: UploadAudioDataParams) -> CallItem:
+        source = call_for(params, recording.contact_id)
+        if source is None:
+            raise PermanentError("CCC ParamsStr has no callList entry", code="InvalidParamsStr")
+        url = self._voice_file_url(recording, source)
+        check_url_lifetime(url, minimum=self.settings.audio_url_min_seconds, now=self.clock())
+        return call_item(self.settings, recording, source, params, url=url, remarks=self._remarks)
+
+    def _voice_file_url(self, recording: Recording, source: CccCall) -> str:
+        """CCC's URL of the recording (strategy ``ccc``), or the recording object signed by us (``signed``)."""
+        if self.settings.audio_url_strategy == "ccc":
+            if not source.voice_file_url:
+                raise PermanentError("CCC ParamsStr has no voiceFileUrl", code="NoVoiceFileUrl")
+            return source.voice_file_url
+        if self.sign_url is None or recording.key is None:
+            raise PermanentError(
+                self.sign_url_problem or f"{env_name('audio_url_strategy')}=signed needs a recording object to sign",
+                code="AudioUrlSigningUnavailable",
+            )
+        return self.sign_url(recording.key)
+
+    async def _unless_sent_before(self, ready: _Ready, claimed: _Claimed) -> _Ready | PushResult:
+        """``ready``, unless SCA has a task of an earlier attempt (then recorded as submitted).
+
+        Looked up only when an earlier attempt may have reached SCA: the claim says so, or the call
+        is pushed both by ContactId and by key (two ledger ids, one call: any task of the ContactId
+        uploaded since the call started counts).
+        """
+        recording = ready.recording
+        contact_id = recording.contact_id
+        assert contact_id is not None  # _ready refuses a recording without one
+        uncertain, any_name = claimed.uncertain, False
+        if recording.location.startswith(CONTACT_LOCATION):
+            # the call's recording object may have been pushed by the trigger, under another ledger id
+            await asyncio.to_thread(self.ledger.mark_contact_push, contact_id, recording.location)
+            uncertain = any_name = True
+        elif await asyncio.to_thread(self.ledger.contact_pushed, contact_id):
+            uncertain = any_name = True  # `qcflow push --contact-id` pushed this call already?
+        if not uncertain:
+            return ready
+        started = ready.item.call.call_start_time
+        since = started / 1000.0 if any_name and started else None
+        try:
+            found = await self._lookup(
+                recording, claimed.claims, deadline=ready.deadline, any_name=any_name, since=since
+            )
+        except RetryableError as exc:
+            return self._result("retry", recording, exc=exc, generation=ready.generation)
+        except PermanentError as exc:
+            return await self._fail(
+                recording, ready.generation, exc.code or type(exc).__name__, exc.message, exc=exc, uncertain=True
+            )
+        if found is not None:
+            return await self._submitted(ready, task_id=found, via="lookup")
+        return ready
+
+    async def _lookup(
+        self,
+        recording: Recording,
+        claims: Iterable[Any],
+        *,
+        deadline: float,
+        any_name: bool = False,
+        since: float | None = None,
+    ) -> str | None:
+        """The taskId of an earlier attempt's upload of this recording, if SCA has one (``any_name``:
+        any task of its ContactId uploaded after ``since``, e.g. the call's start)."""
+        times = [c.claimed_at for c in claims] + ([since] if since else []) or [self.clock()]
+        zone = self.settings.zone
+        start = datetime.fromtimestamp(min(times) - LOOKUP_SLACK_SECONDS, timezone.utc)
+        end = datetime.fromtimestamp(self.clock() + LOOKUP_SLACK_SECONDS, timezone.utc)
+        query = GetResultQuery(
+            call_id=recording.contact_id,
+            start_time=format_sca_time(start, zone),
+            end_time=format_sca_time(end, zone),
+            page_size=99,
+            required_fields="taskId,status,recording",
+        )
+        page = await self.sca.get_result_page(query, deadline=deadline)
+        for item in page.items:
+            name = (item.get("Recording") or {}).get("Name")
+            if item.get("TaskId") and (any_name or name is None or name == recording.file_name):
+                log.info(
+                    "found an earlier attempt's task in SCA",
+                    extra={"event": "push_lookup_found", "task_id": item["TaskId"], "contact_id": recording.contact_id},
+                )
+                return str(item["TaskId"])
+        return None
+
+    async def _send(self, batch: list[_Ready], *, deadline: float) -> list[PushResult]:
+        first = batch[0]
+        request = upload_request(
+            [r.item for r in batch], callback_url=self.settings.push_callback_url, rule_ids=self._rule_ids
+        )
+        try:
+            receipt = await self.sca.upload_audio_data(request, deadline=deadline)
+        except DuplicateCallUuidError as exc:
+            if len(batch) > 1:
+                return await self._split(batch, deadline=deadline, cause=exc)
+            return [await self._submitted(first, task_id=None, via="call_uuid_repeated", exc=exc)]
+        except PermanentError as exc:
+            if len(batch) > 1:
+                return await self._split(batch, deadline=deadline, cause=exc)
+            return [
+                await self._fail(
+                    first.recording,
+                    first.generation,
+                    exc.code or type(exc).__name__,
+                    exc.message,
+                    exc=exc,
+                    uncertain=first.uncertain or exc.prior_attempt_uncertain,
+                )
+            ]
+        except RetryableError as exc:
+            return [self._result("retry", r.recording, exc=exc, generation=r.generation) for r in batch]
+        return [
+            await self._submitted(
+                r,
+                task_id=receipt.task_id,
+                via="upload",
+                attempts=receipt.attempts,
+                request_id=receipt.request_id,
+                uncertain=receipt.prior_attempt_uncertain,
+            )
+            for r in batch
+        ]
+
+    async def _split(self, batch: list[_Ready], *, deadline: float, cause: QcflowError) -> list[PushResult]:
+        log.warning(
+            "UploadAudioData refused a batch of %d (%s); sending each recording alone",
+            len(batch),
+            cause.code,
+            extra={"event": "push_batch_split", "code": cause.code, "request_id": cause.request_id},
+        )
+        results: list[PushResult] = []
+        for one in batch:
+            results.extend(await self._send([one], deadline=min(deadline, one.deadline)))
+        return results
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def _submitted(
+        self,
+        ready: _Ready,
+        *,
+        task_id: str | None,
+        via: str,
+        exc: QcflowError | None = None,
+        attempts: int | None = None,
+        request_id: str | None = None,
+        uncertain: bool = False,
+    ) -> PushResult:
+        rec = ready.recording
+        outcome = Outcome(
+            generation=ready.generation,
+            state="submitted",
+            recorded_at=self.clock(),
+            location=rec.location,
+            key=rec.key,
+            etag=rec.etag,
+            contact_id=rec.contact_id,
+            task_id=task_id,
+            call_uuid=rec.call_uuid,
+            voice_url_strategy=ready.url_strategy,
+            code=exc.code if exc else None,
+            request_id=request_id or (exc.request_id if exc else None),
+            attempts=attempts or (exc.attempts if exc else None),
+            via=via,
+            uncertain=uncertain or bool(exc and exc.prior_attempt_uncertain),
+        )
+        return await self._write(outcome, rec)
+
+    async def _fail(
+        self,
+        recording: Recording,
+        generation: int,
+        code: str,
+        message: str,
+        *,
+        exc: QcflowError | None = None,
+        request_id: str | None = None,
+        uncertain: bool = False,
+    ) -> PushResult:
+        outcome = Outcome(
+            generation=generation,
+            state="failed",
+            recorded_at=self.clock(),
+            location=recording.location,
+            key=recording.key,
+            etag=recording.etag,
+            contact_id=recording.contact_id,
+            call_uuid=recording.call_uuid,
+            code=code,
+            message=redact(message),
+            request_id=request_id or (exc.request_id if exc else None),
+            attempts=exc.attempts if exc else None,
+            uncertain=uncertain or bool(exc and exc.prior_attempt_uncertain),
+        )
+        return await self._write(outcome, recording)
+
+    async def _write(self, outcome: Outcome, recording: Recording) -> PushResult:
+        try:
+            stored = await asyncio.to_thread(self.ledger.record, outcome)
+        except RetryableError as exc:
+            return self._result("retry", recording, exc=exc, generation=outcome.generation)
+        status: PushStatus = "submitted" if stored.state == "submitted" else "failed"
+        return logged(
+            PushResult(
+                status,
+                stored.location,
+                stored.key,
+                stored.contact_id,
+                task_id=stored.task_id,
+                code=stored.code,
+                message=stored.message,
+                request_id=stored.request_id,
+                generation=stored.generation,
+                attempts=stored.attempts,
+                uncertain=stored.uncertain,
+            )
+        )
+
+    @staticmethod
+    def _result(
+        status: PushStatus, recording: Recording, *, exc: QcflowError, generation: int | None = None
+    ) -> PushResult:
+        return error_result(
+            status,
+            exc,
+            location=recording.location,
+            key=recording.key,
+            contact_id=recording.contact_id,
+            generation=generation,
+        )
+
+    # ------------------------------------------------------------------ replay (qcflow.push.replay)
+    # Operators' commands (``qcflow replay``): imported when called, so the push function never loads them.
+
+    async def replayable(self) -> list[tuple[Recording, int]]:
+        """Recordings to re-push, with the generation to settle (``qcflow.push.replay.replayable``)."""
+        from qcflow.push import replay as replaying
+
+        return await replaying.replayable(self)
+
+    async def replay(
+        self,
+        *,
+        token: str,
+        deadline: float,
+        concurrency: int = 8,
+        on_result: Callable[[PushResult], None] | None = None,
+    ) -> list[PushResult]:
+        """Re-push every recorded failure (after its cause was fixed)."""
+        from qcflow.push import replay as replaying
+
+        return await replaying.replay(
+            self, token=token, deadline=deadline, concurrency=concurrency, on_result=on_result
+        )
+
+
+async def _gather_all(aws: Iterable[Any]) -> list[Any]:
+    """``asyncio.gather`` that lets every branch finish before raising the first error: a branch
+    left running would go on (send, record) after the invocation ended, on the instance's loop."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+def _iso(epoch: float | None) -> str:
+    return "?" if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
