@@ -266,7 +266,7 @@ async def freshness(url: str, store_dir: Path) -> dict[str, Any]:
             query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
             try:
                 hint, signature = parse_callback(query, body if method == "POST" else None, headers.get("content-type"))
-                verify_callback(hint, signature, now_ms=int(time.time() * 1000), max_age_seconds=settings.callback_max_age_seconds)
+                verify_callback(hint, signature, now_ms=int(time.time() * 1000), max_age_seconds=settings.callback.max_age_seconds)
             except InvalidCallbackError as exc:
                 refused.append(exc.reason)
                 status = b"400 Bad Request"

@@ -105,7 +105,7 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
                 total = len(keys) + len(contact_ids)
             counts: dict[str, int] = {}
             started = time.monotonic()
-            quota = services.settings.upload_rate_per_second * services.settings.push_batch_size
+            quota = services.settings.quotas.upload_rate_per_second * services.settings.push.batch_size
             with progress_bar("push", total) as (bar, task):
 
                 def on_result(result: PushResult) -> None:
@@ -201,7 +201,7 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
 
         services = await _services()
         try:
-            budget = max_seconds or services.settings.harvest_max_seconds
+            budget = max_seconds or services.settings.harvest.max_seconds
             with progress_bar("harvest", None) as (bar, task):
 
                 def on_progress(p: HarvestProgress) -> None:
@@ -250,7 +250,7 @@ def status_command(as_json: bool, days: int) -> None:
 
     async def work() -> dict[str, Any]:
         settings = load_settings()
-        store = open_store(settings.store, settings=settings)
+        store = open_store(settings.store.url, settings=settings)
         with progress_bar("reading the ledger", None) as (bar, task):
             return await asyncio.to_thread(
                 status, store, zone=settings.zone, days=days, progress=lambda n: bar.update(task, completed=n)

@@ -507,7 +507,7 @@ class Settings(BaseModel):
 
 #: The slices, by the name ``Settings`` holds them under.
 SLICES: dict[str, type[_Slice]] = {
-    name: info.annotation  # type: ignore[misc]
+    name: info.annotation
     for name, info in Settings.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, _Slice)
 }

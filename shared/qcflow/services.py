@@ -37,7 +37,7 @@ class Services:
 
     def recordings_url_for(self, bucket: str | None) -> str:
         """``QCFLOW_RECORDINGS_URL``, or the event's bucket; an event for another bucket is refused."""
-        configured = self.settings.recordings_url
+        configured = self.settings.push.recordings_url
         if configured:
             kind, where, _ = parse_store_url(configured)
             # a local folder stands in for any bucket (the demo and tests feed it OSS events)
@@ -65,7 +65,8 @@ class Services:
             recordings = self.recordings(url)
             sign_url, problem = self._url_signer(url, recordings)
             self._pushers[url] = Pusher(
-                self.settings,
+                self.settings.push,
+                zone=self.settings.zone,
                 ccc=self.ccc,
                 sca=self.sca,
                 store=self.store,
@@ -77,13 +78,13 @@ class Services:
 
     def _url_signer(self, url: str, recordings: ObjectStore):  # type: ignore[no-untyped-def]
         """How push signs ``voiceFileUrl`` with strategy ``signed`` (None, and why not)."""
-        settings = self.settings
+        settings = self.settings.push
         if settings.audio_url_strategy != "signed":
             return None, None
         lifetime = timedelta(seconds=settings.audio_url_lifetime_seconds)
         if settings.audio_url_access_key_id and settings.audio_url_access_key_secret:
             key = Credentials(settings.audio_url_access_key_id, settings.audio_url_access_key_secret.get_secret_value())
-            signer = open_store(url, settings=settings, credentials=key)
+            signer = open_store(url, settings=self.settings, credentials=key)
             return (lambda object_key: signer.signed_get_url(object_key, lifetime)), None
         try:
             sts = self.credentials().security_token is not None
@@ -116,7 +117,7 @@ async def build_services(
     configure_logging(settings.log_level)
     http = httpx.AsyncClient(
         transport=transport,
-        timeout=httpx.Timeout(settings.http_timeout_seconds, connect=settings.http_connect_timeout_seconds),
+        timeout=httpx.Timeout(settings.http.timeout_seconds, connect=settings.http.connect_timeout_seconds),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
     )
     return Services(
@@ -125,5 +126,5 @@ async def build_services(
         http=http,
         ccc=CccClient.from_settings(settings, credentials, http=http),
         sca=ScaClient.from_settings(settings, credentials, http=http),
-        store=open_store(settings.store, settings=settings, credentials=credentials),
+        store=open_store(settings.store.url, settings=settings, credentials=credentials),
     )

@@ -101,7 +101,7 @@ async def sca_callback(
     try:
         event = parse_http_event(raw_event)
         hint, signature = parse_callback(event.query, event.body, event.header("content-type"))
-        verify_callback(hint, signature, now_ms=now_ms, max_age_seconds=services.settings.callback_max_age_seconds)
+        verify_callback(hint, signature, now_ms=now_ms, max_age_seconds=services.settings.callback.max_age_seconds)
     except (InvalidEventError, InvalidCallbackError) as exc:
         reason = getattr(exc, "reason", "malformed")
         log.warning("callback refused: %s", exc, extra={"event": "callback_refused", "reason": reason})

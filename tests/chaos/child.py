@@ -90,7 +90,7 @@ async def _push_shifted(spec: dict[str, Any], killer: Killer, timeout: int) -> A
     services = await _builder(killer)(credentials_from_env)
     try:
         base = services.pusher(spec["bucket"])
-        pusher = Pusher(services.settings, ccc=services.ccc, sca=services.sca, store=services.store,
+        pusher = Pusher(services.settings.push, zone=services.settings.zone, ccc=services.ccc, sca=services.sca, store=services.store,
                         recordings=base.recordings, clock=lambda: time.time() + shift)
         deadline = time.monotonic() + timeout - min(5.0, timeout * 0.1)
         return await push_oss_event(oss_event(spec["bucket"], *spec["keys"]), lambda bucket: pusher,

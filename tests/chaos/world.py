@@ -641,7 +641,7 @@ class ChaosWorld:
             services = await build_services(credentials_from_env)
             try:
                 base = services.pusher()
-                pusher = Pusher(services.settings, ccc=services.ccc, sca=services.sca, store=services.store,
+                pusher = Pusher(services.settings.push, zone=services.settings.zone, ccc=services.ccc, sca=services.sca, store=services.store,
                                 recordings=base.recordings, clock=lambda: time.time() + 3600)
                 return await pusher.replay(token=f"replay-{uuid.uuid4().hex[:8]}", deadline=time.monotonic() + 30)
             finally:

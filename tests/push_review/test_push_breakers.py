@@ -42,7 +42,7 @@ def _with_pusher(work: Callable[[Pusher], Awaitable[T]], *, clock_offset: float 
         try:
             base = services.pusher()
             pusher = Pusher(
-                services.settings, ccc=services.ccc, sca=services.sca, store=services.store,
+                services.settings.push, zone=services.settings.zone, ccc=services.ccc, sca=services.sca, store=services.store,
                 recordings=base.recordings, clock=lambda: time.time() + clock_offset,
             )
             return await work(pusher)

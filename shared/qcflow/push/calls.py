@@ -8,7 +8,6 @@ fetches it later, and a URL that dies first makes a task that fails.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -16,8 +15,8 @@ from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from qcflow.config import Settings, env_name
-from qcflow.errors import ConfigError, PermanentError
+from qcflow.config import PushSettings, env_name
+from qcflow.errors import PermanentError
 from qcflow.models.ccc import CccCall, UploadAudioDataParams
 from qcflow.models.sca import UploadAudioDataJson, UploadCall
 from qcflow.push.recordings import Recording
@@ -53,7 +52,7 @@ def call_for(params: UploadAudioDataParams, contact_id: str | None) -> CccCall |
 
 
 def call_item(
-    settings: Settings,
+    settings: PushSettings,
     recording: Recording,
     source: CccCall,
     params: UploadAudioDataParams,
@@ -76,8 +75,8 @@ def call_item(
         customer_service_name=source.customer_service_name,
         skill_group_id=source.skill_group_id,
         skill_group_name=source.skill_group_name,
-        business=settings.push_business,
-        scheme_task_config_id=settings.push_scheme_task_config_id,
+        business=settings.business,
+        scheme_task_config_id=settings.scheme_task_config_id,
         **remarks,
     )
     auto_split: Literal[0, 1] = 0 if params.auto_split == 0 else 1
@@ -149,27 +148,3 @@ def check_url_lifetime(url: str, *, minimum: float, now: float) -> None:
             "(QCFLOW_AUDIO_URL_ACCESS_KEY_ID): an STS-signed URL dies with its token",
             code="VoiceFileUrlTooShortLived",
         )
-
-
-def parse_remarks(text: str | None) -> dict[str, Any]:
-    """``QCFLOW_PUSH_REMARKS``: a JSON object of ``remark1``..``remark25``, checked now (values
-    too: one that ``UploadCall`` refuses would fail every push after its claim)."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{env_name('push_remarks')}: not JSON ({exc})") from None
-    allowed = {f"remark{i}" for i in range(1, 26)}
-    if not isinstance(value, dict) or not set(value) <= allowed:
-        raise ConfigError(f"{env_name('push_remarks')}: must be a JSON object with keys remark1..remark25")
-    try:
-        UploadCall(voice_file_url="https://example.invalid/a.wav", **value)
-    except ValueError as exc:
-        raise ConfigError(f"{env_name('push_remarks')}: {str(exc).splitlines()[0]}") from None
-    return value
-
-
-def parse_rule_ids(text: str | None) -> list[int | str] | None:
-    """``QCFLOW_PUSH_RULE_IDS``: comma-separated rule ids, or None (none sent)."""
-    return [r.strip() for r in (text or "").split(",") if r.strip()] or None

@@ -30,10 +30,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from qcflow.ccc import CccClient
-from qcflow.config import Settings, env_name
-from qcflow.errors import ConfigError, DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
+from qcflow.config import CLAIM_MARGIN_SECONDS, PushSettings, env_name
+from qcflow.errors import DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
 from qcflow.ledger import Claim, ClaimDecision, Ledger, Outcome
 from qcflow.logs import redact
 from qcflow.models.ccc import CccCall, UploadAudioDataParams
@@ -44,8 +45,6 @@ from qcflow.push.calls import (
     call_for,
     call_item,
     check_url_lifetime,
-    parse_remarks,
-    parse_rule_ids,
     upload_request,
 )
 from qcflow.push.recordings import CONTACT_LOCATION, Recording, RecordingFinder
@@ -55,8 +54,6 @@ from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.push")
 
-#: Seconds a claim outlives its claimant's deadline (clock skew between instances).
-CLAIM_MARGIN_SECONDS = 30.0
 #: Seconds around the claims' times searched in SCA for an earlier attempt's task: more than any
 #: time-zone offset, since the zone SCA reads startTime/endTime in is UNCONFIRMED (the callId
 #: filter keeps the answer small whatever the window).
@@ -93,8 +90,9 @@ class Pusher:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: PushSettings,
         *,
+        zone: ZoneInfo,
         ccc: CccClient,
         sca: ScaClient,
         store: ObjectStore,
@@ -105,6 +103,7 @@ class Pusher:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.zone = zone
         self.ccc = ccc
         self.sca = sca
         self.store = store
@@ -114,14 +113,8 @@ class Pusher:
         self.sign_url_problem = sign_url_problem
         self.clock = clock
         self.monotonic = monotonic
-        self.finder = RecordingFinder(settings, recordings)
-        self._remarks = parse_remarks(settings.push_remarks)
-        if settings.push_claim_ttl_seconds <= 2 * CLAIM_MARGIN_SECONDS:
-            raise ConfigError(
-                f"{env_name('push_claim_ttl_seconds')} must exceed {2 * CLAIM_MARGIN_SECONDS:g} s: a claimant "
-                f"stops working {CLAIM_MARGIN_SECONDS:g} s before its claim expires"
-            )
-        self._rule_ids = parse_rule_ids(settings.push_rule_ids)
+        self.finder = RecordingFinder(settings, recordings, store_url=store.url)
+        self._rule_ids: list[int | str] | None = list(settings.rule_ids) or None
 
     # ------------------------------------------------------------------ which recordings (RecordingFinder)
 
@@ -191,7 +184,7 @@ class Pusher:
                 for result in await self._send(batch, deadline=min(r.deadline for r in batch)):
                     settle(result)
 
-        await _gather_all(send(b) for b in batches(ready, self.settings.push_batch_size))
+        await _gather_all(send(b) for b in batches(ready, self.settings.batch_size))
         return results
 
     async def _prepare(self, recording: Recording, *, token: str, deadline: float, replay: bool) -> _Ready | PushResult:
@@ -210,7 +203,7 @@ class Pusher:
         earlier, claimed elsewhere, the ledger unreachable)."""
         now = self.clock()
         remaining = max(0.0, deadline - self.monotonic())
-        expires_at = now + min(remaining + CLAIM_MARGIN_SECONDS, self.settings.push_claim_ttl_seconds)
+        expires_at = now + min(remaining + CLAIM_MARGIN_SECONDS, self.settings.claim_ttl_seconds)
         try:
             decision = await asyncio.to_thread(
                 self.ledger.claim,
@@ -317,7 +310,7 @@ class Pusher:
             raise PermanentError("CCC ParamsStr has no callList entry", code="InvalidParamsStr")
         url = self._voice_file_url(recording, source)
         check_url_lifetime(url, minimum=self.settings.audio_url_min_seconds, now=self.clock())
-        return call_item(self.settings, recording, source, params, url=url, remarks=self._remarks)
+        return call_item(self.settings, recording, source, params, url=url, remarks=self.settings.remarks)
 
     def _voice_file_url(self, recording: Recording, source: CccCall) -> str:
         """CCC's URL of the recording (strategy ``ccc``), or the recording object signed by us (``signed``)."""
@@ -379,7 +372,7 @@ class Pusher:
         """The taskId of an earlier attempt's upload of this recording, if SCA has one (``any_name``:
         any task of its ContactId uploaded after ``since``, e.g. the call's start)."""
         times = [c.claimed_at for c in claims] + ([since] if since else []) or [self.clock()]
-        zone = self.settings.zone
+        zone = self.zone
         start = datetime.fromtimestamp(min(times) - LOOKUP_SLACK_SECONDS, timezone.utc)
         end = datetime.fromtimestamp(self.clock() + LOOKUP_SLACK_SECONDS, timezone.utc)
         query = GetResultQuery(
@@ -403,7 +396,7 @@ class Pusher:
     async def _send(self, batch: list[_Ready], *, deadline: float) -> list[PushResult]:
         first = batch[0]
         request = upload_request(
-            [r.item for r in batch], callback_url=self.settings.push_callback_url, rule_ids=self._rule_ids
+            [r.item for r in batch], callback_url=self.settings.callback_url, rule_ids=self._rule_ids
         )
         try:
             receipt = await self.sca.upload_audio_data(request, deadline=deadline)

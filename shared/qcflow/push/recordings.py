@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import unquote, unquote_plus
 
-from qcflow.config import Settings
+from qcflow import layout
+from qcflow.config import PushSettings
 from qcflow.errors import ConfigError, InvalidKeyError, NotFoundError, RequestError, RetryableError
 from qcflow.ledger import call_uuid_for
 from qcflow.push.results import PushResult, error_result, ignored, log_fields
@@ -64,12 +65,12 @@ class RecordingFinder:
     """Finds the recordings to push in the recordings store: filters objects, resolves an event's
     key to a ``Recording``, lists a prefix. Reads only (``head`` and ``list``)."""
 
-    def __init__(self, settings: Settings, recordings: ObjectStore | None) -> None:
+    def __init__(self, settings: PushSettings, recordings: ObjectStore | None, *, store_url: str) -> None:
         self.settings = settings
         self.recordings = recordings
         self._pattern = re.compile(settings.contact_id_pattern)
-        self._suffixes = tuple(s.strip().lower() for s in settings.recording_suffixes.split(",") if s.strip())
-        self._own_prefixes = tuple(object_location(settings.store, p) for p in ("state/", "results/"))
+        self._suffixes = settings.recording_suffixes
+        self._own_prefixes = tuple(object_location(store_url, p) for p in (layout.STATE, layout.RESULTS))
 
     def why_ignored(self, location: str, key: str) -> str | None:
         """The reason ``key`` is not a recording to push, or None."""
