@@ -20,7 +20,8 @@
 
 A *result* is one recording's inspection, ``<TaskId>|<Recording.Id>`` (``records.result_id``):
 one upload of several recordings shares a taskId, so the taskId alone cannot be the unit of
-exactly-once. ``status``, ``taskId``, ``recording`` and the upload time are always requested.
+exactly-once. ``status``, ``taskId``, ``recording`` and the upload time are always requested
+(``fields.py``).
 
 With ``since``/``until`` it is a backfill of that range instead: the same windows and
 writer, a lease of its own (``state/harvest/backfill-lease/``, so a long backfill does not
@@ -55,6 +56,7 @@ from qcflow.config import Settings
 from qcflow.errors import QcflowError, WindowUnstable
 from qcflow.harvest import records as rec
 from qcflow.harvest import state as st
+from qcflow.harvest.fields import required_fields
 from qcflow.harvest.output import (
     MANIFESTS,
     ResultWriter,
@@ -85,10 +87,6 @@ COMMIT_MARGIN_SECONDS = 20.0
 LEASE_MARGIN_SECONDS = 30.0
 #: Least age of a pending write before another run redoes it (see ``recovery_grace_seconds``).
 RECOVERY_GRACE_SECONDS = 300.0
-#: Fields the writer needs whatever ``QCFLOW_HARVEST_REQUIRED_FIELDS`` says: the partition
-#: comes from the upload time, the state from the status, a result's identity from its task
-#: and ``Recording.Id`` (one upload of several recordings shares a taskId).
-ALWAYS_REQUIRED = ("status", "taskId", "createTimeLong", "createTime", "recording")
 
 
 def _utc_now() -> datetime:
@@ -171,15 +169,6 @@ class HarvestReport:
             "checkpoint": self.checkpoint.isoformat() if self.checkpoint else None,
             "elapsed": round(self.elapsed, 3),
         }
-
-
-def required_fields(settings: Settings) -> str:
-    """``QCFLOW_HARVEST_REQUIRED_FIELDS`` plus what the writer cannot do without."""
-    fields = [name.strip() for name in settings.harvest_required_fields.split(",") if name.strip()]
-    for name in ALWAYS_REQUIRED:
-        if name not in fields:
-            fields.append(name)
-    return ",".join(fields)
 
 
 def recovery_grace_seconds(settings: Settings) -> float:
