@@ -151,7 +151,7 @@ async def _child_reader(url: str, store_dir: Path, until: datetime) -> dict[str,
     from qcflow.acs.adaptive import AdaptiveRateLimiter
     from qcflow.harvest.reader import WindowReader
     from qcflow.harvest.fields import required_fields
-    from qcflow.harvest.run import chunks
+    from qcflow.harvest.feed import chunks
 
     settings = _settings(url, store_dir)
     sca = _sca(settings)
