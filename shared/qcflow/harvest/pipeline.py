@@ -166,6 +166,8 @@ class Pipeline:
             self.progress(self.snapshot())
 
     async def _route(self, item: Item, harvested_at: str) -> None:
+        """One item: to the writer, to the hooks (unfinished), or skipped (written already, or
+        unconvertible)."""
         result = rec.result_id(item)
         if result is None:
             log.warning("harvest: a result without TaskId was skipped", extra={"event": "harvest_no_task_id"})

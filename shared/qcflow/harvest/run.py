@@ -37,18 +37,20 @@ checkpoint stays at the last complete chunk, and the next run continues from the
 lease outlives the deadline by a margin (``LEASE_MARGIN_SECONDS``); a budget longer than the
 lease allows is cut, so a run never works past its own lease.
 
-Here: the coordination (lease, phases, checkpoint, manifest, report). The reader → writer
-pipeline is ``pipeline.py``, the unfinished bookkeeping ``unfinished.py``, the recovery of
-lost parts ``recovery.py``, the push ledger's taskId join ``join.py``.
+Here: the coordination (lease, phases, checkpoint, manifest, report), and the wiring of one
+pass; a little over 400 lines because the report's shape and this overview live with it. The
+reader → writer pipeline is ``pipeline.py``, the unfinished bookkeeping ``unfinished.py``,
+the recovery of lost parts ``recovery.py``, the push ledger's taskId join ``join.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -318,6 +320,33 @@ def _lease_terms(settings: Settings, deadline: float) -> tuple[float, float, flo
     return ttl, margin, min(deadline, time.monotonic() + ttl - margin)
 
 
+@contextlib.asynccontextmanager
+async def _leased(run: _Pass, ttl: float, margin: float) -> AsyncIterator[Callable[[], bool] | None]:
+    """The run's lease (the timer's, or the backfill's own) for ``ttl``: yields ``lease_holds()``
+    — or ``None``, the report saying ``lease_busy``, when another run holds it. Released on
+    the way out, whatever happened (else it expires by itself)."""
+    prefix = st.BACKFILL_LEASE if run.mode == "backfill" else st.LEASE
+    lease = await asyncio.to_thread(st.acquire_lease, run.store, run.run_id, now=run.wall(), ttl=ttl, prefix=prefix)
+    if isinstance(lease, st.LeaseBusy):
+        run.report.lease_busy = True
+        log.info(
+            "harvest: lease held by %s until %s; this run does nothing",
+            lease.owner,
+            lease.expires_at,
+            extra={"event": "harvest_lease_busy"},
+        )
+        yield None
+        return
+    try:
+        # between windows: stop while half the margin is left (the commit of what was read fits in it)
+        yield lambda: run.wall() < lease.expires_at - margin / 2
+    finally:
+        try:
+            await asyncio.to_thread(st.release_lease, run.store, lease)
+        except QcflowError as exc:  # it expires by itself
+            log.warning("harvest: could not release the lease (%s); it expires at %s", exc, lease.expires_at)
+
+
 def _mode(since: datetime | None, until: datetime | None) -> Mode:
     if until is not None and since is None:
         raise ValueError("a backfill needs since (until alone is not a range)")
@@ -343,41 +372,29 @@ async def run_harvest(
     mode = _mode(since, until)
     ttl, margin, deadline = _lease_terms(settings, deadline)
     run = _Pass(settings, sca, store, mode=mode, deadline=deadline, now=now, progress=progress, ledger=ledger)
-    prefix = st.BACKFILL_LEASE if mode == "backfill" else st.LEASE
-    lease = await asyncio.to_thread(st.acquire_lease, store, run.run_id, now=run.wall(), ttl=ttl, prefix=prefix)
-    if isinstance(lease, st.LeaseBusy):
-        run.report.lease_busy = True
-        log.info(
-            "harvest: lease held by %s until %s; this run does nothing",
-            lease.owner,
-            lease.expires_at,
-            extra={"event": "harvest_lease_busy"},
-        )
-        return run.report
-    # between windows: stop while half the margin is left (the commit of what was read fits in it)
-    lease_holds = lambda: run.wall() < lease.expires_at - margin / 2  # noqa: E731
-    try:
-        await run.prepare()
-        extra = await (run.backfill(since, until, lease_holds) if since is not None else run.incremental(lease_holds))
-        await run.pipeline.settle()
-        run.finish_counts()
-        await run.write_manifest(extra)
-        log.info(run.report.summary(), extra={"event": "harvest_done", **run.report.to_json()})
-        return run.report
-    except QcflowError as exc:
-        log.error(
-            "harvest %s failed: %s",
-            run.run_id,
-            exc,
-            extra={"event": "harvest_failed", "run_id": run.run_id, "code": exc.code, "request_id": exc.request_id},
-        )
-        raise
-    finally:
-        await run.pipeline.settle()
+    async with _leased(run, ttl, margin) as lease_holds:
+        if lease_holds is None:
+            return run.report
         try:
-            await asyncio.to_thread(st.release_lease, store, lease)
-        except QcflowError as exc:  # it expires by itself
-            log.warning("harvest: could not release the lease (%s); it expires at %s", exc, lease.expires_at)
+            await run.prepare()
+            extra = await (
+                run.backfill(since, until, lease_holds) if since is not None else run.incremental(lease_holds)
+            )
+            await run.pipeline.settle()
+            run.finish_counts()
+            await run.write_manifest(extra)
+            log.info(run.report.summary(), extra={"event": "harvest_done", **run.report.to_json()})
+            return run.report
+        except QcflowError as exc:
+            log.error(
+                "harvest %s failed: %s",
+                run.run_id,
+                exc,
+                extra={"event": "harvest_failed", "run_id": run.run_id, "code": exc.code, "request_id": exc.request_id},
+            )
+            raise
+        finally:
+            await run.pipeline.settle()
 
 
 async def harvest_task_ids(
