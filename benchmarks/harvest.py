@@ -150,7 +150,8 @@ async def _child_reader(url: str, store_dir: Path, until: datetime) -> dict[str,
     """The reader alone over the same hour windows the harvest reads (nothing written)."""
     from qcflow.acs.adaptive import AdaptiveRateLimiter
     from qcflow.harvest.reader import WindowReader
-    from qcflow.harvest.run import chunks, required_fields
+    from qcflow.harvest.fields import required_fields
+    from qcflow.harvest.feed import chunks
 
     settings = _settings(url, store_dir)
     sca = _sca(settings)

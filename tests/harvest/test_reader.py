@@ -27,7 +27,8 @@ from qcflow.acs.client import AcsClient, RetryPolicy
 from qcflow.config import load_settings
 from qcflow.errors import AuthError, RetryableError
 from qcflow.credentials import Credentials
-from qcflow.harvest.reader import DeadlineReached, Window, WindowReader, required_fields_with_identity
+from qcflow.harvest.fields import required_fields_with_identity
+from qcflow.harvest.reader import DeadlineReached, Window, WindowReader
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
 from qcflow.sandbox.options import PreloadOptions, QuotaOptions, SandboxOptions, FaultOptions
 from qcflow.sandbox.server import SandboxServer

@@ -158,7 +158,7 @@ def test_snake_case(name: str, snake: str) -> None:
 async def test_sandbox_pages_convert_with_every_default_field() -> None:
     """Items as ``get_result_page`` returns them (the real parse path) for finished and failed
     results, with the default requiredFields of the harvest."""
-    from qcflow.harvest.run import required_fields
+    from qcflow.harvest.fields import required_fields
     from tests.harvest.conftest import harvest_settings
 
     with sandbox_env() as env:

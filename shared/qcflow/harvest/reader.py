@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from qcflow.errors import DeadlineReached, PermanentError, RetryableError
+from qcflow.harvest.fields import required_fields_with_identity
 from qcflow.models.sca import GetResultQuery, format_sca_time
 
 log = logging.getLogger("qcflow.harvest.reader")
@@ -49,9 +50,6 @@ MAX_PAGE_SIZE = 99
 DEEP_PAGING_LIMIT = 10_000
 #: A part of a split window aims at this share of the free range (uneven spread tolerated).
 SPLIT_FILL = 0.7
-#: Fields the reader always asks for: ``status`` (absent status is unknown, not failed) and
-#: ``taskId`` (the identity of a result).
-ALWAYS_REQUIRED = ("status", "taskId")
 
 
 class _Page(Protocol):
@@ -147,22 +145,13 @@ class _Job:
     open_ended: bool = False
 
 
-def required_fields_with_identity(required_fields: str) -> str:
-    """``required_fields`` as a comma list that surely holds ``status`` and ``taskId``."""
-    names: list[str] = list(ALWAYS_REQUIRED)
-    for raw in required_fields.split(","):
-        name = raw.strip()
-        if name and name not in names:
-            names.append(name)
-    return ",".join(names)
-
-
 class WindowReader:
     """Pages of GetResult items for upload-time windows, under one shared rate limiter.
 
     ``sca`` offers ``get_result_page(query, *, deadline, limiter)`` (``qcflow.sca.ScaClient``);
     ``limiter`` is the run's one GetResult limiter (``AdaptiveRateLimiter``), passed to every
-    call. ``zone`` is SCA's time zone for ``startTime``/``endTime``.
+    call. ``zone`` is SCA's time zone for ``startTime``/``endTime``. Every query asks for
+    ``required_fields`` plus ``fields.IDENTITY_FIELDS`` (``status``, ``taskId``).
     """
 
     def __init__(
