@@ -156,7 +156,7 @@ async def _child_reader(url: str, store_dir: Path, until: datetime) -> dict[str,
     settings = _settings(url, store_dir)
     sca = _sca(settings)
     limiter = AdaptiveRateLimiter.from_settings(settings.quotas)
-    reader = WindowReader(sca, limiter, zone=settings.zone, required_fields=required_fields(settings))
+    reader = WindowReader(sca, limiter, zone=settings.zone, required_fields=required_fields(settings.harvest))
     deadline = time.monotonic() + 300
     try:
         started = time.perf_counter()
@@ -224,7 +224,7 @@ async def naive(url: str, out: Path) -> tuple[int, float]:
             while True:
                 query = GetResultQuery(
                     start_time=format_sca_time(start, zone), end_time=format_sca_time(end - timedelta(seconds=1), zone),
-                    page_number=number, page_size=10, required_fields=settings.harvest_required_fields,
+                    page_number=number, page_size=10, required_fields=",".join(settings.harvest.required_fields),
                 )
                 page = await sca.get_result(query)
                 for result in page.results:

@@ -58,7 +58,7 @@ def sandbox_items(count: int, *, start: datetime, days: int, seed: int = 7, fail
     state = ScaState(SandboxOptions(seed=seed))
     end = start + timedelta(days=days)
     state.preload(count, start, end, failed_rate=failed_rate)
-    fields = Settings().harvest_required_fields
+    fields = ",".join(Settings().harvest.required_fields)
     rng = random.Random(seed)
     hour = start
     while hour < end:

@@ -425,7 +425,8 @@ class HarvestSettings(_Slice):
             "resolver",
         ),
         alias="harvest_required_fields",
-        description="Comma list of GetResult requiredFields (the fields the writer needs are always added).",
+        description="Comma list of GetResult requiredFields; status, taskId, createTimeLong, createTime and "
+        "recording are always added (qcflow.harvest.fields says why).",
     )
     gzip: bool = Field(default=False, alias="harvest_gzip", description="Write results as .jsonl.gz.")
     part_max_records: int = Field(

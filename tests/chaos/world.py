@@ -671,7 +671,7 @@ class ChaosWorld:
         async def main() -> dict[str, Any]:
             services = await build_services(credentials_from_env)
             try:
-                grace = recovery_grace_seconds(services.settings)
+                grace = recovery_grace_seconds(services.settings.http)
                 later = lambda: datetime.now(timezone.utc) + timedelta(seconds=grace + 60)  # noqa: E731
                 report = await run_harvest(services.settings, services.sca, services.store, deadline=time.monotonic() + 60,
                                            now=later, ledger=Ledger(services.store))

@@ -166,7 +166,7 @@ async def test_sandbox_pages_convert_with_every_default_field() -> None:
         start = (NOW - timedelta(hours=2)).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
         end = (NOW - timedelta(hours=1)).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
         page = await env.sca.get_result_page(GetResultQuery(start_time=start, end_time=end, page_size=99,
-                                                            required_fields=required_fields(harvest_settings())))
+                                                            required_fields=required_fields(harvest_settings().harvest)))
     assert page.count == 40 and len(page.items) == 40
     records = [rec.to_record(item, SHANGHAI, HARVESTED) for item in page.items]
     states = {r["state"] for r in records}

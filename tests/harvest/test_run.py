@@ -83,7 +83,7 @@ async def test_25000_results_in_a_day_with_a_dense_hour_are_written_once(store: 
     assert window_queries and all(q["pageSize"] <= 99 for q in env.log.queries)
     assert all(q.get("lastDataId") or q.get("pageNumber", 1) * q["pageSize"] <= 10_000 for q in window_queries)
     # the checkpoint is where the run ended, and the run's manifest lists its files
-    assert report.checkpoint == NOW - timedelta(seconds=settings.harvest_settle_seconds)
+    assert report.checkpoint == NOW - timedelta(seconds=settings.harvest.settle_seconds)
     manifest = json.loads(store.get(report.manifest).body)
     assert sorted(f["key"] for f in manifest["files"]) == sorted(report.files) == sorted(i.key for i in store.list("results/"))
     assert sum(f["records"] for f in manifest["files"]) == 25_000 and manifest["mode"] == "incremental"
@@ -221,7 +221,7 @@ async def test_a_crash_between_writing_and_checkpointing_then_a_rerun(store: Obj
         assert st.read_checkpoint(store) is None
         busy = await harvest(env, twin(store), settings)
         assert busy.lease_busy, "the dead run's lease holds until it expires"
-        env.clock.advance(settings.harvest_lease_seconds)
+        env.clock.advance(settings.harvest.lease_seconds)
         rerun = await harvest(env, twin(store), settings)
     lines = read_lines(store)
     assert len(lines) == 1_000 and rerun.duplicates_skipped > 0
@@ -295,7 +295,7 @@ async def test_a_crash_between_commit_record_and_part_is_recovered(store: Object
         assert early.recovered == 0 and len(out.pending_intents(store)) == 1 and not early.lease_busy
         missing = 300 - len(read_lines(store))
         assert missing > 0, "committed results of the lost part are not written by windows"
-        env.clock.advance(recovery_grace_seconds(settings))
+        env.clock.advance(recovery_grace_seconds(settings.http))
         late = await harvest(env, twin(store), settings)
     lines = read_lines(store)
     assert late.recovered == 1 and len(lines) == 300
@@ -313,7 +313,7 @@ async def test_a_dead_writer_is_recovered_by_the_first_run_after_its_lease(store
         with pytest.raises(Crash):
             await harvest(env, dying, settings)
         assert (await harvest(env, twin(store), settings)).lease_busy
-        env.clock.advance(settings.harvest_lease_seconds)
+        env.clock.advance(settings.harvest.lease_seconds)
         rerun = await harvest(env, twin(store), settings)
     lines = read_lines(store)
     assert rerun.recovered >= 1 and len(lines) == 300

@@ -328,7 +328,7 @@ async def test_a_run_whose_lease_expired_starts_no_new_window(store: ObjectStore
                 (after if second else before).add(query["startTime"])
 
         def slow_commit_then_timer_fires() -> None:
-            env.clock.advance(settings.harvest_lease_seconds + 1)  # the first run's commit is that slow
+            env.clock.advance(settings.harvest.lease_seconds + 1)  # the first run's commit is that slow
 
             async def timer() -> HarvestReport:
                 sca = make_sca(env.server, env.clock)
@@ -376,7 +376,7 @@ async def test_a_recovery_racing_a_slow_writer_leaves_each_result_once(store: Ob
         recovered: list[HarvestReport] = []
 
         def stall_then_recover() -> None:
-            env.clock.advance(recovery_grace_seconds(settings) + 1)  # (the other run is a backfill: its own lease)
+            env.clock.advance(recovery_grace_seconds(settings.http) + 1)  # (the other run is a backfill: its own lease)
 
             async def other() -> HarvestReport:
                 sca = make_sca(env.server, env.clock)

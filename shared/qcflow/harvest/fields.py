@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from qcflow.config import Settings
+    from qcflow.config import HarvestSettings
 
 #: What routing an item needs (see the module docstring).
 IDENTITY_FIELDS = ("status", "taskId")
@@ -31,10 +31,10 @@ IDENTITY_FIELDS = ("status", "taskId")
 ALWAYS_REQUIRED = (*IDENTITY_FIELDS, "createTimeLong", "createTime", "recording")
 
 
-def with_fields(requested: str, always: Iterable[str]) -> str:
-    """``always``, then the names of the comma list ``requested`` not already there."""
+def with_fields(requested: str | Iterable[str], always: Iterable[str]) -> str:
+    """``always``, then the names of ``requested`` (a comma list, or names) not already there."""
     names: list[str] = list(always)
-    for raw in requested.split(","):
+    for raw in requested.split(",") if isinstance(requested, str) else requested:
         name = raw.strip()
         if name and name not in names:
             names.append(name)
@@ -46,6 +46,6 @@ def required_fields_with_identity(requested: str) -> str:
     return with_fields(requested, IDENTITY_FIELDS)
 
 
-def required_fields(settings: Settings) -> str:
+def required_fields(settings: HarvestSettings) -> str:
     """``QCFLOW_HARVEST_REQUIRED_FIELDS`` plus what the reader and the writer cannot do without."""
-    return with_fields(settings.harvest_required_fields, ALWAYS_REQUIRED)
+    return with_fields(settings.required_fields, ALWAYS_REQUIRED)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from qcflow.config import Settings
+from qcflow.config import HttpSettings
 from qcflow.harvest import records as rec
 from qcflow.harvest.feed import Budget, ResultSource
 from qcflow.harvest.output import Intent, WrittenFile, intent_results, pending_intents, write_recovered
@@ -29,7 +29,7 @@ log = logging.getLogger("qcflow.harvest")
 RECOVERY_GRACE_SECONDS = 300.0
 
 
-def recovery_grace_seconds(settings: Settings) -> float:
+def recovery_grace_seconds(http: HttpSettings) -> float:
     """How old a pending write must be before another run may redo it.
 
     It does not depend on how long functions run: a writer checks, just before its part
@@ -38,7 +38,7 @@ def recovery_grace_seconds(settings: Settings) -> float:
     final commit with its retries (a few HTTP timeouts), with room for clock skew between
     instances; a crashed writer's results are missing from ``results/`` for about that long
     (plus the time to the next timer run)."""
-    return max(RECOVERY_GRACE_SECONDS, 4.0 * settings.http_timeout_seconds * settings.max_attempts)
+    return max(RECOVERY_GRACE_SECONDS, 4.0 * http.timeout_seconds * http.max_attempts)
 
 
 async def recover(

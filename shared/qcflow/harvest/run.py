@@ -57,7 +57,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from qcflow.acs.adaptive import AdaptiveRateLimiter
-from qcflow.config import Settings
+from qcflow.config import HarvestSettings, Settings
 from qcflow.errors import QcflowError
 from qcflow.harvest import records as rec
 from qcflow.harvest import state as st
@@ -196,11 +196,13 @@ class _Pass:
         self.started_at = now()
         self.run_id = f"{self.started_at.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         self.report = HarvestReport(self.run_id, mode)
+        harvest = settings.harvest
         zone = settings.zone
-        self.limiter = AdaptiveRateLimiter.from_settings(settings)
-        reader = WindowReader(sca, self.limiter, zone=zone, required_fields=required_fields(settings))
+        self.grace_seconds = recovery_grace_seconds(settings.http)
+        self.limiter = AdaptiveRateLimiter.from_settings(settings.quotas)
+        reader = WindowReader(sca, self.limiter, zone=zone, required_fields=required_fields(harvest))
         self.join = TaskIdJoin(ledger)
-        max_age = settings.harvest_unfinished_max_age_seconds
+        max_age = harvest.unfinished_max_age_seconds
         self.unfinished = UnfinishedResults(store, run_id=self.run_id, zone=zone, wall=self.wall, max_age=max_age)
         self.pipeline = Pipeline(
             reader,
@@ -219,14 +221,14 @@ class _Pass:
         return self.now().timestamp()
 
     def _writer(self, on_committed: Callable[[Spill], None]) -> ResultWriter:
-        settings = self.settings
+        harvest = self.settings.harvest
         return ResultWriter(
             self.store,
             run_id=self.run_id,
-            gzip=settings.harvest_gzip,
-            max_records=settings.harvest_part_max_records,
-            max_bytes=settings.harvest_part_max_bytes,
-            grace_seconds=recovery_grace_seconds(settings),
+            gzip=harvest.gzip,
+            max_records=harvest.part_max_records,
+            max_bytes=harvest.part_max_bytes,
+            grace_seconds=self.grace_seconds,
             wall=self.wall,
             on_committed=on_committed,
         )
@@ -239,7 +241,7 @@ class _Pass:
         recovered = await recover(
             self.store,
             self.pipeline.source,
-            grace=recovery_grace_seconds(self.settings),
+            grace=self.grace_seconds,
             zone=self.settings.zone,
             now=self.now,
             budget=self.budget,
@@ -249,12 +251,12 @@ class _Pass:
 
     async def incremental(self, lease_holds: Callable[[], bool]) -> dict[str, Any]:
         """From the checkpoint (less the lookback) to ``now - settle``, then the unfinished."""
-        settings = self.settings
+        settings = self.settings.harvest
         current = await asyncio.to_thread(st.read_checkpoint, self.store)
         self.report.checkpoint = current.through if current else None
-        origin = current.through if current else self.started_at - timedelta(seconds=settings.harvest_start_seconds)
-        start = origin - timedelta(seconds=settings.harvest_lookback_seconds)
-        end = self.started_at - timedelta(seconds=settings.harvest_settle_seconds)
+        origin = current.through if current else self.started_at - timedelta(seconds=settings.start_seconds)
+        start = origin - timedelta(seconds=settings.lookback_seconds)
+        end = self.started_at - timedelta(seconds=settings.settle_seconds)
         await self.pipeline.read_windows(chunks(start, end), lease_holds=lease_holds, after_commit=self.advance)
         if not self.budget.stopped:
             await self.unfinished.poll(self.pipeline)
@@ -264,7 +266,7 @@ class _Pass:
         self, since: datetime, until: datetime | None, lease_holds: Callable[[], bool]
     ) -> dict[str, Any]:
         """``[since, until)`` (``until`` defaults to ``now - settle``); no checkpoint moved."""
-        end = until if until is not None else self.started_at - timedelta(seconds=self.settings.harvest_settle_seconds)
+        end = until if until is not None else self.started_at - timedelta(seconds=self.settings.harvest.settle_seconds)
         await self.pipeline.read_windows(chunks(since, end), lease_holds=lease_holds)
         return {"since": since.isoformat(), "until": end.isoformat()}
 
@@ -310,13 +312,13 @@ class _Pass:
         report.manifest = key
 
 
-def _lease_terms(settings: Settings, deadline: float) -> tuple[float, float, float]:
+def _lease_terms(settings: HarvestSettings, deadline: float) -> tuple[float, float, float]:
     """(ttl, margin, deadline): the lease lives for the budget plus a margin, at most
     ``harvest_lease_seconds``; a longer budget is cut so that the run never works past its
     own lease."""
     budget = max(0.0, deadline - time.monotonic())
-    margin = min(LEASE_MARGIN_SECONDS, settings.harvest_lease_seconds / 4)
-    ttl = min(budget + margin, settings.harvest_lease_seconds)
+    margin = min(LEASE_MARGIN_SECONDS, settings.lease_seconds / 4)
+    ttl = min(budget + margin, settings.lease_seconds)
     return ttl, margin, min(deadline, time.monotonic() + ttl - margin)
 
 
@@ -370,7 +372,7 @@ async def run_harvest(
 ) -> HarvestReport:
     """One incremental pass (no ``since``/``until``) or a backfill of ``[since, until)``."""
     mode = _mode(since, until)
-    ttl, margin, deadline = _lease_terms(settings, deadline)
+    ttl, margin, deadline = _lease_terms(settings.harvest, deadline)
     run = _Pass(settings, sca, store, mode=mode, deadline=deadline, now=now, progress=progress, ledger=ledger)
     async with _leased(run, ttl, margin) as lease_holds:
         if lease_holds is None:
