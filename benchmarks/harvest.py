@@ -120,7 +120,7 @@ def _settings(url: str, store_dir: Path) -> Any:
 
 def _sca(settings: Any) -> Any:
     from qcflow.credentials import Credentials
-    from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+    from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
     from qcflow.sca import ScaClient
 
     creds = Credentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)

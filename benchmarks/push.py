@@ -37,10 +37,10 @@ import httpx
 
 from qcflow.config import load_settings
 from qcflow.credentials import Credentials
-from qcflow.fc_local import oss_event
+from qcflow.tools.fc_local import oss_event
 from qcflow.models.sca import GetResultQuery, format_sca_time
 from qcflow.triggers import push_oss_event
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from qcflow.services import build_services
 from qcflow.store import LocalStore
 

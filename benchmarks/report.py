@@ -52,8 +52,8 @@ def sandbox_items(count: int, *, start: datetime, days: int, seed: int = 7, fail
     so that the review chart has something to show."""
     from qcflow.config import Settings
     from qcflow.models.sca import format_sca_time
-    from qcflow.sandbox.options import SandboxOptions
-    from qcflow.sandbox.results import ScaState
+    from qcflow.tools.sandbox.options import SandboxOptions
+    from qcflow.tools.sandbox.results import ScaState
 
     state = ScaState(SandboxOptions(seed=seed))
     end = start + timedelta(days=days)
@@ -129,7 +129,7 @@ def run_child(store_dir: Path, out: Path) -> dict[str, float]:
     code = (
         "import json, sys\n"
         "from zoneinfo import ZoneInfo\n"
-        "from qcflow.report import make_report\n"
+        "from qcflow.tools.report import make_report\n"
         "from qcflow.store import LocalStore\n"
         "s = make_report(LocalStore(sys.argv[1]), sys.argv[2], zone=ZoneInfo('Asia/Shanghai'))\n"
         "from benchmarks.common import peak_rss_kib\n"
@@ -147,7 +147,7 @@ def screenshot(path: Path, *, records: int = 3_000) -> None:
     """A report of a small, realistic store, rendered by headless Chromium into ``path``."""
     from playwright.sync_api import sync_playwright
 
-    from qcflow.report import make_report
+    from qcflow.tools.report import make_report
     from qcflow.store import LocalStore
 
     with tempfile.TemporaryDirectory(prefix="qcflow-report-shot-") as tmp:

@@ -25,7 +25,7 @@ import httpx
 from qcflow.acs.client import AcsClient, RetryPolicy
 from qcflow.credentials import Credentials
 from qcflow.models.sca import GetResultQuery, format_sca_time
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from qcflow.sca import ScaClient
 
 QUOTA_PAGES_PER_SECOND = 1000 / 60

@@ -22,7 +22,7 @@ from qcflow.config import load_settings
 from qcflow.credentials import Credentials
 from qcflow.errors import DeadlineError, RetryableError, ServiceUnavailableError, ThrottledError, TransportError
 from qcflow.models.sca import GetResultQuery
-from qcflow.sandbox.options import QuotaOptions
+from qcflow.tools.sandbox.options import QuotaOptions
 from qcflow.sca import ScaClient
 from tests.sandbox.conftest import options, running_sandbox, sca_client
 from tests.test_acs_client import OK_PAGE, Hooks, Script, error

@@ -16,7 +16,7 @@ from qcflow.callback import CallbackHint, InvalidCallbackError, callback_signatu
 from qcflow.errors import PermanentError
 from qcflow.models.events import HttpEvent, InvalidEventError, parse_http_event
 from qcflow.models.sca import UploadAudioDataJson
-from qcflow.sandbox.options import DEFAULT_ALI_UID
+from qcflow.tools.sandbox.options import DEFAULT_ALI_UID
 from tests.sandbox.conftest import options, running_sandbox, sca_client
 from tests.sandbox.receiver import Received, running_receiver
 

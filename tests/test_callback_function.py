@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qcflow.callback import callback_signature
-from qcflow.demo import count_results
-from qcflow.fc_local import HttpTriggerServer, context_for, http_event, load_handler_module, timer_event
+from qcflow.tools.demo import count_results
+from qcflow.tools.fc_local import HttpTriggerServer, context_for, http_event, load_handler_module, timer_event
 from tests.push.conftest import FC_CREDS, push_world
 
 KEY = "ccc/2026/11/20/job-5550001.mkv"

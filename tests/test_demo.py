@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qcflow.demo import count_results, run_demo
+from qcflow.tools.demo import count_results, run_demo
 from qcflow.store import LocalStore
 
 

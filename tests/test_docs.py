@@ -28,7 +28,7 @@ def test_documented_settings_exist() -> None:
 def _help_texts() -> dict[str, str]:
     from click.testing import CliRunner
 
-    from qcflow.cli import main
+    from qcflow.tools.cli import main
 
     runner = CliRunner()
     texts = {"sandbox serve": runner.invoke(main, ["sandbox", "serve", "--help"]).output}

@@ -10,7 +10,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIRS = [ROOT / "shared" / "qcflow", ROOT / "functions"]
-OPTIONAL_PARTS = {"sandbox", "cli.py"}  # extras, never imported by the functions
 FORBIDDEN_PREFIXES = ("alibabacloud_tea", "alibabacloud_ccc", "alibabacloud_qualitycheck", "alibabacloud_credentials", "darabonba", "Tea")
 
 
@@ -42,5 +41,29 @@ def test_runtime_import_loads_no_sdk_sandbox_or_cli() -> None:
     )
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
     # (httpx imports click/rich for its own CLI when they are installed; the layer has neither)
-    bad = [m for m in loaded if m.startswith(FORBIDDEN_PREFIXES) or m.startswith(("qcflow.sandbox", "qcflow.cli", "qcflow.report", "uvicorn", "alibabacloud_oss_v2", "duckdb", "plotly"))]
+    bad = [m for m in loaded if m.startswith(FORBIDDEN_PREFIXES) or m.startswith(("qcflow.tools.sandbox", "qcflow.tools.cli", "qcflow.tools.report", "uvicorn", "alibabacloud_oss_v2", "duckdb", "plotly"))]
     assert not bad, bad
+
+
+def test_runtime_modules_never_import_the_tooling_folder() -> None:
+    """``qcflow/tools/`` (the one folder the layer builder leaves out, by the same name) is imported by no
+    runtime module, at the top or lazily: runtime code reaching into it would break in the layer."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_layer", ROOT / "scripts" / "build_layer.py")
+    assert spec is not None and spec.loader is not None
+    layer = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_layer", layer)
+    spec.loader.exec_module(layer)
+    tooling_dir = ROOT / "shared" / "qcflow" / layer.TOOLING_PACKAGE
+    assert (tooling_dir / "__init__.py").exists()
+    tooling = f"qcflow.{layer.TOOLING_PACKAGE}"
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for folder in RUNTIME_DIRS
+        for path in folder.rglob("*.py")
+        if tooling_dir not in path.parents
+        for name in imported_names(path)
+        if name == tooling or name.startswith(tooling + ".")
+    ]
+    assert not offenders, offenders

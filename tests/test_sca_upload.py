@@ -12,7 +12,7 @@ from qcflow.config import load_settings
 from qcflow.credentials import Credentials
 from qcflow.errors import RequestError, ServiceUnavailableError, TransportError
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
-from qcflow.sandbox.options import FaultOptions
+from qcflow.tools.sandbox.options import FaultOptions
 from qcflow.sca import DuplicateCallUuidError, ScaClient, UploadReceipt
 from tests.sandbox.conftest import CREDS as SANDBOX_CREDS
 from tests.sandbox.conftest import options, running_sandbox, sca_client

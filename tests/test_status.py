@@ -11,9 +11,9 @@ from pathlib import Path
 
 from qcflow import journal, layout
 from qcflow.config import load_settings
-from qcflow.demo import run_demo
+from qcflow.tools.demo import run_demo
 from qcflow.ledger import Ledger, Outcome
-from qcflow.status import status
+from qcflow.tools.status import status
 from qcflow.store import LocalStore
 
 

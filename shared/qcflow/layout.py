@@ -26,7 +26,7 @@ docstring says why each object exists)::
         manifests/dt=<day>/<run>.json           one per harvest run: its files and counts
     results/
       dt=<day>/hour=<hh>/part-0000000012-<run>.jsonl[.gz]   the lines of one commit record
-                                                (qcflow.harvest.output; read by qcflow.report)
+                                                (qcflow.harvest.output; read by qcflow.tools.report)
 
 Every object under ``state/`` is written once (``qcflow.journal``) and never overwritten;
 only markers their owner is done with are deleted. ``<rid>`` is a hash of the recording's

@@ -34,10 +34,10 @@ from qcflow.callback import callback_signature
 from qcflow.credentials import credentials_from_env
 from qcflow.errors import QcflowError
 from qcflow.fc import FunctionApp
-from qcflow.fc_local import FcCredentials, context_for, http_event, load_handler_module, oss_event, timer_event
+from qcflow.tools.fc_local import FcCredentials, context_for, http_event, load_handler_module, oss_event, timer_event
 from qcflow.push import Pusher
 from qcflow.triggers import push_oss_event
-from qcflow.sandbox.options import DEFAULT_ALI_UID
+from qcflow.tools.sandbox.options import DEFAULT_ALI_UID
 from qcflow.services import Services, build_services
 from tests.chaos.crashing import CrashingStore, CrashingTransport, Killer
 

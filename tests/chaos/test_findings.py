@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from qcflow.fc import FunctionApp
-from qcflow.fc_local import context_for, load_handler_module, timer_event
+from qcflow.tools.fc_local import context_for, load_handler_module, timer_event
 from qcflow.errors import PushIncomplete
-from qcflow.sandbox.options import FaultOptions, SandboxOptions
+from qcflow.tools.sandbox.options import FaultOptions, SandboxOptions
 from qcflow.services import build_services
 from tests.push.conftest import FC_CREDS, push_world
 

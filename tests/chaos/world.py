@@ -4,7 +4,7 @@ Everything runs the real code paths: ``functions/push``, ``functions/harvest`` a
 ``functions/callback`` loaded as FC loads them (one module per FC instance), the sandbox as
 CCC and SCA on loopback, local folders (or OSS on moto) as the stores. Crashes are real
 processes killed with SIGKILL (``tests/chaos/child.py``). The only stand-ins are FC itself
-(``qcflow.fc_local``: contexts, events, the async retry of a failed invocation) and a
+(``qcflow.tools.fc_local``: contexts, events, the async retry of a failed invocation) and a
 callback relay — SCA's callbacks land on a loopback server of this module that hands them
 to the callback function at once, or holds them to deliver later (late, twice, or among
 forged ones).
@@ -49,10 +49,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from qcflow.callback import callback_signature
 from qcflow.errors import QcflowError
-from qcflow.fc_local import FcCredentials, context_for, http_event, load_handler_module, oss_event, timer_event
+from qcflow.tools.fc_local import FcCredentials, context_for, http_event, load_handler_module, oss_event, timer_event
 from qcflow.ledger import Ledger, LedgerEntry, recording_id
 from qcflow.push import object_location
-from qcflow.sandbox.options import (
+from qcflow.tools.sandbox.options import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_ACCESS_KEY_SECRET,
     DEFAULT_ALI_UID,
@@ -60,7 +60,7 @@ from qcflow.sandbox.options import (
     QuotaOptions,
     SandboxOptions,
 )
-from qcflow.sandbox.server import SandboxServer
+from qcflow.tools.sandbox.server import SandboxServer
 from qcflow.store import LocalStore, ObjectStore
 from tests.chaos import plan as p
 

@@ -23,8 +23,8 @@ import pytest
 from qcflow.acs.client import AcsClient, RetryPolicy
 from qcflow.config import Settings, load_settings
 from qcflow.models.sca import GetResultQuery
-from qcflow.sandbox.options import QuotaOptions, SandboxOptions
-from qcflow.sandbox.server import SandboxServer
+from qcflow.tools.sandbox.options import QuotaOptions, SandboxOptions
+from qcflow.tools.sandbox.server import SandboxServer
 from qcflow.sca import ScaClient
 from qcflow.store import LocalStore, ObjectStore
 

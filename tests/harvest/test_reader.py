@@ -30,8 +30,8 @@ from qcflow.credentials import Credentials
 from qcflow.harvest.fields import required_fields_with_identity
 from qcflow.harvest.reader import DeadlineReached, Window, WindowReader
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
-from qcflow.sandbox.options import PreloadOptions, QuotaOptions, SandboxOptions, FaultOptions
-from qcflow.sandbox.server import SandboxServer
+from qcflow.tools.sandbox.options import PreloadOptions, QuotaOptions, SandboxOptions, FaultOptions
+from qcflow.tools.sandbox.server import SandboxServer
 from qcflow.sca import ScaClient
 from tests.sandbox.conftest import CREDS, running_sandbox
 

@@ -21,7 +21,7 @@ from qcflow.harvest import output as out
 from qcflow.harvest import state as st
 from qcflow.harvest.run import recovery_grace_seconds
 from qcflow.models.sca import GetResultQuery
-from qcflow.sandbox.options import FaultOptions
+from qcflow.tools.sandbox.options import FaultOptions
 from qcflow.store import ObjectStore
 
 from tests.harvest.conftest import (

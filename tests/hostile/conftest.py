@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from qcflow.errors import QcflowError
-from qcflow.fc_local import FcCredentials, context_for, load_handler_module
+from qcflow.tools.fc_local import FcCredentials, context_for, load_handler_module
 
 ACCESS_KEY_ID = "LTAI5tHostileKeyId01"
 ACCESS_KEY_SECRET = "hostile-secret-0123456789abcdef"

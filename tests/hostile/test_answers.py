@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from qcflow.errors import QcflowError, RetryableError
-from qcflow.fc_local import http_event, oss_event, timer_event
+from qcflow.tools.fc_local import http_event, oss_event, timer_event
 from qcflow.harvest.output import COMMITS
 from qcflow.ledger import Ledger, recording_id
 from qcflow.push import object_location

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from qcflow.callback import callback_signature
-from qcflow.fc_local import http_event, oss_event, timer_event
+from qcflow.tools.fc_local import http_event, oss_event, timer_event
 from tests.hostile.conftest import BUCKET, Hostile, unique_tmp_name
 
 GOOD_KEY = "ccc/2026/11/20/job-1001.mkv"

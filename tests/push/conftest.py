@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from qcflow.fc_local import FcCredentials, context_for, load_handler_module, oss_event
+from qcflow.tools.fc_local import FcCredentials, context_for, load_handler_module, oss_event
 from qcflow.ledger import Ledger, LedgerEntry, recording_id
 from qcflow.push import object_location
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SandboxOptions
-from qcflow.sandbox.server import SandboxServer
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SandboxOptions
+from qcflow.tools.sandbox.server import SandboxServer
 from qcflow.store import LocalStore
 
 BUCKET = "recordings"

@@ -143,7 +143,7 @@ def test_push_cold_start_loads_push_but_not_harvest() -> None:
     )
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
     assert {"qcflow.push", "qcflow.push.pusher", "qcflow.triggers"} <= set(loaded)
-    assert not [m for m in loaded if m.startswith(("qcflow.harvest", "qcflow.callback", "qcflow.sandbox", "qcflow.cli"))]
+    assert not [m for m in loaded if m.startswith(("qcflow.harvest", "qcflow.callback", "qcflow.tools.sandbox", "qcflow.tools.cli"))]
     assert "qcflow.push.replay" not in loaded  # operators' commands
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from qcflow.credentials import credentials_from_env
 from qcflow.push.replay import backfill
-from qcflow.sandbox.options import FaultOptions, QuotaOptions, SandboxOptions
+from qcflow.tools.sandbox.options import FaultOptions, QuotaOptions, SandboxOptions
 from qcflow.services import build_services
 from tests.push.conftest import push_world
 

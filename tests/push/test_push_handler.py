@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from qcflow.fc_local import context_for
+from qcflow.tools.fc_local import context_for
 from qcflow.ledger import Ledger
 from qcflow.models.sca import GetResultQuery
 from qcflow.errors import PushIncomplete
-from qcflow.sandbox.options import FaultOptions, SandboxOptions
+from qcflow.tools.sandbox.options import FaultOptions, SandboxOptions
 from tests.push.conftest import FC_CREDS, PushWorld, push_world
 from tests.sandbox.conftest import sca_client
 

@@ -22,7 +22,7 @@ from qcflow.errors import ConfigError
 from qcflow.ledger import Ledger, recording_id
 from qcflow.errors import PushIncomplete
 from qcflow.push import Pusher, PushResult
-from qcflow.sandbox.options import FaultOptions, SandboxOptions
+from qcflow.tools.sandbox.options import FaultOptions, SandboxOptions
 from qcflow.services import build_services
 from tests.push.conftest import PushWorld, push_world, world  # noqa: F401 - fixture
 

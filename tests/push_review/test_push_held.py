@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qcflow.fc_local import context_for, oss_event
+from qcflow.tools.fc_local import context_for, oss_event
 from tests.push.conftest import BUCKET, FC_CREDS, PushWorld, world  # noqa: F401 - fixture
 
 

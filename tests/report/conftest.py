@@ -1,6 +1,6 @@
 """Fixtures for the report suite: a harvested demo run, hand-made stores, headless Chromium.
 
-The demo store is made once per session by ``qcflow.demo.run_demo`` (sandbox, push and
+The demo store is made once per session by ``qcflow.tools.demo.run_demo`` (sandbox, push and
 harvest through the real handlers): the report reads what the pipeline really writes.
 Chromium is Debian's package (``make test`` installs it); without it the browser tests are
 skipped with the reason, everything else still runs.
@@ -47,7 +47,7 @@ def read_jsonl(store: ObjectStore, prefix: str = "results/") -> list[dict[str, A
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    from qcflow.demo import run_demo
+    from qcflow.tools.demo import run_demo
 
     root = tmp_path_factory.mktemp("report-demo") / "data"
     summary = run_demo(30, store_url=f"file:{root}", task_seconds=0.3, failure_rate=0.3)

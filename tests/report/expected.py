@@ -1,7 +1,7 @@
 """The report's figures computed again, in plain Python, from the JSONL lines alone.
 
 An oracle independent of the report's SQL: one loop per figure, written from the semantics
-stated in ``qcflow.report.query``'s docstring, never from its code.
+stated in ``qcflow.tools.report.query``'s docstring, never from its code.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from qcflow.report import make_report, register
+from qcflow.tools.report import make_report, register
 
 from tests.report.conftest import Demo
 

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 import qcflow.harvest.records as records_module
 from qcflow.errors import ConfigError
 from qcflow.harvest.records import to_record, utc_now_text
-from qcflow.report import register
-from qcflow.report.ddl import DUCKDB_EXAMPLE, maxcompute_ddl, oss_location
+from qcflow.tools.report import register
+from qcflow.tools.report.ddl import DUCKDB_EXAMPLE, maxcompute_ddl, oss_location
 
 from tests.conftest import load_fixture
 from tests.report import expected
@@ -178,8 +178,8 @@ def test_the_report_modules_stay_out_of_the_layer_and_the_cli_stays_light() -> N
         spec.loader.exec_module(build_layer)
     finally:
         sys.modules.pop(spec.name, None)
-    assert not [p for p in build_layer.package_files() if p.parts[0] == "report"]
-    code = ("import sys, qcflow.report, qcflow.report.command; "
+    assert not [p for p in build_layer.package_files() if p.parts[0] == build_layer.TOOLING_PACKAGE]
+    code = ("import sys, qcflow.tools.report, qcflow.tools.report.command; "
             "print(sorted(m for m in ('duckdb', 'plotly', 'playwright') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONPATH": str(root)}).stdout.strip()

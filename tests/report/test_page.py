@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from qcflow.harvest.state import remember_unfinished
-from qcflow.report import DayRange, make_report
+from qcflow.tools.report import DayRange, make_report
 from qcflow.store import LocalStore
 
 from tests.report import expected

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from qcflow.harvest.state import mark_stuck, read_unfinished, remember_unfinished
-from qcflow.report import DayRange, ReportError, build_data, make_report
+from qcflow.tools.report import DayRange, ReportError, build_data, make_report
 from qcflow.store import LocalStore
 
 from tests.report import expected
@@ -137,7 +137,7 @@ def test_the_figures_match_the_jsonl_per_agent_and_per_rule(demo: Demo) -> None:
 
 def test_a_local_store_is_read_in_place(demo: Demo, tmp_path: Path) -> None:
     """A local store's parts are complete when visible: nothing is copied (memory, disk, time)."""
-    from qcflow.report.source import DayRange as Range, list_parts, local_paths
+    from qcflow.tools.report.source import DayRange as Range, list_parts, local_paths
 
     parts = list_parts(demo.store, Range())
     paths = local_paths(demo.store, parts, tmp_path / "work")

@@ -13,8 +13,8 @@ import pytest
 from qcflow.acs.client import AcsClient, RetryPolicy
 from qcflow.ccc import CccClient
 from qcflow.credentials import Credentials
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, PreloadOptions, SandboxOptions
-from qcflow.sandbox.server import SandboxServer
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, PreloadOptions, SandboxOptions
+from qcflow.tools.sandbox.server import SandboxServer
 from qcflow.sca import ScaClient
 
 CREDS = Credentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)

@@ -15,8 +15,8 @@ import pytest
 
 from qcflow.callback import InvalidCallbackError, parse_callback, verify_callback
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
-from qcflow.sandbox.callbacks import callback_url
-from qcflow.sandbox.options import DEFAULT_ALI_UID
+from qcflow.tools.sandbox.callbacks import callback_url
+from qcflow.tools.sandbox.options import DEFAULT_ALI_UID
 from tests.sandbox.conftest import FakeClock, ccc_client, options, running_sandbox, sca_client
 from tests.sandbox.receiver import Received, running_receiver
 
@@ -199,7 +199,7 @@ async def test_a_slow_receiver_times_out_and_counts_as_failed() -> None:
 
 
 async def test_non_loopback_hosts_are_not_called_and_ip_hosts_warn_once(caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="qcflow.sandbox")
+    caplog.set_level(logging.WARNING, logger="qcflow.tools.sandbox")
     with running_receiver() as receiver, running_sandbox(options(**QUICK)) as server:
         sca = sca_client(server)
         await sca.upload_audio_data(upload("https://callback.example.invalid/cb?secret-token=XYZ", tag="remote"))
@@ -209,7 +209,7 @@ async def test_non_loopback_hosts_are_not_called_and_ip_hosts_warn_once(caplog) 
         settle(server)
         stats = server.app.callbacks.snapshot()
         assert stats["skipped"] == 1 and stats["scheduled"] == 2 and len(receiver.received) == 2
-    messages = [r.getMessage() for r in caplog.records if r.name == "qcflow.sandbox"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "qcflow.tools.sandbox"]
     assert sum("IP address" in m for m in messages) == 1, messages
     assert sum("loopback" in m for m in messages) == 1, messages
     assert not any("XYZ" in m or "t0k" in m for m in messages), "a callbackUrl's own token is never logged"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from qcflow.models.sca import GetResultResponse
-from qcflow.sandbox.options import PreloadOptions
-from qcflow.sandbox.server import SandboxServer
+from qcflow.tools.sandbox.options import PreloadOptions
+from qcflow.tools.sandbox.server import SandboxServer
 from tests.sandbox.conftest import PRELOAD_END, PRELOAD_START, options, running_sandbox, sca_client
 
 pytestmark = pytest.mark.anyio

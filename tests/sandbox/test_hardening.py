@@ -11,10 +11,10 @@ import pytest
 from qcflow.acs.client import RetryPolicy
 from qcflow.errors import RequestError
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
-from qcflow.sandbox.auth import IncomingRequest, Verifier
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID as AK
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_SECRET as SK
-from qcflow.sandbox.options import FaultOptions
+from qcflow.tools.sandbox.auth import IncomingRequest, Verifier
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID as AK
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_SECRET as SK
+from qcflow.tools.sandbox.options import FaultOptions
 from qcflow.sca import DuplicateCallUuidError
 from tests.sandbox.conftest import options, running_sandbox, sca_client
 
@@ -76,7 +76,7 @@ def test_rpc_action_comes_from_the_signed_parameters() -> None:
     verifier = Verifier(AK, SK)
     caller = verifier.verify(_rpc_request({"Action": "GetResult", "Version": "2019-01-15"}, [("x-acs-action", "UploadAudioData")]), now)
     assert caller.action == "GetResult" and caller.version == "2019-01-15"
-    from qcflow.sandbox.errors import ApiFailure
+    from qcflow.tools.sandbox.errors import ApiFailure
 
     with pytest.raises(ApiFailure) as info:
         verifier.verify(_rpc_request({"Version": "2019-01-15"}, [("x-acs-action", "GetResult")]), now)

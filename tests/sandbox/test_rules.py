@@ -15,7 +15,7 @@ from qcflow.acs.client import RetryPolicy
 from qcflow.credentials import Credentials
 from qcflow.errors import AuthError, NotFoundError, RequestError, ServiceUnavailableError, ThrottledError, TransportError
 from qcflow.models.sca import GetResultQuery, GetResultResponse, UploadAudioDataJson
-from qcflow.sandbox.options import FaultOptions, QuotaOptions
+from qcflow.tools.sandbox.options import FaultOptions, QuotaOptions
 from qcflow.sca import sca_succeeded
 from tests.sandbox.conftest import FakeClock, ccc_client, options, running_sandbox, sca_client
 
@@ -267,7 +267,7 @@ async def test_form_body_parameters_are_read_and_signed(sandbox) -> None:
     from urllib.parse import urlencode
 
     from qcflow.acs import signer
-    from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+    from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 
     body = urlencode({"JsonStr": json.dumps({"pageSize": 3})}).encode()
     headers = {

@@ -13,8 +13,8 @@ from alibabacloud_tea_openapi import utils_models
 
 from qcflow.models.ccc import GetUploadAudioDataParamsResponse
 from qcflow.models.sca import GetResultResponse
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID as AK
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_SECRET as SK
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID as AK
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_SECRET as SK
 from tests.sandbox.conftest import CREDS, FakeClock, ccc_client, running_sandbox, sca_client
 from tests.support.sdk_oracle import ccc_sdk, sca_sdk
 

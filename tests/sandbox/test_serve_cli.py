@@ -15,7 +15,7 @@ import pytest
 from qcflow.acs.client import AcsClient
 from qcflow.credentials import Credentials
 from qcflow.models.sca import UploadAudioDataJson
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from qcflow.sca import ScaClient
 from tests.sandbox.receiver import running_receiver
 

@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from qcflow.sandbox.auth import IncomingRequest, Verifier, parse_params
-from qcflow.sandbox.callbacks import CallbackSender
-from qcflow.sandbox.ccc import RECORDING_PATH, CccState
-from qcflow.sandbox.errors import ApiFailure
-from qcflow.sandbox.options import SandboxOptions
-from qcflow.sandbox.results import ScaState
+from qcflow.tools.sandbox.auth import IncomingRequest, Verifier, parse_params
+from qcflow.tools.sandbox.callbacks import CallbackSender
+from qcflow.tools.sandbox.ccc import RECORDING_PATH, CccState
+from qcflow.tools.sandbox.errors import ApiFailure
+from qcflow.tools.sandbox.options import SandboxOptions
+from qcflow.tools.sandbox.results import ScaState
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,7 +39,7 @@ MAX_BODY = 4 * 1024 * 1024
 STATS_PATH = "/__sandbox/stats"
 DROP = "__drop__"
 
-log = logging.getLogger("qcflow.sandbox")
+log = logging.getLogger("qcflow.tools.sandbox")
 
 
 class DroppedConnection(Exception):

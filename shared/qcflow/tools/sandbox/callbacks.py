@@ -42,7 +42,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from qcflow.callback import callback_signature
-from qcflow.sandbox.options import SandboxOptions
+from qcflow.tools.sandbox.options import SandboxOptions
 
 EVENT = "TaskComplete"
 #: The longest single wait of the timekeeper. It sleeps until the next finish time, but the
@@ -54,7 +54,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 #: Delays (finish time → callback answered) kept for percentiles.
 RECENT_DELAYS = 1000
 
-log = logging.getLogger("qcflow.sandbox")
+log = logging.getLogger("qcflow.tools.sandbox")
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ if click is not None:
     @click.option("--stop-after", default=None, type=float, help="Stop by itself after this many seconds.")
     def serve(**opts: Any) -> None:
         """Serve GetUploadAudioDataParams, UploadAudioData and GetResult on one port."""
-        from qcflow.sandbox.options import (
+        from qcflow.tools.sandbox.options import (
             DEFAULT_ACCESS_KEY_ID,
             DEFAULT_ACCESS_KEY_SECRET,
             DEFAULT_ALI_UID,
@@ -147,7 +147,7 @@ if click is not None:
             QuotaOptions,
             SandboxOptions,
         )
-        from qcflow.sandbox.server import SandboxServer
+        from qcflow.tools.sandbox.server import SandboxServer
         from qcflow.triggers import parse_iso
 
         def quota(value: Any) -> int | None:
@@ -203,7 +203,7 @@ if click is not None:
             timer.start()
         server.serve_forever()
 
-    from qcflow.cli_ops import register
+    from qcflow.tools.cli_ops import register
 
     register(main)  # push, replay, harvest, status, demo
 

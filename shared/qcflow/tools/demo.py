@@ -23,11 +23,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from qcflow import layout
-from qcflow.fc_local import FcCredentials, HttpTriggerServer, context_for, load_handler_module, oss_event, timer_event
 from qcflow.ledger import Ledger
-from qcflow.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SandboxOptions
-from qcflow.sandbox.server import SandboxServer
 from qcflow.store import ObjectStore, open_store
+from qcflow.tools.fc_local import (
+    FcCredentials,
+    HttpTriggerServer,
+    context_for,
+    load_handler_module,
+    oss_event,
+    timer_event,
+)
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SandboxOptions
+from qcflow.tools.sandbox.server import SandboxServer
 
 DEFAULT_STORE = "file:./qcflow-data"
 DEMO_BUCKET = "qcflow-demo-recordings"

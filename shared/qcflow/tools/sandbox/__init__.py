@@ -3,6 +3,6 @@
 Optional extra (``qcflow[sandbox]``): never part of the Function Compute layer.
 """
 
-from qcflow.sandbox.options import FaultOptions, QuotaOptions, SandboxOptions
+from qcflow.tools.sandbox.options import FaultOptions, QuotaOptions, SandboxOptions
 
 __all__ = ["FaultOptions", "QuotaOptions", "SandboxOptions"]

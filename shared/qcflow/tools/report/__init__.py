@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from qcflow.report.source import DayRange, Progress, ReportError, _no_progress
+from qcflow.tools.report.source import DayRange, Progress, ReportError, _no_progress
 
 if TYPE_CHECKING:
     import click
 
-    from qcflow.report.query import ReportData
     from qcflow.store import ObjectStore
+    from qcflow.tools.report.query import ReportData
 
 __all__ = ["DayRange", "ReportError", "ReportSummary", "build_data", "make_report", "register"]
 
@@ -56,8 +56,8 @@ def build_data(
     threads: int | None = None,
 ) -> tuple[ReportData, int]:
     """The page's figures for ``days`` (and how many bytes of JSONL were read)."""
-    from qcflow.report.query import aggregate
-    from qcflow.report.source import list_parts, local_paths, markers
+    from qcflow.tools.report.query import aggregate
+    from qcflow.tools.report.source import list_parts, local_paths, markers
 
     generated_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0).isoformat()
     parts = list_parts(store, days, progress)
@@ -93,7 +93,7 @@ def make_report(
     threads: int | None = None,
 ) -> ReportSummary:
     """Read, aggregate and write the page to ``out`` (atomically: a reader never sees half a page)."""
-    from qcflow.report.page import render
+    from qcflow.tools.report.page import render
 
     days = days or DayRange()
     zone = zone or ZoneInfo("Asia/Shanghai")
@@ -115,6 +115,6 @@ def make_report(
 
 def register(main: click.Group) -> None:
     """Add ``qcflow report`` and ``qcflow ddl`` to the CLI group (imports click only)."""
-    from qcflow.report.command import register as _register
+    from qcflow.tools.report.command import register as _register
 
     _register(main)

@@ -19,7 +19,7 @@ import json
 from html import escape
 from typing import Any
 
-from qcflow.report.query import LOWEST, TOP_FAILURES, TOP_RULES, ReportData
+from qcflow.tools.report.query import LOWEST, TOP_FAILURES, TOP_RULES, ReportData
 
 TOP_AGENTS = 25
 COLORS = {"finished": "#2a9d8f", "failed": "#e76f51", "running": "#e9c46a", "stuck": "#8d99ae", "unknown": "#adb5bd"}

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qcflow.report.source import Marker, Progress, ReportError, _no_progress
+from qcflow.tools.report.source import Marker, Progress, ReportError, _no_progress
 
 #: The fields read from each line (everything else — transcripts, hit details — is skipped).
 COLUMNS = {

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from qcflow.sandbox.auth import same_text
-from qcflow.sandbox.errors import ApiFailure
+from qcflow.tools.sandbox.auth import same_text
+from qcflow.tools.sandbox.errors import ApiFailure
 
 CONTACT_ID = re.compile(r"^job-\d{1,30}$")
 RECORDING_PATH = re.compile(r"^/recordings/(job-\d{1,30})\.mkv$")

@@ -29,10 +29,10 @@ from pydantic import ValidationError
 from qcflow.models import tea
 from qcflow.models.base import first_problem
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson, parse_sca_time
-from qcflow.sandbox.callbacks import CallbackJob
-from qcflow.sandbox.content import build_templates
-from qcflow.sandbox.errors import ApiFailure, invalid_parameter
-from qcflow.sandbox.options import SandboxOptions
+from qcflow.tools.sandbox.callbacks import CallbackJob
+from qcflow.tools.sandbox.content import build_templates
+from qcflow.tools.sandbox.errors import ApiFailure, invalid_parameter
+from qcflow.tools.sandbox.options import SandboxOptions
 
 DEFAULT_REQUIRED_FIELDS = "score,status,taskId,hitResult"
 DEEP_PAGING_LIMIT = 10_000

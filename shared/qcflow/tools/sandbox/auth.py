@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl, quote
 
 from qcflow.acs import signer
-from qcflow.sandbox.errors import ApiFailure
+from qcflow.tools.sandbox.errors import ApiFailure
 
 REQUIRED_SIGNED = (
     "host",

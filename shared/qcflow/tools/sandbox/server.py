@@ -11,8 +11,8 @@ from typing import Any
 
 import uvicorn
 
-from qcflow.sandbox.app import DroppedConnection, SandboxApp
-from qcflow.sandbox.options import SandboxOptions
+from qcflow.tools.sandbox.app import DroppedConnection, SandboxApp
+from qcflow.tools.sandbox.options import SandboxOptions
 
 
 class _HideInjectedDrops(logging.Filter):

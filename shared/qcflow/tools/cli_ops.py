@@ -244,9 +244,9 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
 def status_command(as_json: bool, days: int) -> None:
     """Pushed, failed (top reasons), in flight, harvested, unfinished, stuck, harvest lag, last run."""
     from qcflow.config import load_settings
-    from qcflow.status import as_json as dumps
-    from qcflow.status import status
     from qcflow.store import open_store
+    from qcflow.tools.status import as_json as dumps
+    from qcflow.tools.status import status
 
     async def work() -> dict[str, Any]:
         settings = load_settings()
@@ -292,7 +292,7 @@ def status_command(as_json: bool, days: int) -> None:
 @click.option("--store", "store_url", default=None, help="Store URL (default QCFLOW_STORE, else file:./qcflow-data).")
 def demo_command(recordings: int, store_url: str | None) -> None:
     """The whole pipeline on embedded defaults: sandbox, push, callbacks, harvest, JSONL."""
-    from qcflow.demo import run_demo
+    from qcflow.tools.demo import run_demo
 
     try:
         summary = run_demo(recordings, store_url=store_url, say=lambda text: console.print(f"[dim]·[/dim] {text}"))
@@ -332,6 +332,6 @@ def register(main: click.Group) -> None:
     main.add_command(demo_command)
     main.add_command(harvest_command)
     main.add_command(status_command)
-    from qcflow.report import register as register_report
+    from qcflow.tools.report import register as register_report
 
     register_report(main)  # qcflow report, qcflow ddl maxcompute (DuckDB/Plotly imported when they run)

@@ -88,8 +88,8 @@ def report_command(since: str | None, until: str | None, out: str) -> None:
     _require_extra()
     from qcflow.config import load_settings
     from qcflow.errors import QcflowError
-    from qcflow.report import DayRange, make_report
     from qcflow.store import open_store
+    from qcflow.tools.report import DayRange, make_report
 
     try:
         days = DayRange.parse(since, until)
@@ -120,7 +120,7 @@ def maxcompute_command(table: str, location: str | None, role_arn: str | None) -
     """An external table over results/ (JSON, partitions dt and hour) matching the JSONL schema."""
     from qcflow.config import load_settings
     from qcflow.errors import QcflowError
-    from qcflow.report.ddl import maxcompute_ddl, oss_location
+    from qcflow.tools.report.ddl import maxcompute_ddl, oss_location
 
     try:
         if location is None:
