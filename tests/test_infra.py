@@ -365,8 +365,7 @@ def test_each_prefix_gets_only_what_its_code_needs() -> None:
 
 def test_the_granted_prefixes_cover_the_keys_the_code_writes() -> None:
     # imported here: a module of the package that is mid-edit must not hide the infra checks above
-    from qcflow import ledger
-    from qcflow.harvest import output, state
+    from qcflow import layout
 
     bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
     object_arns = [arn for s in statements() for arn in as_list(s["Resource"]) if arn.startswith(bucket + "/")]
@@ -375,10 +374,10 @@ def test_the_granted_prefixes_cover_the_keys_the_code_writes() -> None:
     def granted(key: str) -> bool:
         return any(fnmatch.fnmatchcase(f"{bucket}/{key}", arn) for arn in object_arns)
 
-    for root in (ledger.ROOT, state.ROOT):  # every state record and every listing of state
-        assert granted(f"{STORE_ROOT}{root}/x/g000001.claim.json"), root
-        assert any(fnmatch.fnmatchcase(f"{STORE_ROOT}{root}/", p) for p in list_patterns), root
-    assert granted(f"{STORE_ROOT}{output.RESULTS}dt=2026-11-20/hour=08/part-1.jsonl")
+    for root in (layout.PUSH, layout.HARVEST):  # every state record and every listing of state
+        assert granted(f"{STORE_ROOT}{root}x/g000001.claim.json"), root
+        assert any(fnmatch.fnmatchcase(f"{STORE_ROOT}{root}", p) for p in list_patterns), root
+    assert granted(f"{STORE_ROOT}{layout.RESULTS}dt=2026-11-20/hour=08/part-1.jsonl")
     assert not granted("other/prefix/object"), "object grants must stay under the store and recordings prefixes"
 
 

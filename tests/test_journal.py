@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from qcflow import journal, layout, ledger
+from qcflow import journal, layout
 from qcflow.errors import RequestError, TransportError
-from qcflow.harvest import output, state
 from qcflow.store import ObjectStore
 from qcflow.store.keys import validate_key
 
@@ -155,14 +154,3 @@ def test_every_prefix_is_drawn_in_the_tree() -> None:
     for name, value in _prefixes().items():
         last = value.rstrip("/").rsplit("/", 1)[-1]
         assert f"{last}/" in tree, f"{name} ({value}) is not in layout's docstring"
-
-
-def test_the_old_names_are_aliases_of_the_layout() -> None:
-    assert (ledger.ROOT, ledger.RECORDS, ledger.FAILED, ledger.UNKNOWN_TASK, ledger.OPEN, ledger.BY_CONTACT) == (
-        "state/push", layout.PUSH_RECORDS, layout.PUSH_FAILED, layout.PUSH_UNKNOWN_TASK, layout.PUSH_OPEN,
-        layout.PUSH_BY_CONTACT)
-    assert (state.ROOT, state.LEASE, state.BACKFILL_LEASE, state.CHECKPOINT, state.UNFINISHED, state.STUCK) == (
-        "state/harvest", layout.HARVEST_LEASE, layout.HARVEST_BACKFILL_LEASE, layout.HARVEST_CHECKPOINT,
-        layout.HARVEST_UNFINISHED, layout.HARVEST_STUCK)
-    assert (output.RESULTS, output.COMMITS, output.PENDING, output.MANIFESTS) == (
-        layout.RESULTS, layout.HARVEST_COMMITS, layout.HARVEST_PENDING, layout.HARVEST_MANIFESTS)

@@ -47,13 +47,6 @@ from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.ledger")
 
-# Aliases of the ``qcflow.layout`` names, for code written before it (to be removed).
-ROOT = layout.PUSH.rstrip("/")
-RECORDS = layout.PUSH_RECORDS
-FAILED = layout.PUSH_FAILED
-UNKNOWN_TASK = layout.PUSH_UNKNOWN_TASK
-OPEN = layout.PUSH_OPEN
-BY_CONTACT = layout.PUSH_BY_CONTACT
 #: Generations per recording before the ledger refuses to go on (a replay loop, a bug).
 MAX_GENERATIONS = 1000
 #: Rounds of read-and-claim: a lost race re-reads once or twice, then settles as busy.

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from qcflow.harvest.output import COMMITS, PENDING
-from qcflow.harvest.state import CHECKPOINT
+from qcflow import layout
 from tests.chaos import plan as p
 from tests.chaos.crashing import (
     AFTER_SCA,
@@ -99,8 +98,8 @@ def test_a_timer_harvest_killed_at_this_point_loses_and_repeats_nothing(
         world.wait_tasks_final()
         run = world.crash_harvest(p.CrashHarvest(point, "timer"))
         _assert_crashed(run, point)
-        commits = [i.key for i in world.store.list(COMMITS)]
-        pending = [i.key for i in world.store.list(PENDING)]
+        commits = [i.key for i in world.store.list(layout.HARVEST_COMMITS)]
+        pending = [i.key for i in world.store.list(layout.HARVEST_PENDING)]
         parts = [i.key for i in world.store.list("results/")]
         if point == HARVEST_BEFORE_COMMIT:
             assert not commits and not parts, "killed before any commit record"
@@ -108,7 +107,7 @@ def test_a_timer_harvest_killed_at_this_point_loses_and_repeats_nothing(
             assert commits and pending and not parts, "a commit record without its part"
         else:
             assert commits and parts and not pending
-            assert run.note["key"].startswith(CHECKPOINT), "parts committed, the checkpoint not moved"
+            assert run.note["key"].startswith(layout.HARVEST_CHECKPOINT), "parts committed, the checkpoint not moved"
         world.relay.hold = False
         world.settle()
         assert world.violations() == []
@@ -127,7 +126,7 @@ def test_a_callback_killed_before_its_part_is_recovered_by_the_timer(tmp_path: P
         world.wait_tasks_final()
         run = world.crash_harvest(p.CrashHarvest(HARVEST_BEFORE_PART, "callback"))
         assert run.crashed
-        assert [i.key for i in world.store.list(PENDING)] and not list(world.store.list("results/"))
+        assert [i.key for i in world.store.list(layout.HARVEST_PENDING)] and not list(world.store.list("results/"))
         world.relay.take_held()  # SCA's own callbacks for the task: delivered later, they must not write it twice
         world.relay.hold = False
         world.settle()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from qcflow import layout
 from qcflow.errors import RetryableError
 from qcflow.harvest import output as out
 from qcflow.harvest.output import CommitLog, ResultWriter, Spill, commit_spill
@@ -40,7 +41,7 @@ def stored_lines(store: ObjectStore, prefix: str = "results/") -> list[dict[str,
 
 
 def commit_records(store: ObjectStore) -> list[dict[str, Any]]:
-    return [json.loads(store.get(info.key).body) for info in store.list(out.COMMITS)]
+    return [json.loads(store.get(info.key).body) for info in store.list(layout.HARVEST_COMMITS)]
 
 
 def ids(n: int, start: int = 0) -> list[str]:
@@ -60,7 +61,7 @@ def test_commit_writes_part_and_record_and_drops_what_is_committed(store: Object
     records = commit_records(store)
     assert [r["seq"] for r in records] == [1, 2] and records[1]["results"] == ids(4, start=5)
     assert records[1]["part"] == second.key and store.head(second.key).size == second.bytes
-    assert list(store.list(out.PENDING)) == [], "no intent left behind"
+    assert list(store.list(layout.HARVEST_PENDING)) == [], "no intent left behind"
     # everything known: nothing to write, no empty part
     assert commit_spill(store, spill_of(ids(9), tmp_path), CommitLog(P), run_id="run-c", gzip=False, grace_seconds=600) is None
     assert len(list(store.list("results/"))) == 2
@@ -109,7 +110,7 @@ def test_a_lost_race_rewrites_the_spill(store: ObjectStore, tmp_path: Any) -> No
     assert written is not None and written.seq == 3 and written.records == 1 and skipped == [1]
     assert sorted(f"{x['task_id']}|{x['call_id']}" for x in stored_lines(store)) == ids(7)
     assert [r["run"] for r in commit_records(store)] == ["run-a", "run-b", "run-c"]
-    assert list(store.list(out.PENDING)) == [], "the intent of the lost seq is removed too"
+    assert list(store.list(layout.HARVEST_PENDING)) == [], "the intent of the lost seq is removed too"
 
 
 def test_gzip_parts(store: ObjectStore, tmp_path: Any) -> None:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from qcflow import layout
 from qcflow.harvest import HarvestProgress, HarvestReport, harvest_task_ids, run_harvest
 from qcflow.harvest import output as out
 from qcflow.harvest import state as st
@@ -214,7 +215,7 @@ async def test_a_crash_between_writing_and_checkpointing_then_a_rerun(store: Obj
     with sandbox_env() as env:
         env.preload(1_000, NOW - timedelta(hours=5), NOW - timedelta(minutes=5))
         settings = harvest_settings(harvest_start_seconds=4 * 3600)  # from NOW - 5 h with the lookback
-        crashing = dead_after(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(st.CHECKPOINT))
+        crashing = dead_after(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_CHECKPOINT))
         with pytest.raises(Crash):
             await harvest(env, crashing, settings)
         assert read_lines(store), "the first window's parts were written before the crash"
@@ -234,7 +235,7 @@ async def test_the_checkpoint_waits_for_the_commit_of_its_window(store: ObjectSt
     with sandbox_env() as env:
         env.preload(600, NOW - timedelta(hours=3), NOW - timedelta(minutes=5))
         settings = harvest_settings(harvest_start_seconds=3 * 3600, harvest_lookback_seconds=0)
-        second_hour = f"{out.COMMITS}dt=2026-11-20/hour=18/"  # 10:00-11:00 UTC, in Shanghai
+        second_hour = f"{layout.HARVEST_COMMITS}dt=2026-11-20/hour=18/"  # 10:00-11:00 UTC, in Shanghai
 
         def slow_failure() -> None:
             time.sleep(0.5)
@@ -273,7 +274,7 @@ async def test_a_run_overtaken_at_its_commit_writes_nothing_twice(store: ObjectS
 
             theirs.append(asyncio.run(backfill()))
 
-        overtaken = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(out.COMMITS),
+        overtaken = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_COMMITS),
                                 other_process)
         mine = await harvest(env, overtaken, settings)
     # the first spill met all of its results committed by the other process at commit time

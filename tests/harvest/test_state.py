@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from qcflow import journal, layout
 from qcflow.errors import RequestError
 from qcflow.harvest import state as st
 from qcflow.store import ObjectStore
@@ -64,7 +65,7 @@ def test_old_leases_are_pruned(store: ObjectStore) -> None:
         lease = st.acquire_lease(store, f"run-{i}", now=T0 + i, ttl=60)
         assert isinstance(lease, st.Lease) and lease.seq == i + 1
         st.release_lease(store, lease)
-    names = keys(store, st.LEASE)
+    names = keys(store, layout.HARVEST_LEASE)
     assert len(names) <= 2 * (st.KEEP + 1), names
     assert "000000000008.json" in names and "000000000001.json" not in names
 
@@ -80,7 +81,7 @@ def test_checkpoint_never_moves_backwards(store: ObjectStore) -> None:
         st.advance_checkpoint(store, t1.replace(hour=hour), owner="a", now=T0)
     current = st.read_checkpoint(store)
     assert current is not None and current.through == t1.replace(hour=11)
-    assert len(keys(store, st.CHECKPOINT)) <= st.KEEP + 1, "old checkpoints are pruned"
+    assert len(keys(store, layout.HARVEST_CHECKPOINT)) <= st.KEEP + 1, "old checkpoints are pruned"
 
 
 def test_unfinished_markers_round_trip_odd_ids(store: ObjectStore) -> None:
@@ -100,6 +101,6 @@ def test_unfinished_markers_round_trip_odd_ids(store: ObjectStore) -> None:
 
 
 def test_a_state_object_that_is_not_json_is_refused(store: ObjectStore) -> None:
-    store.put(st.CHECKPOINT + st.seq_name(1), b"not json")
+    store.put(layout.HARVEST_CHECKPOINT + journal.seq_name(1), b"not json")
     with pytest.raises(RequestError, match="not a JSON object"):
         st.read_checkpoint(store)

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from qcflow import layout
 from qcflow.harvest import HarvestReport, run_harvest
 from qcflow.harvest import output as out
 from qcflow.harvest import state as st
@@ -257,7 +258,7 @@ async def test_an_unfinished_marker_is_not_deleted_before_its_result_is_committe
             return body
 
         sca = make_sca(env.server, env.clock, HostileTransport(duplicate))
-        failing = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(out.COMMITS))
+        failing = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_COMMITS))
         try:
             with pytest.raises(Crash):
                 await harvest(env, failing, settings, sca=sca)
@@ -339,7 +340,7 @@ async def test_a_run_whose_lease_expired_starts_no_new_window(store: ObjectStore
 
             second.append(asyncio.run(timer()))
 
-        slow = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(out.COMMITS),
+        slow = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_COMMITS),
                            slow_commit_then_timer_fires)
         sca = make_sca(env.server, env.clock, HostileTransport(after=note))
         try:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from qcflow import layout
 from qcflow.errors import QcflowError, RetryableError
 from qcflow.tools.fc_local import http_event, oss_event, timer_event
-from qcflow.harvest.output import COMMITS
 from qcflow.ledger import Ledger, recording_id
 from qcflow.push import object_location
 from tests.hostile.conftest import (
@@ -288,7 +288,7 @@ def test_odd_result_items_never_stall_or_escape_the_results_prefix(hostile: Host
         record = json.loads(line)  # every line is strict JSON
         assert URL_SIGNATURE not in line and "Signature=" not in line
         assert record["schema_version"] == 1
-    commits = list((hostile.store_root / COMMITS).rglob("*.json")) if (hostile.store_root / COMMITS).exists() else []
+    commits = list((hostile.store_root / layout.HARVEST_COMMITS).rglob("*.json")) if (hostile.store_root / layout.HARVEST_COMMITS).exists() else []
     for commit in commits:
         assert commit.resolve().is_relative_to((hostile.store_root / "state").resolve())
 

@@ -56,11 +56,6 @@ from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.harvest")
 
-# Aliases of the ``qcflow.layout`` names, for code written before it (to be removed).
-RESULTS = layout.RESULTS
-COMMITS = layout.HARVEST_COMMITS
-PENDING = layout.HARVEST_PENDING
-MANIFESTS = layout.HARVEST_MANIFESTS
 #: Partitions whose committed result ids a process keeps (per store).
 CACHED_PARTITIONS = 4
 _READ_CHUNK = 1024 * 1024
@@ -552,10 +547,6 @@ def write_manifest(store: ObjectStore, key: str, manifest: dict[str, Any]) -> No
 
 
 __all__ = [
-    "COMMITS",
-    "MANIFESTS",
-    "PENDING",
-    "RESULTS",
     "CommitLog",
     "CommitLogs",
     "Intent",

@@ -56,6 +56,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from qcflow import layout
 from qcflow.acs.adaptive import AdaptiveRateLimiter
 from qcflow.config import HarvestSettings, Settings
 from qcflow.errors import QcflowError
@@ -64,7 +65,7 @@ from qcflow.harvest import state as st
 from qcflow.harvest.feed import Budget, chunks
 from qcflow.harvest.fields import required_fields
 from qcflow.harvest.join import TaskIdJoin, TaskIdLedger
-from qcflow.harvest.output import MANIFESTS, ResultWriter, Spill, write_manifest
+from qcflow.harvest.output import ResultWriter, Spill, write_manifest
 from qcflow.harvest.pipeline import HarvestProgress, Pipeline
 from qcflow.harvest.reader import Window, WindowReader
 from qcflow.harvest.recovery import recover, recovery_grace_seconds
@@ -74,7 +75,6 @@ from qcflow.store import ObjectStore
 
 __all__ = [
     "LEASE_MARGIN_SECONDS",
-    "MANIFESTS",
     "HarvestProgress",
     "HarvestReport",
     "Mode",
@@ -296,7 +296,7 @@ class _Pass:
     async def write_manifest(self, extra: dict[str, Any]) -> None:
         report = self.report
         day = self.started_at.astimezone(self.settings.zone).strftime("%Y-%m-%d")
-        key = f"{MANIFESTS}dt={day}/{self.run_id}.json"
+        key = f"{layout.HARVEST_MANIFESTS}dt={day}/{self.run_id}.json"
         manifest = {
             "run_id": self.run_id,
             "mode": self.mode,
@@ -327,7 +327,7 @@ async def _leased(run: _Pass, ttl: float, margin: float) -> AsyncIterator[Callab
     """The run's lease (the timer's, or the backfill's own) for ``ttl``: yields ``lease_holds()``
     — or ``None``, the report saying ``lease_busy``, when another run holds it. Released on
     the way out, whatever happened (else it expires by itself)."""
-    prefix = st.BACKFILL_LEASE if run.mode == "backfill" else st.LEASE
+    prefix = layout.HARVEST_BACKFILL_LEASE if run.mode == "backfill" else layout.HARVEST_LEASE
     lease = await asyncio.to_thread(st.acquire_lease, run.store, run.run_id, now=run.wall(), ttl=ttl, prefix=prefix)
     if isinstance(lease, st.LeaseBusy):
         run.report.lease_busy = True

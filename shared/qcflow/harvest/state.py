@@ -39,13 +39,6 @@ from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.harvest")
 
-# Aliases of the ``qcflow.layout`` names, for code written before it (to be removed).
-ROOT = layout.HARVEST.rstrip("/")
-LEASE = layout.HARVEST_LEASE
-BACKFILL_LEASE = layout.HARVEST_BACKFILL_LEASE
-CHECKPOINT = layout.HARVEST_CHECKPOINT
-UNFINISHED = layout.HARVEST_UNFINISHED
-STUCK = layout.HARVEST_STUCK
 #: Leases and checkpoints kept behind the current one (for the curious operator).
 KEEP = 3
 
