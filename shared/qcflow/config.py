@@ -17,6 +17,9 @@ Why a plain pydantic model and not ``pydantic-settings``: every setting here is 
 from one source (the environment FC fills from ``s.yaml``), which ``load_settings`` does in
 a few lines, while importing ``pydantic-settings`` costs ~16 ms of every cold start (and
 python-dotenv in the layer). Validation, coercion and the error messages are pydantic's.
+
+Why ~560 lines: every setting with its description and validation lives here, once (the
+docs are generated from it); each slice is a short model of its own.
 """
 
 from __future__ import annotations

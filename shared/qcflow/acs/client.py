@@ -16,6 +16,9 @@ higher and is fully jittered so that many instances spread out instead of retryi
 Because ``UploadAudioData`` is not idempotent, the client tracks whether an attempt **may
 have been applied** without its answer reaching us, and reports it on the result
 (``ApiResponse.prior_attempt_uncertain``) as on the error it raises.
+
+Why one module of ~460 lines: signing, the retry loop and its two backoff schedules, the
+deadline and the uncertainty tracking act on the same attempt; they read best as one loop.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ rewrites the part at the same key from the results fetched again by taskId. Writ
 twice (a slow writer and a recovery) replaces it with the same set of results, never adds
 one. Commit records are never deleted: they are what makes a backfill of an old range, or
 a late finisher, exact.
+
+Why ~560 lines: the commit protocol (intent, commit record, spill, upload, recovery of
+what a crash left) is one mechanism; its invariants are easier to check in one place.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ probe of the next part overlaps the pages of the previous one, and the rate limi
 the whole run) — not the round trip — decides the pace. Items are never filtered on
 ``Status``: a window's membership must not change while its tasks finish, or offset paging
 would skip and repeat records. Memory: the reader holds the pages in flight and nothing else.
+
+Why one module of ~450 lines: the paging plan (parallel pages under 10,000, recursive time
+splits above, the ``lastDataId`` chain), its bookkeeping and the by-taskId reads share one
+queue of jobs and one set of counters; split apart they would pass that state around.
 """
 
 from __future__ import annotations

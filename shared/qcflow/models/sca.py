@@ -7,6 +7,9 @@ parsing (see ``qcflow.models.tea``) so that results read as plain lists.
 Two ways to read a ``GetResult`` page: ``GetResultResponse`` (pydantic, typed, for code that
 looks into results) and ``ResultPage`` (plain dicts unwrapped while the JSON is parsed, for
 the harvester, which only passes records on and must not pay for a model per record).
+
+Why ~470 lines: it is the SCA API surface, model by model (UploadAudioData, GetResult's
+query and its result page); each model is short, and they are looked up together.
 """
 
 from __future__ import annotations

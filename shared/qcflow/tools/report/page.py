@@ -11,6 +11,9 @@ comes from the data (agent names, rule names, error messages), so the page embed
 and the page's own script draws the charts and marks ``data-drawn`` on each one when done.
 The aggregates are embedded as ``<script type="application/json" id="qcflow-report-data">``
 so that a test — or a curious analyst — can read the figures behind the pictures.
+
+Why ~500 lines: the page is one HTML document (template, CSS and the chart specs); splitting
+the template from the specs that fill it would scatter one page over several files.
 """
 
 from __future__ import annotations

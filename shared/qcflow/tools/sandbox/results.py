@@ -4,6 +4,9 @@ Tasks live in one list sorted by upload time, so a GetResult window is two bisec
 page is a slice. Each result keeps only a few numbers; its content comes from a template
 (``content.py``) whose heavy JSON is serialized once per requested field set, which is
 what lets the sandbox serve far more than the real quota (see ``benchmarks/``).
+
+Why ~520 lines: SCA's task store and GetResult's query language (filters, paging, the
+10,000 rule, lastDataId) act on the same index of tasks; it is tooling, never in the layer.
 """
 
 from __future__ import annotations
