@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from qcflow.models import tea
 from qcflow.models.ccc import GetUploadAudioDataParamsResponse
 from qcflow.models.events import InvalidEventError, parse_oss_event, parse_timer_event
-from qcflow.models.sca import GetResultQuery, GetResultResponse, UploadAudioDataJson, UploadAudioDataResponse
+from qcflow.models.sca import GetResultQuery, UploadAudioDataJson, UploadAudioDataResponse
+from qcflow.models.sca_result import GetResultResponse
 from tests.conftest import load_fixture
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIRS = [ROOT / "shared" / "qcflow", ROOT / "functions"]
 FORBIDDEN_PREFIXES = ("alibabacloud_tea", "alibabacloud_ccc", "alibabacloud_qualitycheck", "alibabacloud_credentials", "darabonba", "Tea")
@@ -67,3 +69,15 @@ def test_runtime_modules_never_import_the_tooling_folder() -> None:
         if name == tooling or name.startswith(tooling + ".")
     ]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("function", ["push", "harvest", "callback"])
+def test_functions_do_not_define_the_typed_result_models(function: str) -> None:
+    """GetResult's typed models (``qcflow.models.sca_result``) are for tools and tests: the functions read
+    pages as plain dicts, and defining those models would cost every cold start several milliseconds."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / function)!r}); import index; "
+        "print(__import__('json').dumps(sorted(m for m in sys.modules if m.startswith('qcflow'))))"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    assert "qcflow.sca" in loaded and "qcflow.models.sca_result" not in loaded

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from qcflow.errors import ServiceUnavailableError
 from qcflow.models import tea
-from qcflow.models.sca import GetResultQuery, GetResultResponse, ResultInfo, ResultPage, loads_unwrapped
+from qcflow.models.sca import GetResultQuery, ResultPage, loads_unwrapped
+from qcflow.models.sca_result import GetResultResponse, ResultInfo
 from qcflow.tools.sandbox.options import PreloadOptions, SandboxOptions
 from tests.conftest import FIXTURES, load_fixture
 from tests.sandbox.conftest import PRELOAD_END, PRELOAD_START, running_sandbox, sca_client

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
@@ -30,12 +30,14 @@ from qcflow.errors import DuplicateCallUuidError, QcflowError, RequestError, Ser
 from qcflow.models.base import first_problem
 from qcflow.models.sca import (
     GetResultQuery,
-    GetResultResponse,
     ResultPage,
     UploadAudioDataJson,
     UploadAudioDataResponse,
     loads_unwrapped,
 )
+
+if TYPE_CHECKING:
+    from qcflow.models.sca_result import GetResultResponse
 
 __all__ = [
     "DUPLICATE_CALL_UUID_CODES",
@@ -195,10 +197,13 @@ class ScaClient:
     async def get_result(
         self, query: GetResultQuery, *, deadline: float | None = None, limiter: RateLimiter | None = None
     ) -> GetResultResponse:
-        """One page of results as pydantic models, Tea wrappers removed.
+        """One page of results as pydantic models, Tea wrappers removed (for tools and tests: the
+        functions use ``get_result_page``, whose plain dicts cost no model per record).
 
         ``limiter`` overrides the client's own GetResult limiter for this call.
         """
+        from qcflow.models.sca_result import GetResultResponse  # its models are not worth a cold start
+
         response = await self.acs.call(
             "GetResult",
             self._query(query),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from qcflow.models.sca import GetResultResponse
+from qcflow.models.sca_result import GetResultResponse
 from qcflow.tools.sandbox.options import PreloadOptions
 from qcflow.tools.sandbox.server import SandboxServer
 from tests.sandbox.conftest import PRELOAD_END, PRELOAD_START, options, running_sandbox, sca_client

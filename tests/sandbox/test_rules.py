@@ -14,7 +14,8 @@ import pytest
 from qcflow.acs.client import RetryPolicy
 from qcflow.credentials import Credentials
 from qcflow.errors import AuthError, NotFoundError, RequestError, ServiceUnavailableError, ThrottledError, TransportError
-from qcflow.models.sca import GetResultQuery, GetResultResponse, UploadAudioDataJson
+from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
+from qcflow.models.sca_result import GetResultResponse
 from qcflow.tools.sandbox.options import FaultOptions, QuotaOptions
 from qcflow.sca import sca_succeeded
 from tests.sandbox.conftest import FakeClock, ccc_client, options, running_sandbox, sca_client

@@ -12,7 +12,7 @@ from alibabacloud_qualitycheck20190115 import models as sca_models
 from alibabacloud_tea_openapi import utils_models
 
 from qcflow.models.ccc import GetUploadAudioDataParamsResponse
-from qcflow.models.sca import GetResultResponse
+from qcflow.models.sca_result import GetResultResponse
 from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID as AK
 from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_SECRET as SK
 from tests.sandbox.conftest import CREDS, FakeClock, ccc_client, running_sandbox, sca_client

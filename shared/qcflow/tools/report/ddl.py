@@ -28,7 +28,7 @@ from typing import Any, Union
 from pydantic import BaseModel
 
 from qcflow.errors import ConfigError
-from qcflow.models.sca import Agent, AsrSentence, HitRule, HitScore, Recording, ReviewHistory
+from qcflow.models.sca_result import Agent, AsrSentence, HitRule, HitScore, Recording, ReviewHistory
 
 #: The JSONL's top-level keys (``to_record``'s order) with their MaxCompute type and meaning.
 COLUMNS: tuple[tuple[str, Any, str], ...] = (
