@@ -30,6 +30,10 @@ Names are matched without regard to case. Credentials are not settings: they com
 `ALIBABA_CLOUD_ACCESS_KEY_ID` / `ALIBABA_CLOUD_ACCESS_KEY_SECRET` / `ALIBABA_CLOUD_SECURITY_TOKEN`,
 or from the FC context.
 
+Every function validates every setting when it starts (the push settings in the harvest function
+too): a wrong value fails the first invocation of each function with the variable's name, rather
+than surfacing later in the one function that reads it.
+
 In code the settings are grouped by slice (`settings.harvest.settle_seconds`), and each
 component is given only its slice. **UNCONFIRMED** marks a fact about the cloud that could not be
 checked from here: it is a setting so that it can be corrected without a release.

@@ -100,7 +100,8 @@ def test_each_slice_holds_its_variables_and_lists_are_parsed_once() -> None:
         sca_duplicate_call_uuid_codes="A, B",
     )
     assert settings.push.rule_ids == ("7", "8") and settings.push.recording_suffixes == (".wav",)
-    assert settings.push.remarks == {"remark2": "x"} and settings.harvest.settle_seconds == 5
+    assert settings.push.remarks == (("remark2", "x"),) and settings.harvest.settle_seconds == 5
+    assert hash(settings), "immutable all the way down"
     assert settings.sca.duplicate_call_uuid_codes == ("A", "B")
     quotas = load_settings({}, get_result_quota=600, get_result_headroom=0.5).quotas
     assert quotas.get_result_rate_per_second == 600 * 0.5 / 60  # the one GetResult quota, not a second rate
@@ -129,3 +130,10 @@ def test_configuration_doc_is_generated_from_the_models() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.TARGET.read_text(encoding="utf-8") == module.render(), "run: python scripts/config_doc.py"
+
+
+def test_a_removed_variable_is_named_with_its_replacement(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="qcflow.config"):
+        settings = load_settings({"QCFLOW_GET_RESULT_RATE_PER_SECOND": "15"})
+    assert "QCFLOW_GET_RESULT_RATE_PER_SECOND is no longer read: use QCFLOW_GET_RESULT_QUOTA" in caplog.text
+    assert settings.quotas.get_result_rate_per_second == 1000 * 0.97 / 60

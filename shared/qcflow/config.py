@@ -25,6 +25,7 @@ docs are generated from it); each slice is a short model of its own.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -37,6 +38,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from qcflow.errors import ConfigError
 
 ENV_PREFIX = "QCFLOW_"
+#: Variables that were settings once, and what replaced them: a deployment still setting one is told.
+REMOVED = {
+    "get_result_rate_per_second": "QCFLOW_GET_RESULT_QUOTA (with its window and headroom), from which every "
+    "GetResult limiter now derives its rate",
+}
 #: Seconds a push claim outlives its claimant's deadline (clock skew between instances): the
 #: claimant stops working this long before its claim expires, so a claim's lifetime must be
 #: longer than twice this (the work needs time too).
@@ -301,8 +307,9 @@ class PushSettings(_Slice):
     business: str | None = Field(
         default=None, alias="push_business", description="UploadAudioData business of every recording."
     )
-    remarks: dict[str, Any] = Field(
-        default_factory=dict,
+    #: (name, value) pairs, not a dict: the settings stay immutable (and hashable) all the way down
+    remarks: tuple[tuple[str, int | str | None], ...] = Field(
+        default=(),
         alias="push_remarks",
         description='JSON object of fixed remarks, e.g. {"remark1": "ccc"}.',
     )
@@ -350,9 +357,9 @@ class PushSettings(_Slice):
     @field_validator("remarks", mode="before")
     @classmethod
     def _remarks_object(cls, value: object) -> object:
-        """``QCFLOW_PUSH_REMARKS`` is JSON text; an empty one means none."""
+        """``QCFLOW_PUSH_REMARKS`` is JSON text (an empty one means none) → sorted (name, value) pairs."""
         if value is None or (isinstance(value, str) and not value.strip()):
-            return {}
+            return ()
         if isinstance(value, str):
             try:
                 value = json.loads(value)
@@ -360,17 +367,19 @@ class PushSettings(_Slice):
                 raise ValueError(f"not valid JSON: {exc}") from None
         if not isinstance(value, dict) or not set(value) <= REMARK_KEYS:
             raise ValueError("must be a JSON object with keys remark1..remark25")
-        return value
+        return tuple(sorted(value.items()))
 
     @field_validator("remarks")
     @classmethod
-    def _remarks_uploadable(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _remarks_uploadable(
+        cls, value: tuple[tuple[str, int | str | None], ...]
+    ) -> tuple[tuple[str, int | str | None], ...]:
         """The values too: one UploadCall refuses would fail every push after its claim."""
         if value:
             from qcflow.models.sca import UploadCall  # only when remarks are set
 
             try:
-                UploadCall(voice_file_url="https://example.invalid/a.wav", **value)
+                UploadCall(voice_file_url="https://example.invalid/a.wav", **dict(value))
             except ValueError as exc:
                 raise ValueError(str(exc).splitlines()[0]) from None
         return value
@@ -541,6 +550,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     variable's name. Names are matched without regard to case, values coerced by pydantic;
     ``overrides`` use the variables' short names (``harvest_settle_seconds=0``)."""
     env = os.environ if environ is None else environ
+    for name in env:
+        short = name[len(ENV_PREFIX) :].lower()
+        if name.upper().startswith(ENV_PREFIX) and short in REMOVED:
+            logging.getLogger("qcflow.config").warning(
+                "%s is no longer read: use %s", name, REMOVED[short], extra={"event": "config_removed_variable"}
+            )
     flat: dict[str, object] = {
         name[len(ENV_PREFIX) :].lower(): value
         for name, value in env.items()

@@ -27,7 +27,7 @@ from qcflow.acs.client import AcsClient, RetryPolicy
 from qcflow.config import load_settings
 from qcflow.errors import AuthError, RetryableError
 from qcflow.credentials import Credentials
-from qcflow.harvest.fields import required_fields_with_identity
+from qcflow.harvest.fields import required_fields, required_fields_with_identity
 from qcflow.harvest.reader import DeadlineReached, Window, WindowReader
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
 from qcflow.tools.sandbox.options import PreloadOptions, QuotaOptions, SandboxOptions, FaultOptions
@@ -156,6 +156,9 @@ def test_window_is_half_open_in_whole_seconds_and_queried_inclusively() -> None:
 def test_status_and_task_id_are_always_required() -> None:
     assert required_fields_with_identity("score, recording,score") == "status,taskId,score,recording"
     assert required_fields_with_identity("taskId,status,asrResult") == "status,taskId,asrResult"
+    # a pass asks for what it is told, then what its writer needs and the request lacks
+    harvest = load_settings({}, harvest_required_fields="score,recording").harvest
+    assert required_fields(harvest) == "status,taskId,score,recording,createTimeLong,createTime"
     with pytest.raises(ValueError):
         reader(ScaClient(AcsClient("http://127.0.0.1:9", "2019-01-15", lambda: CREDS)), page_size=100)
 

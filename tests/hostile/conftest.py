@@ -316,7 +316,6 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.Captu
             "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
             "QCFLOW_HARVEST_START_SECONDS": "3600",
             "QCFLOW_GET_RESULT_QUOTA": "60000",
-            "QCFLOW_GET_RESULT_RATE_PER_SECOND": "1000",
             "ALIBABA_CLOUD_ACCESS_KEY_ID": ACCESS_KEY_ID,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ACCESS_KEY_SECRET,
             "ALIBABA_CLOUD_SECURITY_TOKEN": STS_TOKEN,

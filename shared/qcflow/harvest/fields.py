@@ -14,7 +14,8 @@ One rule, in two tiers, because two parts rely on it:
   ``recording`` (``Recording.Id``, the other half of a result's identity: one upload of several
   recordings shares a taskId). A harvest pass builds its reader with ``required_fields``.
 
-Order: the fields of the rule first, then the requested ones, each once.
+Order (kept as the service has always been asked): ``status`` and ``taskId`` first, then the
+requested fields, then the writer's fields the request lacked; each once.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ IDENTITY_FIELDS = ("status", "taskId")
 ALWAYS_REQUIRED = (*IDENTITY_FIELDS, "createTimeLong", "createTime", "recording")
 
 
-def with_fields(requested: str | Iterable[str], always: Iterable[str]) -> str:
-    """``always``, then the names of ``requested`` (a comma list, or names) not already there."""
-    names: list[str] = list(always)
-    for raw in requested.split(",") if isinstance(requested, str) else requested:
+def with_fields(first: Iterable[str], then: str | Iterable[str], last: Iterable[str] = ()) -> str:
+    """The names of ``first``, ``then`` (a comma list, or names) and ``last``, in that order, each once."""
+    names: list[str] = []
+    for raw in (*first, *(then.split(",") if isinstance(then, str) else then), *last):
         name = raw.strip()
         if name and name not in names:
             names.append(name)
@@ -43,9 +44,9 @@ def with_fields(requested: str | Iterable[str], always: Iterable[str]) -> str:
 
 def required_fields_with_identity(requested: str) -> str:
     """``requested`` as a comma list that surely holds ``status`` and ``taskId``."""
-    return with_fields(requested, IDENTITY_FIELDS)
+    return with_fields(IDENTITY_FIELDS, requested)
 
 
 def required_fields(settings: HarvestSettings) -> str:
     """``QCFLOW_HARVEST_REQUIRED_FIELDS`` plus what the reader and the writer cannot do without."""
-    return with_fields(settings.required_fields, ALWAYS_REQUIRED)
+    return with_fields(IDENTITY_FIELDS, settings.required_fields, ALWAYS_REQUIRED)

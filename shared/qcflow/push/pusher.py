@@ -310,7 +310,7 @@ class Pusher:
             raise PermanentError("CCC ParamsStr has no callList entry", code="InvalidParamsStr")
         url = self._voice_file_url(recording, source)
         check_url_lifetime(url, minimum=self.settings.audio_url_min_seconds, now=self.clock())
-        return call_item(self.settings, recording, source, params, url=url, remarks=self.settings.remarks)
+        return call_item(self.settings, recording, source, params, url=url, remarks=dict(self.settings.remarks))
 
     def _voice_file_url(self, recording: Recording, source: CccCall) -> str:
         """CCC's URL of the recording (strategy ``ccc``), or the recording object signed by us (``signed``)."""
