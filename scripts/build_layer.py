@@ -86,6 +86,9 @@ FORBIDDEN = (
 
 #: Directories inside packages that only hold the packages' own test suites.
 TEST_SUITE_DIRS = frozenset({"tests", "test", "SelfTest"})
+#: Sub-packages no function imports: pydantic's copy of its 1.x API (for code written for pydantic 1;
+#: nothing in the layer is). ``tests/test_layer.py`` loads every handler from the built layer.
+UNUSED_SUBPACKAGES = ("pydantic/v1",)
 #: pip's bookkeeping that nothing reads at run time (RECORD would be wrong anyway: we add .pyc).
 DIST_INFO_DROP = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "WHEEL"})
 
@@ -304,8 +307,11 @@ def copy_package(site: Path, package_dir: Path = PACKAGE_DIR) -> None:
 
 
 def prune(site: Path) -> None:
-    """Drop what no function reads: console scripts, caches, test suites, stubs, pip's records."""
+    """Drop what no function reads: console scripts, caches, test suites, stubs, pip's records, unused
+    sub-packages."""
     shutil.rmtree(site / "bin", ignore_errors=True)
+    for unused in UNUSED_SUBPACKAGES:
+        shutil.rmtree(site / unused, ignore_errors=True)
     for path in sorted(site.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if not path.exists():
             continue
