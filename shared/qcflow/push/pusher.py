@@ -1,21 +1,9 @@
 """The ``Pusher``: a recording claimed in the ledger becomes one SCA task, or a recorded failure.
 
-Per recording (found by ``qcflow.push.recordings``):
-
-3. **claim** the recording in the ledger *before any API call* (``qcflow.ledger``);
-4. CCC ``GetUploadAudioDataParams`` → the ``UploadAudioData`` call item (``qcflow.push.calls``);
-   the ``voiceFileUrl`` must stay fetchable for ``QCFLOW_AUDIO_URL_MIN_SECONDS`` (12 h) or the
-   push fails, recorded;
-5. if an earlier attempt may have reached SCA (our own claim seen again, or a takeover),
-   **look it up** in SCA (``GetResult`` by ``callId``) before sending: ``callUuid`` only
-   covers 2 hours and FC retries can come later;
-6. **send** in batches (``callList``), each recording with its deterministic ``callUuid``;
-   a batch refused for one repeated ``callUuid`` (or failing permanently) is split and its
-   recordings sent again one by one; a repeat of a single recording means "already in SCA":
-   recorded as submitted with the taskId unknown (harvest fills it in from ``callId``);
-7. **record** the outcome. Permanent errors are recorded as failed (``qcflow replay`` re-pushes
-   them); retryable ones that outlast the deadline leave the claim and are reported as
-   ``retry`` so the caller raises and FC's async retry takes over.
+Steps 3–7 of the push use case, whose overview (each step and why) is ``qcflow.push``'s docstring:
+**claim** before any API call, CCC ``GetUploadAudioDataParams`` → the call item (``calls``),
+**look up** an earlier attempt in SCA when one may have landed, **send** in batches (split on a
+refusal), **record** the outcome. A recording comes from ``qcflow.push.recordings``.
 
 Long (about 580 lines) because steps 3–7 share one recording's state (its generation, whether an
 earlier attempt may be in SCA, the claim's deadline) and every branch of them ends in a recorded,
