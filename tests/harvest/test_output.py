@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from qcflow import layout
-from qcflow.errors import RetryableError
+from qcflow import journal, layout
+from qcflow.errors import RetryableError, TransportError
 from qcflow.harvest import output as out
 from qcflow.harvest.output import CommitLog, ResultWriter, Spill, commit_spill
 from qcflow.store import ObjectStore
@@ -184,3 +184,39 @@ def test_a_writer_past_the_grace_period_leaves_the_part_to_recovery(store: Objec
         commit_spill(store, spill_of(ids(2), tmp_path), CommitLog(P), run_id="run-a", gzip=False, grace_seconds=0.0)
     assert list(store.list("results/")) == [], "nothing visible: recovery owns it now"
     assert len(out.pending_intents(store)) == 1 and len(commit_records(store)) == 1
+
+
+class _LosesFirstCommitAnswer:
+    """A store whose first commit-record create lands but whose answer is lost (a timeout after the PUT)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.lost = 0
+
+    def create_if_absent(self, key: str, data: bytes, **kw: Any) -> bool:
+        created = self.inner.create_if_absent(key, data, **kw)
+        if key.startswith(layout.HARVEST_COMMITS) and not self.lost:
+            self.lost += 1
+            raise TransportError(f"answer to the create of {key} lost (created: {created})")
+        return created
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_commit_record_whose_answer_was_lost_is_the_writers_own(
+    store: ObjectStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retried create of a commit record (same token) is recognised as the writer's own: its part is
+    written. Taken for someone else's, the writer would drop its results as "committed" by a record
+    whose part never comes, and they would be lost for good."""
+    monkeypatch.setattr(journal.time, "sleep", lambda seconds: None)  # the retry's pause
+    lossy = _LosesFirstCommitAnswer(store)
+    written = commit_spill(lossy, spill_of(ids(3), tmp_path), CommitLog(P), run_id="run-a", gzip=False,
+                           grace_seconds=600)
+    assert lossy.lost == 1
+    assert written is not None and written.records == 3
+    assert sorted(f"{x['task_id']}|{x['call_id']}" for x in stored_lines(store)) == ids(3)
+    assert [r["results"] for r in commit_records(store)] == [ids(3)]
+    assert list(store.list(layout.HARVEST_PENDING)) == []

@@ -520,3 +520,36 @@ def test_part_size_keeps_single_put_under_5_gib(oss_store: OssStore) -> None:
     oss_store.open_writer("k", part_size=MAX_PART_SIZE)
     with pytest.raises(RequestError):
         oss_store.open_writer("k", part_size=MAX_PART_SIZE + 1)
+
+
+def test_versioning_check_that_fails_on_the_server_or_the_network_fails_closed(moto_oss: MotoOss) -> None:
+    """Not only a denial: a 5xx or a dead connection on GetBucketVersioning leaves the bucket unchecked, so no
+    claim is sent (a versioned bucket would let every claimant win) and the next call checks again."""
+    moto_oss.injector.reset()
+    store = make_oss_store(moto_oss)
+    moto_oss.injector.add(_Fault(remaining=100, kind="answer", status="503 Service Unavailable",
+                                 body=b"<Error><Code>ServiceUnavailable</Code></Error>", match=_VERSIONING))
+    for _ in range(2):
+        with pytest.raises(RetryableError) as info:
+            store.create_if_absent("state/ledger/b", b"1", claim_token="tok-1")
+        assert info.value.action == "GetBucketVersioning", info.value
+    assert [r["method"] for r in moto_oss.injector.seen if r["method"] != "GET"] == [], "no claim was sent"
+    with moto_oss.injector.lock:
+        moto_oss.injector.faults.clear()
+        asked = sum(1 for r in moto_oss.injector.seen if _VERSIONING({"REQUEST_METHOD": r["method"],
+                                                                     "QUERY_STRING": r["query"]}))
+    assert store.create_if_absent("state/ledger/b", b"1", claim_token="tok-1") is True
+    asked_again = sum(1 for r in moto_oss.injector.seen if _VERSIONING({"REQUEST_METHOD": r["method"],
+                                                                       "QUERY_STRING": r["query"]}))
+    assert asked_again == asked + 1, "a failed check is not remembered: the next call asks again"
+
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    unreachable = OssStore.from_settings(BUCKET, "p", oss_settings(dead, max_attempts=1), CREDS)
+    for _ in range(2):  # each call fails at the check: a failed check is not taken as "checked"
+        with pytest.raises(RetryableError) as info:
+            unreachable.create_if_absent("state/ledger/c", b"1", claim_token="tok-1")
+        assert info.value.action == "GetBucketVersioning", info.value
