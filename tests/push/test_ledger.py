@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
+
+import pytest
 
 from qcflow import journal, layout
 from qcflow.ledger import Ledger, Outcome, _legacy_segment, recording_id
@@ -141,3 +144,34 @@ def test_unknown_task_ids_indexed_under_the_legacy_encoding_are_filled_in(store:
 
 def test_plain_contact_ids_keep_their_key() -> None:
     assert journal.lookup_segment("job-123") == _legacy_segment("job-123") == "job-123"
+
+
+class _KilledAfterTheClaim(Exception):
+    """The claimant dies the instant its claim has landed."""
+
+
+class _DiesAfterClaiming:
+    """A store whose process is killed right after a claim is created (before anything else is written)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def create_if_absent(self, key: str, data: bytes, **kw: Any) -> bool:
+        created = self.inner.create_if_absent(key, data, **kw)
+        if key.endswith(".claim.json"):
+            raise _KilledAfterTheClaim(key)
+        return created
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_claimant_killed_right_after_its_claim_stays_findable_by_replay(store: ObjectStore) -> None:
+    """The open marker is written before the claim: whatever instant the claimant dies at, and even once
+    FC has given up on its retries, ``qcflow replay`` (``Ledger.abandoned``) finds the recording."""
+    now = 1_700_000_000.0
+    with pytest.raises(_KilledAfterTheClaim):
+        Ledger(_DiesAfterClaiming(store)).claim("oss://b/killed.mkv", token="fc-1", now=now, expires_at=now + 60)
+    found = [(entry.claims[generation].location, generation) for entry, generation in Ledger(store).abandoned(now + 120)]
+    assert found == [("oss://b/killed.mkv", 0)]
