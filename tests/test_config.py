@@ -137,3 +137,10 @@ def test_a_removed_variable_is_named_with_its_replacement(caplog: pytest.LogCapt
         settings = load_settings({"QCFLOW_GET_RESULT_RATE_PER_SECOND": "15"})
     assert "QCFLOW_GET_RESULT_RATE_PER_SECOND is no longer read: use QCFLOW_GET_RESULT_QUOTA" in caplog.text
     assert settings.quotas.get_result_rate_per_second == 1000 * 0.97 / 60
+
+
+def test_a_store_given_as_a_bare_path_gets_the_url_to_write() -> None:
+    with pytest.raises(ConfigError, match=r"QCFLOW_STORE: .*must start with oss:// or file: \(a folder\? file:\./data\)"):
+        load_settings({"QCFLOW_STORE": "./data"})
+    with pytest.raises(ConfigError, match=r"must start with oss:// or file: \(got 's3://x'\)"):
+        load_settings({"QCFLOW_STORE": "s3://x"})

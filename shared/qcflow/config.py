@@ -93,7 +93,8 @@ class StoreSettings(_Slice):
     @classmethod
     def _store_scheme(cls, value: str) -> str:
         if not (value.startswith("oss://") or value.startswith("file:")):
-            raise ValueError("must start with oss:// or file:")
+            hint = f" (a folder? file:{value})" if "://" not in value else ""
+            raise ValueError(f"must start with oss:// or file:{hint}")
         return value
 
 
