@@ -127,6 +127,28 @@ async def test_late_finishers_arrive_once_through_a_later_plain_pass(store: Obje
     assert list(st.unfinished_results(store)) == []
 
 
+async def test_a_result_indexed_after_the_checkpoint_passed_it_arrives_once_through_the_lookback(store: ObjectStore) -> None:
+    """Issue 22 #17: SCA indexes a result late (``index_lag_seconds`` > the settle delay): the
+    first pass moves the checkpoint past its upload time without seeing it; the next pass
+    re-reads the lookback before the checkpoint and writes it, once."""
+    settings = harvest_settings(harvest_start_seconds=3600, harvest_settle_seconds=120, harvest_lookback_seconds=3600)
+    with sandbox_env(sandbox_options(task_seconds=1.0, index_lag_seconds=900.0)) as env:
+        uploaded_at = env.now()
+        task_id = await env.upload("job-1")
+        env.clock.advance(300)
+        first = await harvest(env, store, settings)
+        assert first.written == 0 and first.unfinished_remembered == 0  # not indexed yet: unseen
+        assert first.checkpoint is not None and first.checkpoint > uploaded_at
+        env.clock.advance(900)  # indexed now, uploaded before the checkpoint
+        second = await harvest(env, store, settings)
+        env.clock.advance(600)
+        third = await harvest(env, store, settings)
+    assert second.written == 1 and third.written == 0
+    lines = read_lines(store)
+    assert identities(lines) == [(task_id, "job-1")]
+    assert_once(lines)
+
+
 async def test_tasks_seen_running_by_a_backfill_arrive_once_through_a_later_plain_pass(store: ObjectStore) -> None:
     with sandbox_env(sandbox_options(task_seconds=3 * 3600)) as env:
         env.preload(50, NOW - timedelta(hours=1), NOW)  # finished ones around them

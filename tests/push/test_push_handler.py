@@ -151,6 +151,55 @@ def test_a_lost_answer_to_upload_is_still_one_task(tmp_path: Path, monkeypatch: 
         assert Ledger(world.state).contacts_with_unknown_task() == {CONTACT}
 
 
+def test_a_lost_refusal_of_the_repeat_then_a_retry_is_still_one_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 #19: the upload's answer is lost, and so is every refusal of its retries as a
+    repeat (``CallUuidRepeated``): the invocation cannot tell, FC retries it, and the retry
+    finds the one task by lookup instead of sending again."""
+    faults = FaultOptions(lost_answer_rate=1.0, lost_refusal_rate=1.0, actions=frozenset({"UploadAudioData"}), seed=3)
+    options = replace(SandboxOptions(), task_seconds=0.2, faults=faults)
+    with push_world(tmp_path, monkeypatch, options, QCFLOW_MAX_ATTEMPTS="3") as world:
+        world.put_recording(KEY)
+        instance = world.instance()
+        with pytest.raises(PushIncomplete):
+            world.deliver(instance, KEY, request_id="req-1", timeout=8)
+        # three attempts, every answer lost: the first created the task, the other two were refused
+        assert world.server.app.stats["UploadAudioData dropped"] == 3
+        [task] = world.tasks_for(CONTACT)
+        entry = world.entry(KEY)
+        assert list(entry.claims) == [0] and not entry.outcomes  # claimed, not settled: FC will retry
+        world.server.app.options = replace(world.server.app.options, faults=FaultOptions())
+        assert world.deliver(instance, KEY, request_id="req-1") == {"records": 1, "submitted": 1}
+        assert world.tasks_for(CONTACT) == [task]
+        assert len(world.all_tasks()) == 1
+        submitted = world.entry(KEY).submitted
+        assert submitted is not None and submitted.via == "lookup" and submitted.task_id == task.task_id
+
+
+def test_a_retry_whose_lookup_misses_is_refused_as_a_repeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 #14: the callUuid is the recording's, not the invocation's. The first
+    invocation's upload created the task but its answer was lost; FC's retry looks in SCA,
+    which has not indexed the task yet (``index_lag_seconds``), and sends again: SCA refuses
+    the same callUuid as a repeat, so there is still one task (a fresh callUuid per
+    invocation would make a second one)."""
+    faults = FaultOptions(lost_answer_rate=1.0, actions=frozenset({"UploadAudioData"}), seed=3)
+    options = replace(SandboxOptions(), task_seconds=0.2, faults=faults, index_lag_seconds=3600.0)
+    with push_world(tmp_path, monkeypatch, options, QCFLOW_MAX_ATTEMPTS="1") as world:
+        world.put_recording(KEY)
+        instance = world.instance()
+        with pytest.raises(PushIncomplete):
+            world.deliver(instance, KEY, request_id="req-1", timeout=8)
+        assert len(world.tasks_for(CONTACT)) == 1
+        assert not world.entry(KEY).outcomes  # claimed, not settled: FC will retry
+        world.server.app.options = replace(world.server.app.options, faults=FaultOptions())
+        assert world.deliver(instance, KEY, request_id="req-1") == {"records": 1, "submitted": 1}
+        assert len(world.all_tasks()) == 1
+        stats = world.server.app.stats
+        assert stats["GetResult 200"] >= 1  # the retry looked first, and found nothing
+        assert stats["UploadAudioData CallUuidRepeated"] == 1
+        submitted = world.entry(KEY).submitted
+        assert submitted is not None and submitted.via == "call_uuid_repeated" and submitted.task_id is None
+
+
 def test_a_retryable_fault_that_outlasts_the_invocation_raises_then_the_retry_submits_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,14 +9,14 @@ import httpx
 import pytest
 
 from qcflow.acs.client import RetryPolicy
-from qcflow.errors import RequestError
+from qcflow.errors import RequestError, TransportError
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
 from qcflow.tools.sandbox.auth import IncomingRequest, Verifier
 from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID as AK
 from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_SECRET as SK
 from qcflow.tools.sandbox.options import FaultOptions
 from qcflow.sca import DuplicateCallUuidError
-from tests.sandbox.conftest import options, running_sandbox, sca_client
+from tests.sandbox.conftest import FakeClock, options, running_sandbox, sca_client
 
 pytestmark = pytest.mark.anyio
 
@@ -102,6 +102,42 @@ async def test_lost_answer_then_retry_is_a_duplicate_flagged_uncertain() -> None
         page = await sca.get_result(GetResultQuery(call_id="job-9", required_fields="taskId,recording"))
         assert page.count == 1, "the recording can be found again by its callId"
         assert server.app.stats["UploadAudioData dropped"] == 1 and server.app.stats["UploadAudioData CallUuidRepeated"] == 1
+
+
+async def test_a_lost_refusal_leaves_the_caller_without_an_answer() -> None:
+    """``lost_refusal_rate``: a ``Success: false`` refusal (here ``CallUuidRepeated``) is answered,
+    then the connection is closed; ``lost_answer_rate`` alone loses successes only (above)."""
+    faults = FaultOptions(lost_refusal_rate=1.0, actions=frozenset({"UploadAudioData"}))
+    with running_sandbox(options(faults=faults)) as server:
+        sca = sca_client(server, retry=RetryPolicy(max_attempts=2, backoff_initial_seconds=0.01, backoff_max_seconds=0.02))
+        request = UploadAudioDataJson(call_list=[{"voice_file_url": "http://127.0.0.1/a.mkv", "call_id": "job-9", "call_uuid": "lost-2"}])
+        await sca.upload_audio_data(request)  # a success: its answer arrives
+        with pytest.raises(TransportError) as info:
+            await sca.upload_audio_data(request)
+        assert info.value.prior_attempt_uncertain
+        assert server.app.sca.task_count() == 1
+        assert server.app.stats["UploadAudioData 200"] == 1 and server.app.stats["UploadAudioData dropped"] == 2
+
+
+async def test_a_task_is_invisible_to_get_result_until_indexed() -> None:
+    """``index_lag_seconds``: GetResult (by window, callId or taskId) misses a task until that
+    long after its upload; its callUuid is refused as a repeat meanwhile."""
+    clock = FakeClock()
+    with running_sandbox(options(index_lag_seconds=60.0), clock) as server:
+        sca = sca_client(server, clock=clock)
+        request = UploadAudioDataJson(call_list=[{"voice_file_url": "http://127.0.0.1/a.mkv", "call_id": "job-9", "call_uuid": "lag-1"}])
+        task_id = (await sca.upload_audio_data(request)).task_id
+        queries = [GetResultQuery(call_id="job-9"), GetResultQuery(task_id=task_id)]
+        for query in queries:
+            assert (await sca.get_result(query)).count == 0
+        with pytest.raises(DuplicateCallUuidError):
+            await sca.upload_audio_data(request)
+        clock.advance(59)
+        assert (await sca.get_result(queries[0])).count == 0
+        clock.advance(2)
+        for query in queries:
+            assert (await sca.get_result(query)).count == 1
+        assert server.app.sca.task_count() == 1
 
 
 async def test_a_plain_duplicate_is_not_flagged_uncertain(sandbox) -> None:

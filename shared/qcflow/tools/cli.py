@@ -60,6 +60,13 @@ if click is not None:
         type=int,
         help="GetUploadAudioDataParams calls per window; 0 lifts it.",
     )
+    @click.option(
+        "--index-lag-seconds",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Seconds after its upload before GetResult sees a task.",
+    )
     @click.option("--quota-window-seconds", default=60.0, show_default=True, type=float, help="The quota window.")
     @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer.")
     @click.option(
@@ -91,6 +98,13 @@ if click is not None:
         show_default=True,
         type=float,
         help="Share of requests processed whose answer is then lost.",
+    )
+    @click.option(
+        "--lost-refusal-rate",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Share of Success: false refusals (e.g. CallUuidRepeated) whose answer is then lost.",
     )
     @click.option("--fault-action", "fault_actions", multiple=True, help="Limit faults to this API (repeatable).")
     @click.option("--fault-seed", default=None, type=int, help="Seed for repeatable faults.")
@@ -159,6 +173,7 @@ if click is not None:
             task_seconds=float(opts["task_seconds"]),
             task_jitter_seconds=float(opts["task_jitter_seconds"]),
             task_failure_rate=float(opts["task_failure_rate"]),
+            index_lag_seconds=float(opts["index_lag_seconds"]),
             quotas=QuotaOptions(
                 get_result=quota(opts["get_result_quota"]),
                 upload_audio_data=quota(opts["upload_quota"]),
@@ -171,6 +186,7 @@ if click is not None:
                 business_failure_rate=float(opts["failure_rate"]),
                 drop_rate=float(opts["drop_rate"]),
                 lost_answer_rate=float(opts["lost_answer_rate"]),
+                lost_refusal_rate=float(opts["lost_refusal_rate"]),
                 latency_seconds=float(opts["latency"]),
                 latency_jitter_seconds=float(opts["latency_jitter"]),
                 actions=frozenset(opts["fault_actions"]),

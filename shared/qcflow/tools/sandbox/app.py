@@ -158,17 +158,24 @@ class SandboxApp:
             ):
                 raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
             self._inject_faults(action)
-            answer = self._dispatch(action, params, request)
             faults = self.options.faults
-            if (
-                faults.lost_answer_rate
-                and faults.applies_to(action)
-                and self._faults.random() < faults.lost_answer_rate
-            ):
+            try:
+                answer = self._dispatch(action, params, request)
+            except ApiFailure as refusal:
+                if refusal.business and self._lose(faults.lost_refusal_rate, action):
+                    return action, 200, {"_drop": True}  # refused, but the caller never hears of it
+                raise
+            if self._lose(faults.lost_answer_rate, action):
                 return action, 200, {"_drop": True}  # done, but the caller never hears of it
             return action, 200, answer
         except ApiFailure as failure:
             return (action, *_failure_body(failure, product, host))
+
+    def _lose(self, rate: float, action: str) -> bool:
+        """Whether this answer of the API is lost (the connection closed after the work):
+        no random draw at rate 0, so a run without the fault draws as it always did."""
+        faults = self.options.faults
+        return bool(rate) and faults.applies_to(action) and self._faults.random() < rate
 
     def _inject_faults(self, action: str) -> None:
         faults = self.options.faults

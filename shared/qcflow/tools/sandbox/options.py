@@ -46,6 +46,10 @@ class FaultOptions:
     business_failure_rate: float = 0.0  # HTTP 200 with Success: false (SCA) / Code != OK (CCC)
     drop_rate: float = 0.0  # the connection is closed mid-answer, the request NOT processed
     lost_answer_rate: float = 0.0  # the request IS processed, then the connection is closed
+    #: The same for a refusal (HTTP 200 ``Success: false``, e.g. ``CallUuidRepeated``): the API
+    #: answered it, then the connection is closed. Apart from ``lost_answer_rate``, which loses
+    #: successes only, so that a run configured before this option existed behaves as it did.
+    lost_refusal_rate: float = 0.0
     latency_seconds: float = 0.0  # added to every answer
     latency_jitter_seconds: float = 0.0  # uniform extra 0..jitter
     actions: frozenset[str] = frozenset()
@@ -74,6 +78,10 @@ class SandboxOptions:
     task_jitter_seconds: float = 1.0
     #: …or fail (status 6) with this probability.
     task_failure_rate: float = 0.0
+    #: A task is invisible to GetResult until this long after its upload (0: at once). SCA
+    #: indexes results asynchronously (UNCONFIRMED how long): a lookup or a harvest window may
+    #: miss a task that exists, and callUuid de-duplication still refuses its repeat.
+    index_lag_seconds: float = 0.0
     #: SCA compares callUuid with uploads of this many past seconds (2 hours).
     call_uuid_window_seconds: float = 7200.0
     #: Requests whose x-acs-date is further than this from the sandbox's clock are refused.

@@ -5,7 +5,7 @@ page is a slice. Each result keeps only a few numbers; its content comes from a 
 (``content.py``) whose heavy JSON is serialized once per requested field set, which is
 what lets the sandbox serve far more than the real quota (see ``benchmarks/``).
 
-Why ~520 lines: SCA's task store and GetResult's query language (filters, paging, the
+Why ~540 lines: SCA's task store and GetResult's query language (filters, paging, the
 10,000 rule, lastDataId) act on the same index of tasks; it is tooling, never in the layer.
 """
 
@@ -315,7 +315,7 @@ class ScaState:
         selection = FieldSelection.parse(query.required_fields, query.exclude_fields)
         with self._lock:
             self._advance()
-            matches = self._matching(query)
+            matches = self._indexed(self._matching(query))
             offset = (page_number - 1) * page_size
             if self._needs_cursor(offset, page_size):
                 previous = matches[offset - 1] if offset - 1 < len(matches) else None
@@ -344,6 +344,18 @@ class ScaState:
             }
         )
         return (head[:-1] + ',"Data":{"ResultInfo":[' + items + "]}}").encode("utf-8")
+
+    def _indexed(self, matches: list[Task]) -> list[Task]:
+        """``matches`` less the tasks not yet indexed (``index_lag_seconds`` after their upload).
+
+        Applied after the filter cache, whose key knows nothing of time: with no lag (the
+        default) the cached list itself, as before the option existed.
+        """
+        lag_ms = int(self.options.index_lag_seconds * 1000)
+        if lag_ms <= 0:
+            return matches
+        visible_before = int(self.clock() * 1000) - lag_ms
+        return [t for t in matches if t.upload_ms <= visible_before]
 
     def _needs_cursor(self, offset: int, page_size: int) -> bool:
         """Whether a page must carry the previous page's last ``lastDataId``.
