@@ -18,10 +18,26 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from qcflow.errors import QcflowError
+from qcflow.errors import ConfigError, QcflowError
 
 console = Console(stderr=True)
+
+
+def require_existing_store(store: Any) -> Any:
+    """``store``, if its root exists. ``status``, ``report``, ``harvest`` and ``replay`` read a store
+    that is there: a mistyped ``QCFLOW_STORE`` (a folder that is not) would otherwise look like an
+    empty, healthy pipeline. (Local folders only: a missing bucket fails on its first request.)"""
+    from pathlib import Path
+
+    root = getattr(store, "root", None)
+    if root is not None and not Path(root).is_dir():
+        raise ConfigError(
+            f"QCFLOW_STORE={store.url}: no such folder ({root}). A typo? On a first run, create it "
+            "(or let `qcflow push` or `qcflow demo` write to it first)"
+        )
+    return store
 
 
 @contextmanager
@@ -46,7 +62,8 @@ def run_async(work: Callable[[], Any]) -> Any:
     try:
         return asyncio.run(work())
     except QcflowError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        # one line, as written: not wrapped at the terminal's width, brackets not taken for markup
+        console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
         sys.exit(2)
 
 
@@ -99,8 +116,11 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
 
             total = None
             if prefix is not None:
-                total = await asyncio.to_thread(lambda: sum(1 for _ in pusher.recordings.list(prefix)))
-                total += len(keys) + len(contact_ids)
+                listed = await asyncio.to_thread(lambda: sum(1 for _ in pusher.recordings.list(prefix)))
+                if not listed:  # a typo in the prefix looks like a finished backfill otherwise
+                    url = pusher.recordings.url if pusher.recordings is not None else "the recordings store"
+                    console.print(f"no object under {prefix!r} in {url}: nothing to push from it", soft_wrap=True)
+                total = listed + len(keys) + len(contact_ids)
             elif keys or contact_ids:
                 total = len(keys) + len(contact_ids)
             counts: dict[str, int] = {}
@@ -140,6 +160,7 @@ def replay_command(dry_run: bool, concurrency: int) -> None:
 
         services = await _services()
         try:
+            require_existing_store(services.store)
             pusher = services.pusher()
             if dry_run:
                 todo = await pusher.replayable()
@@ -201,6 +222,7 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
 
         services = await _services()
         try:
+            require_existing_store(services.store)
             budget = max_seconds or services.settings.harvest.max_seconds
             with progress_bar("harvest", None) as (bar, task):
 
@@ -250,7 +272,7 @@ def status_command(as_json: bool, days: int) -> None:
 
     async def work() -> dict[str, Any]:
         settings = load_settings()
-        store = open_store(settings.store.url, settings=settings)
+        store = require_existing_store(open_store(settings.store.url, settings=settings))
         with progress_bar("reading the ledger", None) as (bar, task):
             return await asyncio.to_thread(
                 status, store, zone=settings.zone, days=days, progress=lambda n: bar.update(task, completed=n)

@@ -89,12 +89,13 @@ def report_command(since: str | None, until: str | None, out: str) -> None:
     from qcflow.config import load_settings
     from qcflow.errors import QcflowError
     from qcflow.store import open_store
+    from qcflow.tools.cli_ops import require_existing_store
     from qcflow.tools.report import DayRange, make_report
 
     try:
         days = DayRange.parse(since, until)
         settings = load_settings()
-        store = open_store(settings.store.url, settings=settings)
+        store = require_existing_store(open_store(settings.store.url, settings=settings))
         with terminal_progress() as progress:
             summary = make_report(store, out, days=days, zone=settings.zone, progress=progress)
     except QcflowError as exc:
