@@ -50,13 +50,7 @@ def test_runtime_import_loads_no_sdk_sandbox_or_cli() -> None:
 def test_runtime_modules_never_import_the_tooling_folder() -> None:
     """``qcflow/tools/`` (the one folder the layer builder leaves out, by the same name) is imported by no
     runtime module, at the top or lazily: runtime code reaching into it would break in the layer."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("build_layer", ROOT / "scripts" / "build_layer.py")
-    assert spec is not None and spec.loader is not None
-    layer = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_layer", layer)
-    spec.loader.exec_module(layer)
+    from tests.test_layer import LAYER as layer  # scripts/build_layer.py, loaded once
     tooling_dir = ROOT / "shared" / "qcflow" / layer.TOOLING_PACKAGE
     assert (tooling_dir / "__init__.py").exists()
     tooling = f"qcflow.{layer.TOOLING_PACKAGE}"
