@@ -28,7 +28,15 @@ qcflow reads `QCFLOW_*` environment variables (FC sets them from `s.yaml`'s
 `environmentVariables`), validated once at start: a wrong value fails with the variable's name.
 Names are matched without regard to case. Credentials are not settings: they come from
 `ALIBABA_CLOUD_ACCESS_KEY_ID` / `ALIBABA_CLOUD_ACCESS_KEY_SECRET` / `ALIBABA_CLOUD_SECURITY_TOKEN`,
-or from the FC context.
+or from the FC context: the function role's STS credentials from `context.credentials`
+(python3.9/3.10) or those same variables (python3.12). They are asked for on every request and never
+cached across invocations.
+
+The ones a deployment sets: `QCFLOW_STORE`, `QCFLOW_CCC_INSTANCE_ID`, `QCFLOW_RECORDING_PREFIX`,
+`QCFLOW_REGION` and `QCFLOW_OSS_INTERNAL` (see `s.yaml`'s `vars` and [deploy.md](deploy.md)); the store
+URL's forms and guarantees are in [store.md](store.md). GetResult's quota is one setting
+(`QCFLOW_GET_RESULT_QUOTA`, its window and headroom): the harvest's adaptive limiter and the plain
+limiter of push's lookups both derive their rate from it.
 
 Every function validates every setting when it starts (the push settings in the harvest function
 too): a wrong value fails the first invocation of each function with the variable's name, rather
