@@ -39,8 +39,7 @@ def _help_texts() -> dict[str, str]:
 
 
 def test_sandbox_options_in_readme_exist() -> None:
-    section = README[README.index("## The sandbox"):]
-    section = section[: section.index("\n## ", 1)]
+    section = DOCS["sandbox.md"]
     help_text = _help_texts()["sandbox serve"]
     for option in set(re.findall(r"`(--[a-z-]+)", section)):
         assert option in help_text, option
