@@ -104,6 +104,17 @@ BENCHES = (
 )
 
 
+#: The README's "Latest figures" table sits between these markers (tests/test_docs.py checks they are there).
+FIGURES = re.compile(r"(<!-- bench:start -->\n).*?(\n<!-- bench:end -->)", re.S)
+
+
+def with_figures(readme: str, table_text: str, when: str) -> str:
+    """The README with its figures replaced; a README without the markers is an error, not a silent no-op."""
+    if not FIGURES.search(readme):
+        raise SystemExit(f"{README.name} has no bench:start/bench:end markers: the figures were not copied there")
+    return FIGURES.sub(lambda m: m.group(1) + f"Latest `make bench` ({when}):\n\n" + table_text + m.group(2), readme)
+
+
 def run(bench: Bench) -> tuple[dict[str, float], str]:
     script = ROOT / bench.command[1]
     if not script.exists():
@@ -167,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         encoding="utf-8",
     )
     readme = README.read_text(encoding="utf-8")
-    marked = re.compile(r"(<!-- bench:start -->\n).*?(\n<!-- bench:end -->)", re.S)
-    if marked.search(readme):
-        README.write_text(marked.sub(lambda m: m.group(1) + f"Latest `make bench` ({when}):\n\n" + text + m.group(2), readme),
-                          encoding="utf-8")
+    README.write_text(with_figures(readme, text, when), encoding="utf-8")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}\n{text}")
     return 0
 
