@@ -25,8 +25,8 @@ HEADER = """# Configuration
      `python scripts/config_doc.py`. A test fails while this file and the models differ. -->
 
 qcflow reads `QCFLOW_*` environment variables (FC sets them from `s.yaml`'s
-`environmentVariables`), validated once at start: a wrong value fails with the variable's name.
-Names are matched without regard to case. Credentials are not settings: they come from
+`environmentVariables`), validated once at start: a wrong or missing value fails with a message
+naming the variable. Names are matched without regard to case. Credentials are not settings: they come from
 `ALIBABA_CLOUD_ACCESS_KEY_ID` / `ALIBABA_CLOUD_ACCESS_KEY_SECRET` / `ALIBABA_CLOUD_SECURITY_TOKEN`,
 or from the FC context: the function role's STS credentials from `context.credentials`
 (python3.9/3.10) or those same variables (python3.12). They are asked for on every request and never
