@@ -13,7 +13,7 @@ Goal: under 10 s. The last line is the summary:
 ``--gzip`` writes ``.jsonl.gz`` parts; ``--records N`` changes the volume.
 ``--screenshot PATH`` instead renders a report of a smaller data set (3,000 results, a few
 still running) with headless Chromium (Debian's ``/usr/bin/chromium``) and saves a
-full-page PNG: the README's ``docs/report.png``.
+full-page PNG: docs/report.md's ``docs/report.png``.
 """
 
 from __future__ import annotations

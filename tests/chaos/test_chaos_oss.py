@@ -3,7 +3,7 @@ shim; ``tests/store/conftest.py``), crashing children included: they reach the s
 
 One schedule and the crash points that leave the most behind (a task in SCA without its
 outcome; a commit record without its part). Create-if-absent's atomicity on OSS comes
-from the service; here moto's shim serialises conditional PUTs (README: the OSS race tests
+from the service; here moto's shim serialises conditional PUTs (docs/api-clients.md: the OSS race tests
 prove the adapter's side only).
 """
 

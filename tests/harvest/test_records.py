@@ -187,7 +187,7 @@ async def test_sandbox_pages_convert_with_every_default_field() -> None:
 
 
 def test_example_line_for_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
-    """Not an assertion of content: prints the README's example line (``pytest -s``)."""
+    """Not an assertion of content: prints docs/harvest.md's example line (``pytest -s``)."""
     item = tea.unwrap(seed_item())
     item.update(Status=1, TaskId="A6BEC8D2-9A5B-4BE5-8432-4F635E3A0B11", CreateTimeLong="1763604245",
                 Recording={"Id": "job-3886097710732401", "Name": "recordings/2025/11/20/job-3886097710732401.mkv",

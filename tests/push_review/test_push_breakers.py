@@ -156,7 +156,7 @@ def test_one_invocation_carrying_a_key_twice_claims_it_once(tmp_path: Path, monk
 def test_the_lookup_does_not_hinge_on_the_unconfirmed_time_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Crash after the upload, takeover after the 2-hour callUuid window: only the lookup stands
     between the recording and a second task. Its window is ±10 min around the claims, in
-    QCFLOW_SCA_TIME_ZONE, a fact the README lists as UNCONFIRMED: if SCA reads the times in
+    QCFLOW_SCA_TIME_ZONE, a fact docs/api-clients.md lists as UNCONFIRMED: if SCA reads the times in
     another zone, the lookup misses and the recording is sent again. The callId filter makes a
     wide window free; it should cover any zone offset."""
     options = replace(SandboxOptions(), task_seconds=0.2, time_zone="UTC")

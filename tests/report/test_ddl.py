@@ -1,5 +1,5 @@
-"""The analytics hand-off: the MaxCompute DDL matches the documented JSONL schema; the README's
-DuckDB query runs over the same files."""
+"""The analytics hand-off: the MaxCompute DDL matches the documented JSONL schema; the DuckDB query
+of docs/harvest.md runs over the same files."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_qcflow_ddl_maxcompute_prints_the_ddl(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_readme_duckdb_query_runs_over_the_results(demo: Demo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The query the README shows, run as written (its folder and its dates pointed at the demo)."""
+    """The query docs/harvest.md shows, run as written (its folder and its dates pointed at the demo)."""
     import duckdb
 
     (tmp_path / "qcflow-data").symlink_to(demo.store.root, target_is_directory=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-#: Documented defaults (README): the sandbox accepts this key pair unless told otherwise.
+#: Documented defaults (docs/sandbox.md): the sandbox accepts this key pair unless told otherwise.
 DEFAULT_ACCESS_KEY_ID = "qcflow-sandbox-id"
 DEFAULT_ACCESS_KEY_SECRET = "qcflow-sandbox-secret"
 #: The account id (aliUid) the sandbox signs its callbacks with: 16 digits, like a real one.
