@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def test_the_examples_run_as_written(sandbox: SandboxServer, tmp_path: Path) -> 
     assert json.loads(answer) == {"records": 1, "submitted": 1}
 
     (tmp_path / "timer.json").write_bytes(timer_event())
+    # as the pages' `sleep 3`: a pass reads upload times up to now - settle at whole seconds, so a task
+    # uploaded within the current second is the next pass's (with settle 0; FC's default settle is longer)
+    time.sleep(2)
     harvest_env = {**env, "QCFLOW_HARVEST_SETTLE_SECONDS": "0"}
     answer = _run([sys.executable, "invoke.py", "harvest", "timer.json"], tmp_path, harvest_env).stdout
     summary = json.loads(answer.strip().splitlines()[-1])
