@@ -8,6 +8,8 @@ across Alibaba Cloud products (throttling arrives as 400 or 503, ``Success: fals
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class QcflowError(Exception):
     """Base of every error qcflow raises on purpose.
@@ -99,7 +101,20 @@ class DeadlineError(RetryableError):
     rate limiter): nothing was sent by that attempt, and a later invocation may succeed."""
 
 
-class AuthError(PermanentError):
+class DeploymentError(PermanentError):
+    """The service refused the caller, not the request: a wrong AccessKey or signature, an
+    unknown key, a clock off by minutes, a RAM policy without the action. Retrying cannot help,
+    and neither can recording the recording as failed: every other call would fail the same way.
+    Callers stop at the first (the CLI exits 3) or raise it (a function: FC retries, then its
+    dead-letter queue), and never burn the recording it met. ``remedy`` says what to fix.
+    """
+
+    def __init__(self, message: str, *, remedy: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.remedy = remedy or deployment_remedy(self.code, self.action)
+
+
+class AuthError(DeploymentError):
     """The service refused the credentials or the signature, or the caller lacks permission."""
 
 
@@ -222,6 +237,34 @@ _AUTH_PREFIXES = (
     "NoPermission",
     "AccessDenied",
 )
+
+
+_CREDENTIAL_PREFIXES = (
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidAccessKeyId",
+    "InvalidSecurityToken",
+    "SecurityTokenExpired",
+    "SignatureNonceUsed",
+)
+_CLOCK_PREFIXES = ("InvalidTimeStamp", "RequestTimeTooSkewed")
+
+
+def deployment_remedy(code: str | None, action: str | None = None) -> str:
+    """What to fix for a deployment error's ``code``: the credentials, the clock or the RAM policy."""
+    code = code or ""
+    if code.startswith(_CREDENTIAL_PREFIXES):
+        return (
+            "check ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN "
+            "with STS credentials; in Function Compute, the function's role)"
+        )
+    if code.startswith(_CLOCK_PREFIXES):
+        return "this machine's clock is more than 15 minutes off: synchronise it (NTP)"
+    what = action or "this action"
+    return (
+        f"the RAM policy of this AccessKey's user (or the function's role) must allow {what} "
+        "(infra/policy/qcflow-fc.json lists what qcflow needs)"
+    )
 
 
 def error_class_for_code(code: str | None, http_status: int | None = None) -> type[QcflowError]:

@@ -10,6 +10,7 @@ docstring says why each object exists)::
       push/                                     the push ledger (qcflow.ledger)
         records/<rid>/g000000.claim.json        who works on generation 0, until when
         records/<rid>/g000000.outcome.json      submitted (taskId…) or failed (code…)
+        records/<rid>/g000000.released.json     its holder sent nothing and let it go
         records/<rid>/task-id.json              a taskId learnt later (harvest, from callId)
         failed/<rid>.g000000                    index of failures, for ``qcflow replay``
         unknown-task/<contact>/<rid>            submitted with the taskId unknown

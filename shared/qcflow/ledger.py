@@ -10,6 +10,7 @@ and never overwritten, since conditional overwrite on OSS is unconfirmed: ``qcfl
     state/push/records/<rid>/g000000.claim.json     who works on generation 0, until when
     state/push/records/<rid>/g000000.outcome.json   submitted (taskId…) or failed (code…)
     state/push/records/<rid>/g000001.claim.json     a takeover of an expired claim, or a replay
+    state/push/records/<rid>/g000001.released.json  its holder sent nothing and let it go (the CLI)
     state/push/records/<rid>/task-id.json           a taskId learnt later (harvest, from callId)
     state/push/failed/<rid>.g000000                 index of failures, for ``qcflow replay``
     state/push/unknown-task/<contact>/<rid>         submitted with the taskId unknown
@@ -23,6 +24,13 @@ A claim carries an expiry (the claimant's own deadline plus a margin): an invoca
 crashed leaves a claim without an outcome, which anyone may take over once it has expired
 by claiming the next generation. Taking over, or recognising one's own claim on a retry,
 means an earlier attempt may have reached SCA: the caller must look before sending again.
+
+A claim's holder that knows it sent nothing (``qcflow push`` interrupted, or failing retryably
+before its ``UploadAudioData``) *releases* it (``Ledger.release``): a release record beside the
+claim says that generation never reached SCA, so a rerun claims the next one at once, without a
+lookup, instead of waiting for the claim to expire. A released generation counts for nothing
+but its number. The push function never releases: its claims keep the recording findable by
+``qcflow replay`` after FC gives up.
 
 ``<contact>`` is ``journal.lookup_segment`` of the ContactId. Ledgers written before it used
 another encoding for ContactIds that are not ``[A-Za-z0-9-_.]`` (``_legacy_segment``): the
@@ -110,10 +118,19 @@ class LedgerEntry:
     claims: dict[int, Claim] = field(default_factory=dict)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     task_id_learnt: str | None = None
+    #: Generations whose holder released them unsent: they count for their number only.
+    released: set[int] = field(default_factory=set)
 
     @property
     def latest_generation(self) -> int | None:
-        return max(self.claims) if self.claims else None
+        """The latest generation that was not released."""
+        live = [g for g in self.claims if g not in self.released]
+        return max(live) if live else None
+
+    @property
+    def next_generation(self) -> int:
+        """The number a new claim takes (released generations keep theirs)."""
+        return max(self.claims) + 1 if self.claims else 0
 
     @property
     def latest_claim(self) -> Claim | None:
@@ -137,7 +154,11 @@ class LedgerEntry:
 
     def unsettled_before(self, generation: int) -> bool:
         """Did an earlier generation end without a certain "not in SCA"? (crash, or uncertain)"""
-        return any(gen not in self.outcomes or self.outcomes[gen].uncertain for gen in self.claims if gen < generation)
+        return any(
+            gen not in self.outcomes or self.outcomes[gen].uncertain
+            for gen in self.claims
+            if gen < generation and gen not in self.released
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,9 @@ class ClaimDecision:
     busy_until: float | None = None
     #: When the claim in force expires: its holder must be done before then.
     expires_at: float | None = None
+    #: ``proceed`` only: this call created the claim (not an earlier attempt with the same token),
+    #: so only this call can have sent the recording under it (``Ledger.release``).
+    created: bool = False
 
 
 def _next_generation(
@@ -162,18 +186,18 @@ def _next_generation(
         return ClaimDecision("submitted", entry)
     latest = entry.latest_claim
     if latest is None:
-        return 0, False
+        return entry.next_generation, False  # nothing yet, or only released generations
     if latest.generation in entry.outcomes:  # settled as failed
-        return (latest.generation + 1, False) if replay else ClaimDecision("failed", entry)
+        return (entry.next_generation, False) if replay else ClaimDecision("failed", entry)
     if latest.token == token:  # our own earlier attempt (an FC retry of this invocation)
         if latest.expires_at - min_remaining > now:
             return latest.generation, True  # still ours
         # too close to its expiry to work under: nobody else may have it, so the next
         # generation is ours at once, with a fresh expiry
-        return latest.generation + 1, True
+        return entry.next_generation, True
     if latest.expires_at > now:
         return ClaimDecision("busy", entry, busy_until=latest.expires_at)
-    return latest.generation + 1, True  # takeover of a dead claim
+    return entry.next_generation, True  # takeover of a dead claim
 
 
 class Ledger:
@@ -218,6 +242,8 @@ class Ledger:
         elif name.endswith(".outcome.json"):
             outcome = Outcome(**_known(Outcome, data))
             entry.outcomes[outcome.generation] = outcome
+        elif name.endswith(".released.json"):
+            entry.released.add(int(data["generation"]))
 
     def entries(self) -> Iterator[LedgerEntry]:
         """Every recording's history, streamed in rid order (for ``qcflow status``)."""
@@ -268,12 +294,44 @@ class Ledger:
             generation, uncertain = step
             claim = Claim(generation, token, now, expires_at, location, key, etag, contact_id, replay)
             if self._write_claim(rid, claim):
+                created = generation not in entry.claims
                 held = entry.claims.setdefault(generation, claim)  # a claim of ours already there stays
                 uncertain = uncertain or entry.unsettled_before(generation)
-                return ClaimDecision("proceed", entry, generation, uncertain, expires_at=held.expires_at)
+                return ClaimDecision(
+                    "proceed", entry, generation, uncertain, expires_at=held.expires_at, created=created
+                )
         entry = self.read(rid)
         latest = entry.latest_claim
         return ClaimDecision("busy", entry, busy_until=latest.expires_at if latest else now)
+
+    def release(self, location: str, generation: int, *, token: str, now: float) -> bool:
+        """Let go of a claim that sent nothing: True if released (now, or by an earlier attempt).
+
+        Only for the claim's holder, and only for a claim it *created* (``ClaimDecision.created``)
+        and never sent under: an ``UploadAudioData`` that may have left keeps its claim, so that a
+        rerun looks in SCA first. Refused (False) unless the claim is still the recording's
+        latest, carries ``token``, has no outcome and has not expired: then it may be someone
+        else's business already.
+        """
+        rid = recording_id(location)
+        entry = self.read(rid)
+        claim = entry.claims.get(generation)
+        if generation in entry.released:
+            return claim is not None and claim.token == token
+        if (
+            claim is None
+            or claim.token != token
+            or generation in entry.outcomes
+            or entry.next_generation != generation + 1
+            or claim.expires_at <= now
+        ):
+            return False
+        record = {"generation": generation, "token": token, "released_at": now, "location": location}
+        key = f"{self._prefix(rid)}{_gen(generation)}.released.json"
+        if not journal.write_once(self.store, key, record, token=token, attempts=1):
+            return False
+        self.store.delete(self._open_key(rid, generation))
+        return True
 
     def _write_claim(self, rid: str, claim: Claim) -> bool:
         """Create the claim: True if it is ours (won now, or by an earlier attempt of this
@@ -319,7 +377,9 @@ class Ledger:
 
     def abandoned(self, now: float) -> Iterator[tuple[LedgerEntry, int]]:
         """Generations claimed, never settled, whose claim has expired (FC gave up, or a kill):
-        ``(entry, generation)``. Markers of settled or superseded generations are dropped."""
+        ``(entry, generation)``. Markers of settled, released or superseded generations are dropped;
+        superseded means a later generation *settled*: one still open (or later released) has the
+        recording stay findable through this marker too."""
         for info in list(self.store.list(layout.PUSH_OPEN)):
             rid, _, gen = info.key[len(layout.PUSH_OPEN) :].partition(".g")
             if not gen.isdigit():
@@ -327,13 +387,17 @@ class Ledger:
             generation = int(gen)
             entry = self.read(rid)
             claim = entry.claims.get(generation)
+            later = [g for g in entry.claims if g > generation and g not in entry.released]
             if (
                 generation in entry.outcomes
+                or generation in entry.released
                 or entry.submitted is not None
-                or (entry.latest_generation is not None and entry.latest_generation > generation)
+                or any(g in entry.outcomes for g in later)
             ):
-                self.store.delete(info.key)  # settled, or taken over (the later one has its own marker)
+                self.store.delete(info.key)  # settled, released, or settled by a later generation
                 continue
+            if later:
+                continue  # a later generation is open: its own marker stands for the recording
             if claim is not None and claim.expires_at <= now:
                 yield entry, generation
 

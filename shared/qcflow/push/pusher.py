@@ -16,13 +16,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from qcflow.ccc import CccClient
 from qcflow.config import CLAIM_MARGIN_SECONDS, PushSettings, env_name
-from qcflow.errors import DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
+from qcflow.errors import DeploymentError, DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
 from qcflow.ledger import Claim, ClaimDecision, Ledger, Outcome
 from qcflow.logs import redact
 from qcflow.models.ccc import CccCall, UploadAudioDataParams
@@ -39,6 +40,9 @@ from qcflow.push.recordings import CONTACT_LOCATION, Recording, RecordingFinder
 from qcflow.push.results import PushResult, PushStatus, error_result, ignored, logged
 from qcflow.sca import ScaClient
 from qcflow.store import ObjectStore
+
+if TYPE_CHECKING:
+    from qcflow.push.held import ClaimTicket, HeldClaims
 
 log = logging.getLogger("qcflow.push")
 
@@ -129,20 +133,93 @@ class Pusher:
         replay: bool = False,
         concurrency: int = 8,
         on_result: Callable[[PushResult], None] | None = None,
+        release_unsent: bool = False,
+        held: HeldClaims | None = None,
     ) -> list[PushResult]:
         """Claim, prepare and send ``recordings``; one result each (order not kept).
 
         ``token`` identifies the invocation (stable across FC's retries of it where possible);
         ``deadline`` is an absolute ``time.monotonic()`` after which nothing new starts.
+
+        A ``DeploymentError`` (credentials, signature, permission) stops the call: nothing new
+        starts, nothing is recorded as failed for it, and it raises once every branch is done.
+
+        ``release_unsent`` (the CLI's ``push`` and ``replay``; never the function, whose claims keep
+        a recording findable by ``qcflow replay`` after FC gives up): when a recording ends ``retry``,
+        or the call is cancelled or raises, the claims this call created and never sent under are
+        released (``Ledger.release``), so that a rerun is not ``busy`` for them. ``held`` (one per run,
+        across calls) tells what was released and what is still held, until when.
         """
         results: list[PushResult] = []
+        if release_unsent and held is None:
+            from qcflow.push.held import HeldClaims
+
+            held = HeldClaims()
 
         def settle(result: PushResult) -> None:
+            if held is not None:
+                if result.status in ("submitted", "failed"):
+                    held.settled(result.location)
+                else:
+                    result = _with_hold(result, held)
             results.append(result)
             if on_result is not None:
                 on_result(result)
 
+        try:
+            await self._push(
+                recordings,
+                token=token,
+                deadline=deadline,
+                replay=replay,
+                concurrency=concurrency,
+                settle=settle,
+                held=held,
+            )
+        except BaseException:
+            if release_unsent and held is not None:
+                await asyncio.shield(self._release(held, token=token, locations=None))
+            raise
+        if release_unsent and held is not None:
+            pending = {r.location for r in results if r.status == "retry"}
+            if pending:
+                await self._release(held, token=token, locations=pending)
+                results[:] = [_with_hold(r, held) if r.location in pending else r for r in results]
+        return results
+
+    async def _release(self, held: HeldClaims, *, token: str, locations: set[str] | None) -> None:
+        """Release the claims in ``held`` this run created and never sent under (``locations``: only those)."""
+        await held.wait_idle()
+        for claim in held.unsent(locations):
+            try:
+                done = await asyncio.to_thread(
+                    self.ledger.release, claim.location, claim.generation, token=token, now=self.clock()
+                )
+            except QcflowError as exc:
+                log.warning(
+                    "could not release the claim on %s: %s",
+                    claim.key or claim.location,
+                    exc,
+                    extra={"event": "push_release_failed", "key": claim.key, "code": exc.code},
+                )
+                continue
+            if done:
+                held.released(claim.location)
+
+    async def _push(
+        self,
+        recordings: Sequence[Recording],
+        *,
+        token: str,
+        deadline: float,
+        replay: bool,
+        concurrency: int,
+        settle: Callable[[PushResult], None],
+        held: HeldClaims | None,
+    ) -> None:
         gate = asyncio.Semaphore(max(1, concurrency))
+        #: The first deployment error: nothing new starts after it (every call would fail alike).
+        stopped: list[DeploymentError] = []
         # One invocation has one token: the ledger cannot arbitrate between two copies of a recording in it.
         unique: dict[str, Recording] = {}
         for recording in recordings:
@@ -159,7 +236,13 @@ class Pusher:
 
         async def prepare(recording: Recording) -> _Ready | None:
             async with gate:
-                outcome = await self._prepare(recording, token=token, deadline=deadline, replay=replay)
+                if stopped:
+                    return None
+                try:
+                    outcome = await self._prepare(recording, token=token, deadline=deadline, replay=replay, held=held)
+                except DeploymentError as exc:
+                    stopped.append(exc)
+                    raise
             if isinstance(outcome, PushResult):
                 settle(outcome)
                 return None
@@ -169,16 +252,23 @@ class Pusher:
 
         async def send(batch: list[_Ready]) -> None:
             async with gate:
-                for result in await self._send(batch, deadline=min(r.deadline for r in batch)):
-                    settle(result)
+                if stopped:
+                    return
+                try:
+                    for result in await self._send(batch, deadline=min(r.deadline for r in batch), held=held):
+                        settle(result)
+                except DeploymentError as exc:
+                    stopped.append(exc)
+                    raise
 
         await _gather_all(send(b) for b in batches(ready, self.settings.batch_size))
-        return results
 
-    async def _prepare(self, recording: Recording, *, token: str, deadline: float, replay: bool) -> _Ready | PushResult:
+    async def _prepare(
+        self, recording: Recording, *, token: str, deadline: float, replay: bool, held: HeldClaims | None = None
+    ) -> _Ready | PushResult:
         """Claim ``recording``, build its call item and, if an earlier attempt may have sent it,
         look for its task in SCA: a ``_Ready`` to send, or the recording's result."""
-        claimed = await self._claim(recording, token=token, deadline=deadline, replay=replay)
+        claimed = await self._claim(recording, token=token, deadline=deadline, replay=replay, held=held)
         if isinstance(claimed, PushResult):
             return claimed
         ready = await self._ready(recording, claimed)
@@ -186,15 +276,18 @@ class Pusher:
             return ready
         return await self._unless_sent_before(ready, claimed)
 
-    async def _claim(self, recording: Recording, *, token: str, deadline: float, replay: bool) -> _Claimed | PushResult:
+    async def _claim(
+        self, recording: Recording, *, token: str, deadline: float, replay: bool, held: HeldClaims | None = None
+    ) -> _Claimed | PushResult:
         """The recording's next generation, claimed before any API call; or why not (settled
-        earlier, claimed elsewhere, the ledger unreachable)."""
+        earlier, claimed elsewhere, the ledger unreachable). ``held`` notes the claim from the
+        ledger's thread itself: a claim landing while this coroutine is cancelled is not lost."""
         now = self.clock()
         remaining = max(0.0, deadline - self.monotonic())
         expires_at = now + min(remaining + CLAIM_MARGIN_SECONDS, self.settings.claim_ttl_seconds)
-        try:
-            decision = await asyncio.to_thread(
-                self.ledger.claim,
+
+        def claim() -> ClaimDecision:
+            decision = self.ledger.claim(
                 recording.location,
                 token=token,
                 now=now,
@@ -205,6 +298,29 @@ class Pusher:
                 replay=replay,
                 min_remaining=2 * CLAIM_MARGIN_SECONDS,
             )
+            if held is not None and decision.action == "proceed" and decision.generation is not None:
+                from qcflow.push.held import HeldClaim
+
+                until = decision.expires_at if decision.expires_at is not None else expires_at
+                held.claimed(
+                    HeldClaim(
+                        recording.location,
+                        recording.key,
+                        recording.contact_id,
+                        decision.generation,
+                        until,
+                        decision.created,
+                    )
+                )
+            return decision
+
+        ticket = held.begin() if held is not None else None
+        try:
+            decision = await asyncio.to_thread(_counted, claim, ticket)
+        except asyncio.CancelledError:
+            if ticket is not None:
+                ticket.abandon()  # not started yet: it never will (started: its thread notes the claim)
+            raise
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc)
         if decision.action in ("submitted", "failed", "busy"):
@@ -254,6 +370,7 @@ class Pusher:
                 recording.key,
                 recording.contact_id,
                 message=f"claimed by another invocation until {_iso(decision.busy_until)}",
+                held_until=decision.busy_until,
             )
         )
 
@@ -272,6 +389,8 @@ class Pusher:
             )
         try:
             answer = await self.ccc.get_upload_audio_data_params(recording.contact_id, deadline=claimed.deadline)
+        except DeploymentError:
+            raise  # about the deployment, not the recording: never recorded as its failure
         except PermanentError as exc:
             return await self._fail(
                 recording, generation, exc.code or type(exc).__name__, exc.message, exc=exc, uncertain=uncertain
@@ -340,6 +459,8 @@ class Pusher:
             )
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc, generation=ready.generation)
+        except DeploymentError:
+            raise
         except PermanentError as exc:
             return await self._fail(
                 recording, ready.generation, exc.code or type(exc).__name__, exc.message, exc=exc, uncertain=True
@@ -381,20 +502,25 @@ class Pusher:
                 return str(item["TaskId"])
         return None
 
-    async def _send(self, batch: list[_Ready], *, deadline: float) -> list[PushResult]:
+    async def _send(self, batch: list[_Ready], *, deadline: float, held: HeldClaims | None = None) -> list[PushResult]:
         first = batch[0]
         request = upload_request(
             [r.item for r in batch], callback_url=self.settings.callback_url, rule_ids=self._rule_ids
         )
+        if held is not None:
+            for one in batch:
+                held.sent(one.recording.location)  # before the request: it may leave, whatever follows
         try:
             receipt = await self.sca.upload_audio_data(request, deadline=deadline)
         except DuplicateCallUuidError as exc:
             if len(batch) > 1:
-                return await self._split(batch, deadline=deadline, cause=exc)
+                return await self._split(batch, deadline=deadline, cause=exc, held=held)
             return [await self._submitted(first, task_id=None, via="call_uuid_repeated", exc=exc)]
+        except DeploymentError:
+            raise  # the credentials or the RAM policy, for every recording alike: nothing to split or record
         except PermanentError as exc:
             if len(batch) > 1:
-                return await self._split(batch, deadline=deadline, cause=exc)
+                return await self._split(batch, deadline=deadline, cause=exc, held=held)
             return [
                 await self._fail(
                     first.recording,
@@ -419,7 +545,9 @@ class Pusher:
             for r in batch
         ]
 
-    async def _split(self, batch: list[_Ready], *, deadline: float, cause: QcflowError) -> list[PushResult]:
+    async def _split(
+        self, batch: list[_Ready], *, deadline: float, cause: QcflowError, held: HeldClaims | None = None
+    ) -> list[PushResult]:
         log.warning(
             "UploadAudioData refused a batch of %d (%s); sending each recording alone",
             len(batch),
@@ -428,7 +556,7 @@ class Pusher:
         )
         results: list[PushResult] = []
         for one in batch:
-            results.extend(await self._send([one], deadline=min(deadline, one.deadline)))
+            results.extend(await self._send([one], deadline=min(deadline, one.deadline), held=held))
         return results
 
     # ------------------------------------------------------------------ outcomes
@@ -560,6 +688,30 @@ async def _gather_all(aws: Iterable[Any]) -> list[Any]:
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+def _counted(work: Callable[[], ClaimDecision], ticket: ClaimTicket | None) -> ClaimDecision:
+    """``work()`` in a worker thread, unless its caller was cancelled before the thread started."""
+    if ticket is None:
+        return work()
+    if not ticket.start():
+        raise asyncio.CancelledError()
+    try:
+        return work()
+    finally:
+        ticket.done()
+
+
+def _with_hold(result: PushResult, held: HeldClaims) -> PushResult:
+    """``result`` saying whether this run released its claim or still holds it, until when."""
+    claim = held.get(result.location)
+    if claim is None or result.status not in ("retry", "busy") or result.held_until is not None:
+        return result
+    if claim.released:
+        return replace(result, released=True)
+    if claim.settled:
+        return result
+    return replace(result, held_until=claim.expires_at)
 
 
 def _iso(epoch: float | None) -> str:

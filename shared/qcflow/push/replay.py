@@ -17,6 +17,7 @@ from qcflow.push.recordings import Recording
 from qcflow.push.results import PushResult
 
 if TYPE_CHECKING:
+    from qcflow.push.held import HeldClaims
     from qcflow.push.pusher import Pusher
 
 
@@ -65,8 +66,11 @@ async def replay(
     deadline: float,
     concurrency: int = 8,
     on_result: Callable[[PushResult], None] | None = None,
+    release_unsent: bool = False,
+    held: HeldClaims | None = None,
 ) -> list[PushResult]:
-    """Re-push every recorded failure (after its cause was fixed)."""
+    """Re-push every recorded failure (after its cause was fixed). ``release_unsent``, ``held``:
+    as ``Pusher.push`` (a released replay claim leaves the failure in the replay index)."""
     todo = await replayable(pusher)
     results = await pusher.push(
         [r for r, _ in todo],
@@ -75,6 +79,8 @@ async def replay(
         replay=True,
         concurrency=concurrency,
         on_result=on_result,
+        release_unsent=release_unsent,
+        held=held,
     )
     failed_gen = {recording_id(r.location): g for r, g in todo}
     for result in results:
@@ -94,11 +100,14 @@ async def backfill(
     rounds: int = 3,
     pause_seconds: float = 2.0,
     on_result: Callable[[PushResult], None] | None = None,
+    release_unsent: bool = False,
+    held: HeldClaims | None = None,
 ) -> list[PushResult]:
     """Push a stream of recordings (``qcflow push --prefix``) in chunks, so that no claim waits
     long for its send; recordings left ``retry`` are tried again, up to ``rounds`` times, after a
     pause (the same token: each recognises its own claim and looks in SCA before sending).
-    Recordings held by a live claim elsewhere stay ``busy``: that invocation settles them."""
+    Recordings held by a live claim elsewhere stay ``busy``: that invocation settles them.
+    ``release_unsent``, ``held``: as ``Pusher.push`` (each round releases what it never sent)."""
     final: list[PushResult] = []
     far = pusher.monotonic() + 10 * 365 * 86400.0  # claims bound each recording's work, not the run
 
@@ -109,16 +118,26 @@ async def backfill(
     async def run(chunk: list[Recording]) -> None:
         todo = chunk
         for attempt in range(rounds):
-            results = await pusher.push(todo, token=token, deadline=far, concurrency=concurrency, on_result=report)
+            results = await pusher.push(
+                todo,
+                token=token,
+                deadline=far,
+                concurrency=concurrency,
+                on_result=report,
+                release_unsent=release_unsent,
+                held=held,
+            )
             final.extend(r for r in results if r.status != "retry")
             by_location = {r.location: r for r in todo}
-            todo = [by_location[r.location] for r in results if r.status == "retry" and r.location in by_location]
+            retried = [r for r in results if r.status == "retry" and r.location in by_location]
+            todo = [by_location[r.location] for r in retried]
             if not todo:
                 return
             if attempt + 1 < rounds:
                 await asyncio.sleep(pause_seconds)
         left = [
-            PushResult("retry", r.location, r.key, r.contact_id, message="still failing after retries") for r in todo
+            replace(r, message=f"still failing after {rounds} rounds: {r.message or r.code or 'retry'}")
+            for r in retried
         ]
         for result in left:
             if on_result is not None:

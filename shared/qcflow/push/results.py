@@ -33,6 +33,10 @@ class PushResult:
     generation: int | None = None
     attempts: int | None = None
     uncertain: bool = False
+    #: ``busy``/``retry``: the claim that blocks a rerun of the recording lives until then (epoch).
+    held_until: float | None = None
+    #: ``retry`` of an operator's run: its unsent claim was released, a rerun may push it at once.
+    released: bool = False
 
     @property
     def settled(self) -> bool:
