@@ -49,6 +49,7 @@ class CccClient:
             credentials=credentials,
             http=http,
             transport=transport,
+            setting="QCFLOW_CCC_ENDPOINT",
         )
         return cls(acs, instance_id=settings.ccc.instance_id, limiter=rate_limiter(settings.quotas.ccc_rate_per_second))
 

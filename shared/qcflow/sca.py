@@ -141,6 +141,7 @@ class ScaClient:
             credentials=credentials,
             http=http,
             transport=transport,
+            setting="QCFLOW_SCA_ENDPOINT",
         )
         return cls(
             acs,

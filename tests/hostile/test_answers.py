@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from qcflow import layout
-from qcflow.errors import QcflowError, RetryableError
+from qcflow.errors import DeploymentError, QcflowError, RetryableError
 from qcflow.tools.fc_local import http_event, oss_event, timer_event
 from qcflow.ledger import Ledger, recording_id
 from qcflow.push import object_location
@@ -89,7 +89,6 @@ CCC_PERMANENT = {
     "callStartTime 1e400": ccc_answer(json.dumps(_params()).replace('"callStartTime": 1704870035381', '"callStartTime": 1e400')),
     "sampleRate an object": ccc_answer({**_params(), "sampleRate": {"hz": 8000}}),
     "voiceFileUrl expiring in an hour": ccc_answer(_params(voiceFileUrl=voice_url("https://ccc.example", CONTACT, expires_in=3600))),
-    "an error echoing the signature": Answer.json(ECHOING_ERROR, status=403),
     # a bare RecursionError out of the handler, after the claim, before the fix
     "ParamsStr nested deeply": ccc_answer('{"callList":' + "[" * DEEP + "]" * DEEP + "}"),
     "unknown ContactId": Answer.json({"Code": "NotExists.ContactId", "HttpStatusCode": 404, "Message": "no such contact",
@@ -179,7 +178,6 @@ def test_an_unreadable_upload_answer_is_retried_and_looked_up_before_resending(h
 
 
 UPLOAD_PERMANENT = {
-    "an error echoing the signature": Answer.json({**ECHOING_ERROR, "Success": False}, status=403),
     "InvalidParameter": {"Success": False, "Code": "InvalidParameter", "Message": "voiceFileUrl bad", "RequestId": "R"},
 }
 
@@ -191,6 +189,19 @@ def test_a_refused_upload_is_a_recorded_failure(hostile: Hostile, answer: Any) -
     assert outcome.error is None and outcome.value == {"records": 1, "failed": 1}
     entry = _outcome_of(hostile)
     assert entry.outcome is not None and entry.outcome.state == "failed" and entry.outcome.code
+
+
+@pytest.mark.parametrize("api", ["GetUploadAudioDataParams", "UploadAudioData"])
+def test_a_permission_error_echoing_the_signature_raises_masked_and_burns_nothing(hostile: Hostile, api: str) -> None:
+    """Forbidden.NoPermission is about the deployment (the RAM policy), not the recording: the
+    push function raises (FC retries, then the DLQ), records no failure, and leaks nothing."""
+    hostile.service.script[api] = Answer.json({**ECHOING_ERROR, "Success": False}, status=403)
+    hostile.put_recording(KEY)
+    outcome = hostile.invoke("push", oss_event(BUCKET, KEY))
+    hostile.check(outcome, expect_events={"push_deployment_error"})
+    assert isinstance(outcome.error, DeploymentError) and "RAM policy" in outcome.error.remedy
+    entry = _outcome_of(hostile)
+    assert entry.claims and not entry.outcomes, "claimed (FC's retry comes back to it), not failed"
 
 
 def test_a_200_whose_success_flag_is_junk_is_not_a_certain_refusal(hostile: Hostile) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from qcflow.acs.client import RetryPolicy
 from qcflow.credentials import Credentials
-from qcflow.errors import AuthError, NotFoundError, RequestError, ServiceUnavailableError, ThrottledError, TransportError
+from qcflow.errors import AuthError, DeploymentError, NotFoundError, RequestError, ServiceUnavailableError, ThrottledError, TransportError
 from qcflow.models.sca import GetResultQuery, UploadAudioDataJson
 from qcflow.models.sca_result import GetResultResponse
 from qcflow.tools.sandbox.options import FaultOptions, QuotaOptions
@@ -176,6 +176,24 @@ async def test_signature_checks() -> None:
         request.headers["Authorization"] = auth
         answer = httpx.Client().send(request)
         assert answer.status_code == 400 and answer.json()["Code"] == "IncompleteSignature"
+
+
+async def test_a_denied_action_is_forbidden_by_ram_after_the_signature_is_checked() -> None:
+    """``denied_actions``: a RAM policy without the action; a wrong secret still fails signing first."""
+    with running_sandbox(options(denied_actions=frozenset({"UploadAudioData"}))) as server:
+        sca = sca_client(server)
+        await sca.get_result(GetResultQuery())  # allowed
+        with pytest.raises(DeploymentError) as info:
+            await sca.upload_audio_data(upload(call_uuid="u1"))
+        assert info.value.code == "Forbidden.RAM" and info.value.http_status == 403
+        assert "UploadAudioData" in info.value.remedy and "RAM policy" in info.value.remedy
+        with pytest.raises(DeploymentError) as info:
+            await sca_client(server, creds=Credentials("qcflow-sandbox-id", "wrong")).upload_audio_data(upload(call_uuid="u2"))
+        assert info.value.code == "SignatureDoesNotMatch" and "ALIBABA_CLOUD_ACCESS_KEY_SECRET" in info.value.remedy
+        with pytest.raises(DeploymentError) as info:
+            await sca_client(server, creds=Credentials("unknown-id", "x")).get_result(GetResultQuery())
+        assert info.value.code == "InvalidAccessKeyId.NotFound" and "ALIBABA_CLOUD_ACCESS_KEY_ID" in info.value.remedy
+        assert not server.app.sca._tasks, "nothing was uploaded"
 
 
 async def test_ccc_unknown_contact_is_not_found(sandbox) -> None:

@@ -145,6 +145,9 @@ class AcsClient:
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[Any]] = anyio.sleep
     rng: random.Random = field(default_factory=random.Random, repr=False)
+    #: The setting the endpoint came from (``QCFLOW_SCA_ENDPOINT``): named with the host when a
+    #: connection fails, since a wrong endpoint looks like an outage otherwise.
+    setting: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.endpoint, str):
@@ -156,6 +159,11 @@ class AcsClient:
                 timeout=self.timeout,
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
             )
+
+    def _where(self) -> str:
+        """`` from <endpoint> (<setting>)``: which host did not answer, and where it was configured."""
+        assert isinstance(self.endpoint, Endpoint)
+        return f" from {self.endpoint.base_url}" + (f" ({self.setting})" if self.setting else "")
 
     async def aclose(self) -> None:
         if self._owns_http and self.http is not None:
@@ -293,10 +301,11 @@ class AcsClient:
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
             raise RequestError(f"the request could not be sent ({type(exc).__name__})", action=action) from None
         except httpx.TimeoutException as exc:
-            error: QcflowError = TransportError(f"no answer in time ({type(exc).__name__})", action=action)
+            where = self._where()
+            error: QcflowError = TransportError(f"no answer in time ({type(exc).__name__}){where}", action=action)
             raise _lost(error, not isinstance(exc, _NOT_SENT)) from exc
         except httpx.TransportError as exc:
-            error = TransportError(f"connection failed ({type(exc).__name__})", action=action)
+            error = TransportError(f"connection failed ({type(exc).__name__}){self._where()}", action=action)
             raise _lost(error, not isinstance(exc, _NOT_SENT)) from exc
         except TimeoutError as exc:  # the backstop: the answer was still coming in
             raise _lost(TransportError("no complete answer within the call's deadline", action=action), True) from exc
@@ -345,9 +354,12 @@ def client_from_settings(
     credentials: CredentialsProvider,
     http: httpx.AsyncClient | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    setting: str | None = None,
 ) -> AcsClient:
-    """An ``AcsClient`` with the retry, deadline and timeout settings of the ``http`` slice."""
+    """An ``AcsClient`` with the retry, deadline and timeout settings of the ``http`` slice
+    (``setting``: the variable ``endpoint`` came from, named when a connection fails)."""
     return AcsClient(
+        setting=setting,
         endpoint=endpoint,
         version=version,
         credentials=credentials,

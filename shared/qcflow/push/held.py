@@ -62,6 +62,12 @@ class HeldClaims:
             if location in self._claims:
                 self._claims[location].sent = True
 
+    def not_sent(self, location: str) -> None:
+        """The request that carried it was refused or never left (no attempt may have been applied)."""
+        with self._lock:
+            if location in self._claims:
+                self._claims[location].sent = False
+
     def settled(self, location: str) -> None:
         with self._lock:
             if location in self._claims:

@@ -241,7 +241,7 @@ class Pusher:
                 try:
                     outcome = await self._prepare(recording, token=token, deadline=deadline, replay=replay, held=held)
                 except DeploymentError as exc:
-                    stopped.append(exc)
+                    _stop(stopped, exc)
                     raise
             if isinstance(outcome, PushResult):
                 settle(outcome)
@@ -258,7 +258,7 @@ class Pusher:
                     for result in await self._send(batch, deadline=min(r.deadline for r in batch), held=held):
                         settle(result)
                 except DeploymentError as exc:
-                    stopped.append(exc)
+                    _stop(stopped, exc)
                     raise
 
         await _gather_all(send(b) for b in batches(ready, self.settings.batch_size))
@@ -516,7 +516,8 @@ class Pusher:
             if len(batch) > 1:
                 return await self._split(batch, deadline=deadline, cause=exc, held=held)
             return [await self._submitted(first, task_id=None, via="call_uuid_repeated", exc=exc)]
-        except DeploymentError:
+        except DeploymentError as exc:
+            _answered(held, batch, exc)
             raise  # the credentials or the RAM policy, for every recording alike: nothing to split or record
         except PermanentError as exc:
             if len(batch) > 1:
@@ -532,6 +533,7 @@ class Pusher:
                 )
             ]
         except RetryableError as exc:
+            _answered(held, batch, exc)
             return [self._result("retry", r.recording, exc=exc, generation=r.generation) for r in batch]
         return [
             await self._submitted(
@@ -700,6 +702,26 @@ def _counted(work: Callable[[], ClaimDecision], ticket: ClaimTicket | None) -> C
         return work()
     finally:
         ticket.done()
+
+
+def _stop(stopped: list[DeploymentError], exc: DeploymentError) -> None:
+    """Note a deployment error; the first is logged with what to fix (the recording is not burnt)."""
+    if not stopped:
+        log.error(
+            "push stopped by a deployment error, nothing recorded as failed: %s; fix: %s",
+            exc,
+            exc.remedy,
+            extra={"event": "push_deployment_error", "code": exc.code, "request_id": exc.request_id},
+        )
+    stopped.append(exc)
+
+
+def _answered(held: HeldClaims | None, batch: list[_Ready], exc: QcflowError) -> None:
+    """An ``UploadAudioData`` that failed with no attempt that may have been applied (a refusal, a
+    connection never made) sent nothing: its recordings' claims may be released after all."""
+    if held is not None and not exc.prior_attempt_uncertain:
+        for one in batch:
+            held.not_sent(one.recording.location)
 
 
 def _with_hold(result: PushResult, held: HeldClaims) -> PushResult:

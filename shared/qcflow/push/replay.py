@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from qcflow.ledger import recording_id
@@ -24,8 +25,14 @@ if TYPE_CHECKING:
 async def replayable(pusher: Pusher) -> list[tuple[Recording, int]]:
     """Recordings to re-push: recorded failures, and generations claimed but never settled whose
     claim expired (FC gave up on them, a replay met an outage, a kill) — with the generation."""
+    return [(recording, generation) for recording, generation, _ in await explained(pusher)]
+
+
+async def explained(pusher: Pusher) -> list[tuple[Recording, int, str]]:
+    """``replayable``, each with why it is there (``qcflow replay --dry-run``): the failure's code
+    and message, or the claim that expired without an outcome."""
     ledger = pusher.ledger
-    found: dict[str, tuple[Recording, int]] = {}
+    found: dict[str, tuple[Recording, int, str]] = {}
     for rid, generation in await asyncio.to_thread(lambda: list(ledger.failures())):
         entry = await asyncio.to_thread(ledger.read, rid)
         failed = entry.outcomes.get(generation)
@@ -37,7 +44,8 @@ async def replayable(pusher: Pusher) -> list[tuple[Recording, int]]:
             continue
         # a later generation still without outcome (a replay that met an outage, or was killed):
         # replay again; its claim decides (busy while it lives, taken over as uncertain after)
-        found[rid] = (await _fresh(pusher, failed.location, failed.key, failed.etag, failed.contact_id), generation)
+        recording = await _fresh(pusher, failed.location, failed.key, failed.etag, failed.contact_id)
+        found[rid] = (recording, generation, f"failed: {failed.code or '?'}: {failed.message or ''}".rstrip(": "))
     now = pusher.clock()
     for entry, generation in await asyncio.to_thread(lambda: list(ledger.abandoned(now))):
         claim = entry.claims[generation]
@@ -45,8 +53,13 @@ async def replayable(pusher: Pusher) -> list[tuple[Recording, int]]:
             found[entry.rid] = (
                 await _fresh(pusher, claim.location, claim.key, claim.etag, claim.contact_id),
                 generation,
+                f"claimed at {_iso(claim.claimed_at)}, never settled: the claim expired at {_iso(claim.expires_at)}",
             )
     return list(found.values())
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def _fresh(pusher: Pusher, location: str, key: str | None, etag: str | None, contact_id: str | None) -> Recording:

@@ -149,6 +149,13 @@ if click is not None:
         type=float,
         help="Share of callbacks sent with an hour-old timestamp.",
     )
+    @click.option(
+        "--deny-action",
+        "denied_actions",
+        multiple=True,
+        type=click.Choice(["GetUploadAudioDataParams", "UploadAudioData", "GetResult"]),
+        help="Answer this API with 403 Forbidden.RAM, as a RAM policy without it would (repeatable).",
+    )
     @click.option("--stop-after", default=None, type=float, help="Stop by itself after this many seconds.")
     def serve(**opts: Any) -> None:
         """Serve GetUploadAudioDataParams, UploadAudioData and GetResult on one port."""
@@ -205,6 +212,7 @@ if click is not None:
             callback_allow_remote=bool(opts["callback_allow_remote"]),
             callback_forge_rate=float(opts["callback_forge_rate"]),
             callback_stale_rate=float(opts["callback_stale_rate"]),
+            denied_actions=frozenset(opts["denied_actions"]),
         )
         server = SandboxServer(options, host=str(opts["host"]), port=int(opts["port"]))
         click.echo(f"qcflow sandbox listening on {server.url} (access key id {options.access_key_id})", err=False)

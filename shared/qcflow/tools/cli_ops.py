@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -92,9 +91,15 @@ def summary_table(title: str, counts: dict[str, int]) -> Table:
 )
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64), help="Recordings in flight.")
 def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[str, ...], concurrency: int) -> None:
-    """Push recordings to SCA: one key, a prefix (backfill) or a ContactId; each exactly once."""
+    """Push recordings to SCA: one key, a prefix (backfill) or a ContactId; each exactly once.
+
+    Exit codes: 0 all settled, 1 some failed or unsettled, 2 usage/config, 3 deployment
+    (credentials, RAM policy), 130 SIGINT, 143 SIGTERM."""
+    from qcflow.tools.push_cli import OperatorRun
+
     if not (keys or prefix is not None or contact_ids):
         raise click.UsageError("give --key, --prefix or --contact-id")
+    run = OperatorRun("push", say=click.echo, error=_say_error)
 
     async def work() -> dict[str, int]:
         from qcflow.push import PushResult, Recording
@@ -103,7 +108,7 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
         services = await _services()
         try:
             pusher = services.pusher()
-            token = f"cli-{uuid.uuid4().hex}"
+            token = run.token
 
             async def source() -> AsyncIterator[Recording | PushResult]:
                 for key in keys:
@@ -129,64 +134,96 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
             with progress_bar("push", total) as (bar, task):
 
                 def on_result(result: PushResult) -> None:
+                    run.note(result)
                     counts[result.status] = counts.get(result.status, 0) + 1
                     done = sum(counts.values())
                     rate = done / max(1e-6, time.monotonic() - started)
                     extra = f"failed {counts.get('failed', 0)}  {rate:.1f}/s ({rate / quota:.0%} of the upload quota)"
                     bar.update(task, advance=1, extra=extra)
 
-                await backfill(pusher, source(), token=token, concurrency=concurrency, on_result=on_result)
+                await backfill(
+                    pusher,
+                    source(),
+                    token=token,
+                    concurrency=concurrency,
+                    on_result=on_result,
+                    release_unsent=True,
+                    held=run.held,
+                )
             return counts
         finally:
             await services.aclose()
 
-    counts = run_async(work)
-    console.print(summary_table("push", counts))
-    if counts.get("retry") or counts.get("busy"):
-        console.print(
-            "some recordings were not settled (a fault that persisted, or a live claim elsewhere): run again later"
-        )
-        sys.exit(1)
+    sys.exit(run.execute(work))
+
+
+def _say_error(text: str) -> None:
+    """One line on stderr, as written: not wrapped, brackets not taken for markup."""
+    console.print(Text(text), soft_wrap=True)
 
 
 @click.command("replay")
 @click.option("--dry-run", is_flag=True, help="List what would be re-pushed, push nothing.")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
 def replay_command(dry_run: bool, concurrency: int) -> None:
-    """Re-push recordings recorded as failed, after their cause was fixed."""
+    """Re-push recordings recorded as failed, after their cause was fixed (exit codes as ``push``)."""
+    from qcflow.tools.push_cli import OperatorRun
+
+    run = OperatorRun("replay", say=click.echo, error=_say_error)
+    if dry_run:
+        run_async(_replay_dry_run)
+        return
 
     async def work() -> dict[str, int]:
         from qcflow.push import PushResult
+        from qcflow.push.replay import replay
 
         services = await _services()
         try:
             require_existing_store(services.store)
             pusher = services.pusher()
-            if dry_run:
-                todo = await pusher.replayable()
-                for recording, generation in todo:
-                    click.echo(
-                        f"{recording.key or recording.location}\tContactId {recording.contact_id}"
-                        f"\tgeneration {generation}"
-                    )
-                return {"would replay": len(todo)}
             counts: dict[str, int] = {}
             with progress_bar("replay", None) as (bar, task):
 
                 def on_result(result: PushResult) -> None:
+                    run.note(result)
                     counts[result.status] = counts.get(result.status, 0) + 1
                     bar.update(task, advance=1, extra=f"failed {counts.get('failed', 0)}")
 
                 far = time.monotonic() + 10 * 365 * 86400.0
-                await pusher.replay(
-                    token=f"replay-{uuid.uuid4().hex}", deadline=far, concurrency=concurrency, on_result=on_result
+                await replay(
+                    pusher,
+                    token=run.token,
+                    deadline=far,
+                    concurrency=concurrency,
+                    on_result=on_result,
+                    release_unsent=True,
+                    held=run.held,
                 )
             return counts
         finally:
             await services.aclose()
 
-    counts = run_async(work)
-    console.print(summary_table("replay", counts))
+    code = run.execute(work)
+    sys.exit(code)
+
+
+async def _replay_dry_run() -> None:
+    """Each recording ``qcflow replay`` would re-push: key, ContactId, generation and why."""
+    from qcflow.push.replay import explained
+
+    services = await _services()
+    try:
+        require_existing_store(services.store)
+        todo = await explained(services.pusher())
+        for recording, generation, reason in todo:
+            click.echo(
+                f"{recording.key or recording.location}\tContactId {recording.contact_id}"
+                f"\tgeneration {generation}\t{reason}"
+            )
+        click.echo(f"would replay {len(todo)}")
+    finally:
+        await services.aclose()
 
 
 def _moment(value: str | None) -> Any:

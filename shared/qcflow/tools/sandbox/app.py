@@ -152,6 +152,12 @@ class SandboxApp:
                 raise ApiFailure(
                     400, "InvalidVersion", f"Specified parameter Version {caller.version} is not valid for {action}."
                 )
+            if action in self.options.denied_actions:  # a RAM policy without the action
+                raise ApiFailure(
+                    403,
+                    "Forbidden.RAM",
+                    "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+                )
             quotas = self.options.quotas
             if not self.quotas.admit(
                 caller.access_key_id, action, quotas.limit_for(action), quotas.window_seconds, now

@@ -117,3 +117,6 @@ class SandboxOptions:
     callback_stale_seconds: float = 3600.0
     #: How long the recording URLs CCC hands out stay valid (the real CCC: 24 h, UNCONFIRMED).
     recording_url_seconds: int = 24 * 3600
+    #: Actions the caller's RAM policy does not allow: answered 403 ``Forbidden.RAM`` after the
+    #: signature is verified (a wrong secret fails earlier, with ``SignatureDoesNotMatch``).
+    denied_actions: frozenset[str] = frozenset()
