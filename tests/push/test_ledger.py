@@ -175,3 +175,62 @@ def test_a_claimant_killed_right_after_its_claim_stays_findable_by_replay(store:
         Ledger(_DiesAfterClaiming(store)).claim("oss://b/killed.mkv", token="fc-1", now=now, expires_at=now + 60)
     found = [(entry.claims[generation].location, generation) for entry, generation in Ledger(store).abandoned(now + 120)]
     assert found == [("oss://b/killed.mkv", 0)]
+
+
+# --------------------------------------------------------------------------- release (issue 22 #1)
+
+
+def test_a_released_claim_lets_a_rerun_claim_at_once_and_without_a_lookup(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    now = time.time()
+    first = claim(ledger, "cli-run-1", now=now)
+    assert first.created and claim(ledger, "cli-run-1", now=now).created is False, "created only by the call that made it"
+    assert claim(ledger, "cli-run-2", now=now).action == "busy"
+    assert ledger.release(LOC, 0, token="cli-run-1", now=now)
+    assert ledger.release(LOC, 0, token="cli-run-1", now=now), "a retried release is its own"
+    rerun = claim(ledger, "cli-run-2", now=now)
+    assert (rerun.action, rerun.generation, rerun.uncertain, rerun.created) == ("proceed", 1, False, True)
+    assert list(store.list(layout.PUSH_OPEN)) and [k.key for k in store.list(layout.PUSH_OPEN)] == [
+        f"{layout.PUSH_OPEN}{recording_id(LOC)}.g000001"
+    ], "the released generation's open marker is gone, the new one's is there"
+
+
+def test_only_the_holder_of_a_live_unsettled_latest_claim_may_release_it(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    now = time.time()
+    claim(ledger, "cli-run-1", now=now, ttl=60)
+    assert not ledger.release(LOC, 0, token="someone-else", now=now), "another token"
+    assert not ledger.release(LOC, 0, token="cli-run-1", now=now + 61), "expired: it may be taken over already"
+    assert not ledger.release(LOC, 1, token="cli-run-1", now=now), "no such generation"
+    ledger.record(outcome(0, "failed", code="X"))
+    assert not ledger.release(LOC, 0, token="cli-run-1", now=now), "settled"
+    assert ledger.read(recording_id(LOC)).released == set()
+
+
+def test_a_released_replay_claim_leaves_the_recording_failed_and_replayable(store: ObjectStore) -> None:
+    ledger = Ledger(store)
+    now = time.time()
+    claim(ledger, "fc-1", now=now)
+    ledger.record(outcome(0, "failed", code="NotExists.ContactId"))
+    replaying = claim(ledger, "replay-1", now=now, replay=True)
+    assert (replaying.action, replaying.generation) == ("proceed", 1)
+    assert ledger.release(LOC, 1, token="replay-1", now=now)
+    assert claim(ledger, "fc-2", now=now).action == "failed", "a plain push still sees the failure"
+    assert (recording_id(LOC), 0) in list(ledger.failures())
+    again = claim(ledger, "replay-2", now=now, replay=True)
+    assert (again.action, again.generation, again.uncertain) == ("proceed", 2, False)
+
+
+def test_releasing_a_takeover_keeps_the_dead_claim_uncertain_and_findable(store: ObjectStore) -> None:
+    """Generation 0 died (it may have sent); 1 took it over and was released unsent: the next
+    claimant must still look in SCA, and ``qcflow replay`` must still find generation 0."""
+    ledger = Ledger(store)
+    now = time.time()
+    claim(ledger, "dead", now=now - 120, ttl=60)
+    taken = claim(ledger, "cli-run-1", now=now)
+    assert (taken.generation, taken.uncertain) == (1, True)
+    assert [g for _, g in ledger.abandoned(now)] == [], "generation 1 is open: 0's marker waits, unreported"
+    assert ledger.release(LOC, 1, token="cli-run-1", now=now)
+    assert [g for _, g in ledger.abandoned(now)] == [0], "generation 0 is still findable by replay"
+    nxt = claim(ledger, "cli-run-2", now=now)
+    assert (nxt.generation, nxt.uncertain) == (2, True), "0 may have reached SCA: look first"
