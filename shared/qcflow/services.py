@@ -53,7 +53,15 @@ class Services:
 
     def recordings(self, url: str) -> ObjectStore:
         if url not in self._recordings:
-            self._recordings[url] = open_store(url, settings=self.settings, credentials=self.credentials)
+            store = open_store(url, settings=self.settings, credentials=self.credentials)
+            if hasattr(store, "origin"):  # what a NoSuchBucket blames: the setting, or the event
+                configured = self.settings.push.recordings_url
+                store.origin = (
+                    env_name("recordings_url")
+                    if configured == url
+                    else f"the OSS event (its bucket; {env_name('recordings_url')} is not set)"
+                )
+            self._recordings[url] = store
         return self._recordings[url]
 
     def pusher(self, bucket: str | None = None) -> Pusher:

@@ -206,6 +206,8 @@ def test_os_errors_become_qcflow_errors(local: LocalStore, monkeypatch: pytest.M
     assert isinstance(info.value.__cause__, OSError)
     if code == errno.ENAMETOOLONG:
         assert "too long for a local folder" in str(info.value)
+    else:
+        assert f"in the local store {local.url}:" in str(info.value), "names the store root (issue 22 #9)"
 
 
 def test_local_write_failure_is_a_qcflow_error_and_nothing_torn(local: LocalStore,

@@ -553,3 +553,31 @@ def test_versioning_check_that_fails_on_the_server_or_the_network_fails_closed(m
         with pytest.raises(RetryableError) as info:
             unreachable.create_if_absent("state/ledger/c", b"1", claim_token="tok-1")
         assert info.value.action == "GetBucketVersioning", info.value
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_a_missing_recordings_bucket_blames_where_its_name_came_from(moto_oss: MotoOss, configured: bool) -> None:
+    """Issue 22 #9: an event's bucket that does not exist blames the event, a configured one
+    QCFLOW_RECORDINGS_URL; neither blames QCFLOW_STORE (whose bucket is there)."""
+    import asyncio
+
+    from qcflow.errors import ConfigError
+    from qcflow.services import build_services
+
+    moto_oss.create_bucket(BUCKET)
+    extra = {"recordings_url": "oss://no-such-recordings"} if configured else {}
+    settings = oss_settings(moto_oss.endpoint, **extra)
+
+    async def listing() -> str:
+        services = await build_services(lambda: CREDS, settings)
+        try:
+            store = services.recordings(services.recordings_url_for(None if configured else "no-such-recordings"))
+            with pytest.raises(ConfigError) as info:
+                list(store.list("ccc/"))
+            return str(info.value)
+        finally:
+            await services.aclose()
+
+    message = asyncio.run(listing())
+    assert "does not exist" in message and "QCFLOW_STORE" not in message, message
+    assert ("QCFLOW_RECORDINGS_URL names" in message) if configured else ("the OSS event" in message), message

@@ -94,24 +94,26 @@ NAME_MAX = 255
 _TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT})
 
 
-def _os_error(exc: OSError, key: str | None, doing: str) -> QcflowError:
+def _os_error(exc: OSError, key: str | None, doing: str, where: str | None = None) -> QcflowError:
     """The one translation of filesystem errors: callers see ``qcflow.errors`` naming the
-    key (the message carries no path, the ``__cause__`` keeps the OSError)."""
+    key and the store (its URL, as configured: a full disk or a read-only folder is fixed
+    there); the message carries no other path, the ``__cause__`` keeps the OSError."""
     what = repr(key) if key is not None else "objects"
     reason = exc.strerror or type(exc).__name__
+    store = f"the local store {where}" if where else "the local store"
     if exc.errno == errno.ENAMETOOLONG:
         return RequestError(f"cannot {doing} {what}: a segment is too long for a local folder ({reason})")
     if exc.errno in _TRANSIENT_ERRNOS:
-        return ServiceUnavailableError(f"cannot {doing} {what} in the local store: {reason}")
-    return RequestError(f"cannot {doing} {what} in the local store: {reason}")
+        return ServiceUnavailableError(f"cannot {doing} {what} in {store}: {reason}")
+    return RequestError(f"cannot {doing} {what} in {store}: {reason}")
 
 
 @contextmanager
-def _mapped(key: str | None, doing: str) -> Iterator[None]:
+def _mapped(key: str | None, doing: str, where: str | None = None) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise _os_error(exc, key, doing) from exc
+        raise _os_error(exc, key, doing, where) from exc
 
 
 def _quoted_md5(digest: str) -> str:
@@ -267,7 +269,7 @@ class LocalStore:
     # ------------------------------------------------------------------- reads
     def get(self, key: str) -> StoredObject:
         path = self._path(key)
-        with _mapped(key, "read"):
+        with _mapped(key, "read", self.url):
             try:
                 with open(path, "rb") as fh:
                     st = os.fstat(fh.fileno())
@@ -292,7 +294,7 @@ class LocalStore:
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
-        with _mapped(key, "read"):
+        with _mapped(key, "read", self.url):
             st = self._stat_or_none(path)
             if st is None:
                 raise NotFoundError(f"no object {key!r} in {self.url}", action="HeadObject")
@@ -322,7 +324,7 @@ class LocalStore:
         return self._list(start_dir, base, prefix, start_after)
 
     def _list(self, start_dir: Path, base: str, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
-        with _mapped(None, "list"):
+        with _mapped(None, "list", self.url):
             try:
                 st = start_dir.stat()
             except (FileNotFoundError, NotADirectoryError):
@@ -492,7 +494,7 @@ class LocalStore:
         content_type: str = DEFAULT_CONTENT_TYPE,
         metadata: Mapping[str, str] | None = None,
     ) -> str:
-        with _mapped(key, "write"):
+        with _mapped(key, "write", self.url):
             path, tmp, etag, st = self._stage(key, data, content_type, metadata)
             self._publish(key, tmp, st, path)
         return etag
@@ -507,7 +509,7 @@ class LocalStore:
         claim_token: str | None = None,
     ) -> bool:
         validate_claim_token(claim_token)
-        with _mapped(key, "create"):
+        with _mapped(key, "create", self.url):
             path, tmp, _etag, st = self._stage(key, data, content_type, metadata, claim_token)
             try:
                 self._parent_dirs(path)
@@ -564,7 +566,7 @@ class LocalStore:
         sidecar is gone (see ``_publish``). A symlinked key loses the link only: its target
         keeps its bytes and its sidecar."""
         path = self._path(key)
-        with _mapped(key, "delete"):
+        with _mapped(key, "delete", self.url):
             try:
                 os.lstat(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -633,7 +635,7 @@ class LocalWriter(CommitOnExit):
         view = check_data(data)
         self._check_open()
         try:
-            with _mapped(self._key, "write"):
+            with _mapped(self._key, "write", self._store.url):
                 if self._tmp is None:
                     self._tmp = _TempFile(self._store._tmp)
                 self._tmp.write(view)
@@ -650,7 +652,7 @@ class LocalWriter(CommitOnExit):
         self._check_open()
         store = self._store
         try:
-            with _mapped(self._key, "write"):
+            with _mapped(self._key, "write", self._store.url):
                 if self._tmp is None:
                     self._tmp = _TempFile(store._tmp)  # an empty object is still an object
                 etag, st = self._tmp.finish()

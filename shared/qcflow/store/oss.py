@@ -129,9 +129,10 @@ def _is_network_fault(exc: BaseException | None) -> bool:
     return isinstance(exc, _NETWORK_FAULTS)
 
 
-def map_oss_error(exc: BaseException, action: str, key: str | None = None) -> QcflowError:
+def map_oss_error(exc: BaseException, action: str, key: str | None = None, *, origin: str | None = None) -> QcflowError:
     """Translate an SDK (or ``requests``) exception into the qcflow hierarchy, keeping OSS's
-    code and RequestId. Messages do not repeat ``action``: ``str(err)`` prefixes it."""
+    code and RequestId. Messages do not repeat ``action``: ``str(err)`` prefixes it. ``origin``
+    is where the bucket's name came from (``OssStore.origin``), blamed for a ``NoSuchBucket``."""
     inner: BaseException = exc
     while isinstance(inner, oss_exc.OperationError) and inner.unwrap() is not None:
         inner = inner.unwrap()
@@ -146,7 +147,7 @@ def map_oss_error(exc: BaseException, action: str, key: str | None = None) -> Qc
         message = (inner.message if code else None) or f"OSS answered HTTP {status}"
         kwargs: dict[str, Any] = dict(code=code, request_id=inner.request_id or None, http_status=status, action=action)
         if code == "NoSuchBucket":
-            return ConfigError(f"QCFLOW_STORE names a bucket that does not exist: {message}", **kwargs)
+            return ConfigError(f"{origin or 'QCFLOW_STORE'} names a bucket that does not exist: {message}", **kwargs)
         if status == 404:
             return NotFoundError(f"no object{' ' + repr(key) if key else ''}: {message}", **kwargs)
         if status in (401, 403):
@@ -183,8 +184,8 @@ def _uncertain(err: QcflowError) -> QcflowError:
     return err
 
 
-def _raise(exc: BaseException, action: str, key: str | None = None) -> NoReturn:
-    raise map_oss_error(exc, action, key) from exc
+def _raise(exc: BaseException, action: str, key: str | None = None, *, origin: str | None = None) -> NoReturn:
+    raise map_oss_error(exc, action, key, origin=origin) from exc
 
 
 # ----------------------------------------------------------------- the client
@@ -252,6 +253,9 @@ class OssStore:
         self.bucket = bucket
         self.prefix = validate_prefix(prefix).rstrip("/")
         self.url = url or f"oss://{bucket}/{self.prefix}"
+        #: Where the bucket's name came from, blamed when it does not exist: the setting, or an
+        #: event's bucket (``Services.recordings`` says which).
+        self.origin = "QCFLOW_STORE"
         if not 1 <= list_page_size <= LIST_PAGE_SIZE:
             raise ValueError("list_page_size must be 1..1000")
         self.list_page_size = list_page_size
@@ -299,7 +303,7 @@ class OssStore:
             finally:
                 result.body.close()
         except Exception as exc:
-            _raise(exc, "GetObject", key)
+            _raise(exc, "GetObject", key, origin=self.origin)
         if result.content_length is not None and len(body) != int(result.content_length):
             raise TransportError(
                 f"answer for {key!r} was cut short: {len(body)} of {result.content_length} bytes",
@@ -315,7 +319,7 @@ class OssStore:
         try:
             result = self._client.head_object(oss.HeadObjectRequest(bucket=self.bucket, key=full))
         except Exception as exc:
-            err = map_oss_error(exc, "HeadObject", key)
+            err = map_oss_error(exc, "HeadObject", key, origin=self.origin)
             if isinstance(err, NotFoundError) and err.code is None:
                 err = self._missing_bucket_or(err, full)
             raise err from exc
@@ -331,7 +335,7 @@ class OssStore:
             )
             result.body.close()
         except Exception as exc:  # noqa: BLE001 - only NoSuchBucket matters here
-            probe = map_oss_error(exc, "HeadObject")
+            probe = map_oss_error(exc, "HeadObject", origin=self.origin)
             if isinstance(probe, ConfigError):
                 return probe
         return err
@@ -367,7 +371,7 @@ class OssStore:
             except StopIteration:
                 return
             except Exception as exc:
-                _raise(exc, "ListObjectsV2")
+                _raise(exc, "ListObjectsV2", origin=self.origin)
             contents = page.contents or []
             counted = len(contents) + len(page.common_prefixes or [])
             if page.name is None or (page.key_count is not None and page.key_count != counted):
@@ -405,7 +409,7 @@ class OssStore:
         try:
             result = self._client.put_object(request)
         except Exception as exc:
-            _raise(exc, "PutObject", key)
+            _raise(exc, "PutObject", key, origin=self.origin)
         return result.etag or ""
 
     def create_if_absent(
@@ -435,7 +439,7 @@ class OssStore:
             self._client.put_object(request)
             return True
         except Exception as exc:
-            err = map_oss_error(exc, "PutObject", key)
+            err = map_oss_error(exc, "PutObject", key, origin=self.origin)
             if err.http_status != 409 or err.code != "FileAlreadyExists":
                 raise _uncertain(err) from exc  # a lost answer may have created the object
         # 409: someone's object is there — possibly ours, if the SDK retried a PUT whose
@@ -448,7 +452,7 @@ class OssStore:
         try:
             existing = self._client.head_object(oss.HeadObjectRequest(bucket=self.bucket, key=full))
         except Exception as exc:
-            err = map_oss_error(exc, "HeadObject", key)
+            err = map_oss_error(exc, "HeadObject", key, origin=self.origin)
             if isinstance(err, NotFoundError):
                 return None  # it existed at our request and was deleted since: not ours
             raise _uncertain(err) from exc
@@ -469,7 +473,7 @@ class OssStore:
         try:
             result = self._client.get_bucket_versioning(oss.GetBucketVersioningRequest(bucket=self.bucket))
         except Exception as exc:
-            err = map_oss_error(exc, "GetBucketVersioning")
+            err = map_oss_error(exc, "GetBucketVersioning", origin=self.origin)
             if not isinstance(err, AuthError):
                 raise err from exc
             reason = err.code or f"HTTP {err.http_status}"
@@ -508,7 +512,7 @@ class OssStore:
         try:
             self._client.delete_object(oss.DeleteObjectRequest(bucket=self.bucket, key=full))
         except Exception as exc:
-            err = map_oss_error(exc, "DeleteObject", key)
+            err = map_oss_error(exc, "DeleteObject", key, origin=self.origin)
             if isinstance(err, NotFoundError):
                 return
             raise err from exc
@@ -539,7 +543,7 @@ class OssStore:
         try:
             result = self._client.presign(oss.GetObjectRequest(bucket=self.bucket, key=full), expires=expires)
         except Exception as exc:
-            _raise(exc, "Presign", key)
+            _raise(exc, "Presign", key, origin=self.origin)
         return result.url
 
 
@@ -568,7 +572,7 @@ class OssWriter(CommitOnExit):
         try:
             return fn()
         except Exception as exc:
-            err = map_oss_error(exc, action, self._key)
+            err = map_oss_error(exc, action, self._key, origin=self._store.origin)
             self._fail(err)
             raise err from exc
 
@@ -644,7 +648,7 @@ class OssWriter(CommitOnExit):
         try:
             return self._client.complete_multipart_upload(request).etag or ""
         except Exception as exc:
-            err = map_oss_error(exc, "CompleteMultipartUpload", self._key)
+            err = map_oss_error(exc, "CompleteMultipartUpload", self._key, origin=self._store.origin)
             if isinstance(err, NotFoundError):
                 try:
                     info = self._client.head_object(oss.HeadObjectRequest(bucket=self._store.bucket, key=self._full))
@@ -653,7 +657,7 @@ class OssWriter(CommitOnExit):
                         self._upload_id = None  # completed: nothing to abort
                         return info.etag or ""
                 except Exception as head_exc:  # noqa: BLE001 - report the Complete failure unless HEAD is unsure
-                    head_err = map_oss_error(head_exc, "HeadObject", self._key)
+                    head_err = map_oss_error(head_exc, "HeadObject", self._key, origin=self._store.origin)
                     if not isinstance(head_err, NotFoundError):
                         err = _uncertain(head_err)
             self._fail(_uncertain(err))
