@@ -50,7 +50,7 @@ def test_sandbox_serve_stops_by_itself() -> None:
 
 def test_help_lists_the_options() -> None:
     done = subprocess.run([QCFLOW, "sandbox", "serve", "--help"], capture_output=True, text=True, timeout=30)
-    for option in ("--access-key-secret", "--error-rate", "--throttle-rate", "--drop-rate", "--preload", "--task-seconds", "--get-result-quota"):
+    for option in ("--access-key-secret", "--error-rate", "--throttle-rate", "--drop-rate", "--preload", "--task-seconds", "--get-result-quota", "--deny-action"):
         assert option in done.stdout
 
 

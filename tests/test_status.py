@@ -27,10 +27,13 @@ def test_status_counts_a_demo_run_and_the_ledgers_states(tmp_path: Path) -> None
     ledger.record(Outcome(generation=0, state="failed", recorded_at=now, location="oss://b/failed.mkv", code="NotExists.ContactId"))
     ledger.claim("oss://b/live.mkv", token="b", now=now, expires_at=now + 600)
     ledger.claim("oss://b/dead.mkv", token="c", now=now - 900, expires_at=now - 300)
+    # and one whose only claim an interrupted `qcflow push` released unsent: not stalled, never pushed
+    ledger.claim("oss://b/released.mkv", token="cli-d", now=now, expires_at=now + 600)
+    assert ledger.release("oss://b/released.mkv", 0, token="cli-d", now=now)
     report = status(store, zone=load_settings({}).zone)
     push, harvest = report["push"], report["harvest"]
     assert push["submitted"] == summary.pushed == 6
-    assert (push["failed"], push["in_flight"], push["stalled"]) == (1, 1, 1)
+    assert (push["failed"], push["in_flight"], push["stalled"], push["released"]) == (1, 1, 1, 1)
     assert push["failed_top_reasons"] == {"NotExists.ContactId": 1}
     assert harvest["harvested_last_7_days"] == 6 and harvest["unfinished"] == 0 and harvest["stuck"] == 0
     assert harvest["checkpoint"] is not None and harvest["last_run"]["run_id"]

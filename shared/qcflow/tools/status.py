@@ -38,7 +38,9 @@ def push_status(store: ObjectStore, *, now: float, progress: Callable[[int], Non
         elif outcome is not None and outcome.state == "failed":
             counts["failed"] += 1
             reasons[outcome.code or "?"] += 1
-        elif latest is not None and latest.expires_at > now:
+        elif latest is None:
+            counts["released"] += 1  # every claim released unsent by an operator's run: never pushed
+        elif latest.expires_at > now:
             counts["in_flight"] += 1
         else:
             counts["stalled"] += 1
@@ -49,6 +51,7 @@ def push_status(store: ObjectStore, *, now: float, progress: Callable[[int], Non
         "failed_top_reasons": dict(reasons.most_common(5)),
         "in_flight": counts["in_flight"],
         "stalled": counts["stalled"],
+        "released": counts["released"],
         "task_id_unknown": counts["task_id_unknown"],
     }
 
