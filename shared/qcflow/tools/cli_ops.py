@@ -99,7 +99,7 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
 
     if not (keys or prefix is not None or contact_ids):
         raise click.UsageError("give --key, --prefix or --contact-id")
-    run = OperatorRun("push", say=click.echo, error=_say_error)
+    run = OperatorRun("push", say=click.echo, error=_say_error, table=_show_counts)
 
     async def work() -> dict[str, int]:
         from qcflow.push import PushResult, Recording
@@ -157,6 +157,10 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
     sys.exit(run.execute(work))
 
 
+def _show_counts(title: str, counts: dict[str, int]) -> None:
+    console.print(summary_table(title, counts))
+
+
 def _say_error(text: str) -> None:
     """One line on stderr, as written: not wrapped, brackets not taken for markup."""
     console.print(Text(text), soft_wrap=True)
@@ -169,7 +173,7 @@ def replay_command(dry_run: bool, concurrency: int) -> None:
     """Re-push recordings recorded as failed, after their cause was fixed (exit codes as ``push``)."""
     from qcflow.tools.push_cli import OperatorRun
 
-    run = OperatorRun("replay", say=click.echo, error=_say_error)
+    run = OperatorRun("replay", say=click.echo, error=_say_error, table=_show_counts)
     if dry_run:
         run_async(_replay_dry_run)
         return

@@ -72,8 +72,18 @@ def _when(epoch: float) -> str:
 class OperatorRun:
     """One ``qcflow push`` or ``qcflow replay``: its token, the claims it holds, what happened."""
 
-    def __init__(self, command: str, *, say: Callable[[str], None], error: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        command: str,
+        *,
+        say: Callable[[str], None],
+        error: Callable[[str], None],
+        table: Callable[[str, dict[str, int]], None] | None = None,
+    ) -> None:
+        """``say``: the summary's lines; ``error``: one line on stderr; ``table``: shows the counts
+        per outcome (else a line says them)."""
         self.command = command
+        self.table = table
         self.token = f"{'cli' if command == 'push' else command}-{uuid.uuid4().hex}"
         self.held = HeldClaims()
         self.results: list[PushResult] = []
@@ -141,8 +151,13 @@ class OperatorRun:
         """Say what happened, what is still held and until when, what to run next; the exit code."""
         counts = dict(sorted(self.counts.items()))
         interrupted = f", interrupted by {self.signal.name}" if self.signal else ""
-        done = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing done"
-        self.say(f"{self.command}: {done}{interrupted}")
+        if self.table is not None:
+            self.table(self.command, counts)
+            if interrupted:
+                self.say(f"{self.command}: stopped{interrupted}")
+        else:
+            done = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing done"
+            self.say(f"{self.command}: {done}{interrupted}")
         rerun = rerun_command()
         released = self.held.count_released()
         if released:
