@@ -22,8 +22,8 @@ from qcflow.ledger import Ledger
 from qcflow.push.replay import backfill
 from qcflow.services import build_services
 from qcflow.store import LocalStore
-from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, FaultOptions, SandboxOptions
 from qcflow.tools.push_cli import OperatorRun
+from qcflow.tools.sandbox.options import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, FaultOptions, SandboxOptions
 from qcflow.tools.sandbox.server import SandboxServer
 
 QCFLOW = os.path.join(os.path.dirname(sys.executable), "qcflow")
@@ -84,7 +84,9 @@ def _tasks_per_contact(server: SandboxServer) -> Counter[str]:
         return Counter(t.call["callId"] for t in sca._tasks)
 
 
-def test_a_wrong_secret_stops_at_the_first_call_exits_3_and_burns_nothing(tmp_path: Path, sandbox: SandboxServer) -> None:
+def test_a_wrong_secret_stops_at_the_first_call_exits_3_and_burns_nothing(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
     _recordings(tmp_path)
     env = _env(tmp_path, sandbox, ALIBABA_CLOUD_ACCESS_KEY_SECRET="wrong")
     done = _qcflow(env, "push", "--prefix", "ccc/", "--concurrency", "1")
@@ -115,7 +117,9 @@ def test_a_ram_policy_without_upload_exits_3_naming_the_policy(tmp_path: Path, s
     assert again.returncode == 0 and _count(again, "submitted") == 3, again.stdout + again.stderr
 
 
-def test_a_run_failing_retryably_releases_its_unsent_claims_and_names_the_host(tmp_path: Path, sandbox: SandboxServer) -> None:
+def test_a_run_failing_retryably_releases_its_unsent_claims_and_names_the_host(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
     """A wrong QCFLOW_SCA_ENDPOINT: UploadAudioData never connects. The rerun must not be `busy`."""
     _recordings(tmp_path, 3)
     wrong = _env(tmp_path, sandbox, QCFLOW_SCA_ENDPOINT="http://127.0.0.1:9")
@@ -128,9 +132,15 @@ def test_a_run_failing_retryably_releases_its_unsent_claims_and_names_the_host(t
     assert again.returncode == 0 and _count(again, "submitted") == 3, again.stdout + again.stderr
 
 
-def test_a_lost_upload_answer_keeps_its_claim_and_the_summary_says_until_when(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_upload_answer_keeps_its_claim_and_the_summary_says_until_when(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An UploadAudioData whose answer was lost may be in SCA: its claim stays, the summary says until when."""
-    options = replace(SandboxOptions(), task_seconds=0.2, faults=FaultOptions(lost_answer_rate=1.0, actions=frozenset({"UploadAudioData"})))
+    options = replace(
+        SandboxOptions(),
+        task_seconds=0.2,
+        faults=FaultOptions(lost_answer_rate=1.0, actions=frozenset({"UploadAudioData"})),
+    )
     with SandboxServer(options) as server:
         _recordings(tmp_path, 1)
         for name, value in _env(tmp_path, server, QCFLOW_MAX_ATTEMPTS="1").items():
@@ -143,8 +153,15 @@ def test_a_lost_upload_answer_keeps_its_claim_and_the_summary_says_until_when(tm
             services = await build_services(lambda: creds)
             try:
                 pusher = services.pusher()
-                await backfill(pusher, pusher.recordings_under("ccc/"), token=run.token, rounds=1, on_result=run.note,
-                               release_unsent=True, held=run.held)
+                await backfill(
+                    pusher,
+                    pusher.recordings_under("ccc/"),
+                    token=run.token,
+                    rounds=1,
+                    on_result=run.note,
+                    release_unsent=True,
+                    held=run.held,
+                )
             finally:
                 await services.aclose()
 
@@ -159,12 +176,21 @@ def test_a_lost_upload_answer_keeps_its_claim_and_the_summary_says_until_when(tm
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_push_releases_what_it_never_sent(tmp_path: Path, signum: signal.Signals, code: int) -> None:
-    options = replace(SandboxOptions(), task_seconds=0.2, faults=FaultOptions(latency_seconds=0.4, actions=frozenset({"GetUploadAudioDataParams"})))
+    options = replace(
+        SandboxOptions(),
+        task_seconds=0.2,
+        faults=FaultOptions(latency_seconds=0.4, actions=frozenset({"GetUploadAudioDataParams"})),
+    )
     with SandboxServer(options) as server:
         keys = _recordings(tmp_path, 12)
         env = _env(tmp_path, server)
-        proc = subprocess.Popen([QCFLOW, "push", "--prefix", "ccc/", "--concurrency", "4"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [QCFLOW, "push", "--prefix", "ccc/", "--concurrency", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         records = tmp_path / "store" / "state" / "push" / "records"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(list(records.glob("*/*.claim.json"))) < 4:
@@ -185,7 +211,9 @@ def test_an_interrupted_push_releases_what_it_never_sent(tmp_path: Path, signum:
 
 
 def test_replay_dry_run_shows_contact_id_and_reason(tmp_path: Path, sandbox: SandboxServer) -> None:
-    LocalStore(tmp_path / "recordings").put("ccc/2026/12/04/job-x700.mkv", b"\x1aE\xdf\xa3", content_type="video/x-matroska")
+    LocalStore(tmp_path / "recordings").put(
+        "ccc/2026/12/04/job-x700.mkv", b"\x1aE\xdf\xa3", content_type="video/x-matroska"
+    )
     env = _env(tmp_path, sandbox, QCFLOW_CONTACT_ID_PATTERN=r"job-\w+")  # CCC knows no job-x700: a recorded failure
     pushed = _qcflow(env, "push", "--prefix", "ccc/")
     assert pushed.returncode == 1 and _count(pushed, "failed") == 1 and "qcflow replay" in pushed.stdout, pushed.stdout
