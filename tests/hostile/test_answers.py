@@ -202,6 +202,7 @@ def test_a_permission_error_echoing_the_signature_raises_masked_and_burns_nothin
     assert isinstance(outcome.error, DeploymentError) and "RAM policy" in outcome.error.remedy
     entry = _outcome_of(hostile)
     assert entry.claims and not entry.outcomes, "claimed (FC's retry comes back to it), not failed"
+    assert not entry.released, "the function keeps its claim"
 
 
 def test_a_200_whose_success_flag_is_junk_is_not_a_certain_refusal(hostile: Hostile) -> None:

@@ -212,6 +212,7 @@ def test_a_retryable_fault_that_outlasts_the_invocation_raises_then_the_retry_su
             world.deliver(instance, KEY, request_id="req-1", timeout=8)
         entry = world.entry(KEY)
         assert list(entry.claims) == [0] and not entry.outcomes  # claimed, not settled: FC will retry
+        assert not entry.released, "the function keeps its claims (replay finds them if FC gives up)"
         world.server.app.options = replace(world.server.app.options, faults=FaultOptions())
         assert world.deliver(instance, KEY, request_id="req-1") == {"records": 1, "submitted": 1}
         assert len(world.tasks_for(CONTACT)) == 1

@@ -42,6 +42,9 @@ def _oss_error(status: int, code: str, request_id: str = "RID-1") -> oss.excepti
     (403, "AccessDenied", AuthError),
     (403, "SignatureDoesNotMatch", AuthError),
     (401, "Unauthorized", AuthError),
+    (403, "InvalidAccessKeyId", AuthError),
+    (403, "RequestTimeTooSkewed", AuthError),
+    (403, "InvalidObjectState", RequestError),  # an archived object: about the object, not the deployment
     (500, "InternalError", ServiceUnavailableError),
     (502, "BadErrorResponse", ServiceUnavailableError),
     (503, "ServiceUnavailable", ServiceUnavailableError),

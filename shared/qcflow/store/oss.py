@@ -129,6 +129,19 @@ def _is_network_fault(exc: BaseException | None) -> bool:
     return isinstance(exc, _NETWORK_FAULTS)
 
 
+#: OSS's codes that are about the caller (credentials, signature, clock, policy), not the request.
+_OSS_DEPLOYMENT_CODES = (
+    "AccessDenied",
+    "AccessForbidden",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "SecurityTokenExpired",
+    "InvalidSecurityToken",
+    "RequestTimeTooSkewed",
+    "UserDisable",
+)
+
+
 def map_oss_error(exc: BaseException, action: str, key: str | None = None, *, origin: str | None = None) -> QcflowError:
     """Translate an SDK (or ``requests``) exception into the qcflow hierarchy, keeping OSS's
     code and RequestId. Messages do not repeat ``action``: ``str(err)`` prefixes it. ``origin``
@@ -150,7 +163,9 @@ def map_oss_error(exc: BaseException, action: str, key: str | None = None, *, or
             return ConfigError(f"{origin or 'QCFLOW_STORE'} names a bucket that does not exist: {message}", **kwargs)
         if status == 404:
             return NotFoundError(f"no object{' ' + repr(key) if key else ''}: {message}", **kwargs)
-        if status in (401, 403):
+        if status == 401 or (status == 403 and (not code or code.startswith(_OSS_DEPLOYMENT_CODES))):
+            # decided on OSS's Code where there is one: a 403 InvalidObjectState (an archived object)
+            # is about the object, not the deployment; a bodiless 403 (HEAD) is taken as AccessDenied
             return AuthError(message, **kwargs)
         cls = error_class_for_code(code, status)
         if cls is RequestError and (status >= 500 or status in (408, 429)):

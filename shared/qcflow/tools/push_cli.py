@@ -25,6 +25,7 @@ Exit codes (documented for scripts and cron):
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 import sys
@@ -126,8 +127,14 @@ class OperatorRun:
         def stop(signum: signal.Signals) -> None:
             if self.signal is None:
                 self.signal = signum
-                self.error(f"{signum.name}: stopping; releasing the claims of recordings not sent yet")
+                self.error(
+                    f"{signum.name}: stopping; releasing the claims of recordings not sent yet "
+                    "(again to quit at once: they then stay until they expire)"
+                )
                 task.cancel()
+            else:  # the operator insists: quit now, claims not yet released stay until they expire
+                self.error(f"{signum.name} again: quitting at once")
+                os._exit(_SIGNAL_EXIT[signum])
 
         installed = []
         for signum in (signal.SIGINT, signal.SIGTERM):
