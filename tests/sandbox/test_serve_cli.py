@@ -67,3 +67,16 @@ def test_help_lists_the_new_options() -> None:
     done = subprocess.run([QCFLOW, "sandbox", "serve", "--help"], capture_output=True, text=True, timeout=30)
     for option in ("--loose-deep-paging", "--callback-method", "--ali-uid", "--callback-timeout", "--callback-attempts", "--callback-forge-rate", "--callback-stale-rate", "--callback-allow-remote"):
         assert option in done.stdout, option
+
+
+async def test_deny_action_from_the_command_line() -> None:
+    """``--deny-action``: a RAM policy without the action → 403 Forbidden.RAM, a deployment error."""
+    from qcflow.errors import DeploymentError
+
+    with serve("--deny-action", "UploadAudioData") as url:
+        sca = client(url)
+        batch = UploadAudioDataJson(call_list=[{"voice_file_url": "http://127.0.0.1/cli.mkv", "call_uuid": "deny-1"}])
+        with pytest.raises(DeploymentError) as info:
+            await sca.upload_audio_data(batch)
+        assert info.value.code == "Forbidden.RAM" and info.value.http_status == 403
+        await sca.aclose()
