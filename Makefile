@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Options for `make demo`, e.g. DEMO_ARGS="--recordings 50 --json" (the demo ignores an exported QCFLOW_STORE).
+DEMO_ARGS ?=
 
 .PHONY: test check demo install bench importtime layer chromium clean
 
@@ -49,7 +51,7 @@ test: $(STAMP) $(CHECKOV_STAMP) chromium check
 	exit $$rc
 
 demo: $(STAMP)
-	$(VENV)/bin/qcflow demo
+	$(VENV)/bin/qcflow demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -7,9 +7,11 @@ or a field (a pre-signed ``voiceFileUrl`` carries ``Signature=`` and ``OSSAccess
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -53,9 +55,78 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+#: Events logged once per recording, result, part or API attempt. In a function they are the
+#: audit trail; in an operator's terminal a backfill of thousands would bury everything else, so
+#: the CLI logs them at DEBUG (``to_stderr``): the bar and the summary count them instead.
+PER_ITEM_EVENTS = frozenset(
+    {
+        "push_outcome",
+        "push_ignored",
+        "push_lookup_found",
+        "push_key_decoded",
+        "acs_retry",
+        "harvest_part",
+        "harvest_done",
+        "callback_harvested",
+        "callback_deferred",
+    }
+)
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged: a progress display may
+    redirect it for a while, so that log lines print above the bar, not through it."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
+class _Demote(logging.Filter):
+    """Per-item events at DEBUG: dropped unless the level is DEBUG, relabelled when shown."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "event", None) not in PER_ITEM_EVENTS or record.levelno <= logging.DEBUG:
+            return True
+        if self.level > logging.DEBUG:
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+#: Set by ``to_stderr`` for a command's lifetime: every ``configure_logging`` (also the one of a
+#: handler the demo runs) then writes to stderr with per-item events demoted.
+_cli_mode = False
+
+
+@contextlib.contextmanager
+def to_stderr(level: str | int = "INFO") -> Iterator[logging.Logger]:
+    """For a CLI command's lifetime: qcflow's logs on stderr (stdout carries the command's table,
+    summary or JSON, once), per-item events at DEBUG. Restores the previous handlers after."""
+    global _cli_mode
+    logger = logging.getLogger("qcflow")
+    saved = (logger.handlers[:], logger.level, logger.propagate, _cli_mode)
+    _cli_mode = True
+    try:
+        yield configure_logging(level)
+    finally:
+        logger.handlers, logger.level, logger.propagate, _cli_mode = saved[0], saved[1], saved[2], saved[3]
+
+
 def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) -> logging.Logger:
-    """Send the ``qcflow`` loggers to ``stream`` (stdout) as JSON lines, secrets masked."""
-    handler = logging.StreamHandler(stream or sys.stdout)
+    """Send the ``qcflow`` loggers to ``stream`` (stdout) as JSON lines, secrets masked (inside
+    ``to_stderr``: to stderr, per-item events at DEBUG, whatever ``stream`` says)."""
+    handler: logging.StreamHandler = _CurrentStderr() if _cli_mode else logging.StreamHandler(stream or sys.stdout)
+    if _cli_mode:
+        handler.addFilter(_Demote(logging.getLevelName(level) if isinstance(level, str) else level))
     handler.setFormatter(
         JsonFormatter(
             "{asctime}{levelname}{name}{message}",

@@ -121,6 +121,33 @@ class HarvestReport:
     checkpoint: datetime | None = None
     manifest: str | None = None
     elapsed: float = 0.0
+    #: The upload-time range this pass read, ``[since, until)`` (None: no windows, e.g. the callback path).
+    since: datetime | None = None
+    until: datetime | None = None
+    #: The settle delay, when it cut the range's end (``until = start - settle``): results uploaded
+    #: after ``until`` were left for a later pass on purpose.
+    settle_seconds: float | None = None
+
+    @property
+    def held_back_by_settle(self) -> bool:
+        """Nothing written, and the settle delay cut the range: what is newer waits for a later pass."""
+        return self.written == 0 and not self.files and bool(self.settle_seconds)
+
+    def range_text(self) -> str:
+        """``[since, until)`` in UTC, for logs (the CLI shows SCA's zone too)."""
+        if self.since is None or self.until is None:
+            return "-"
+        return f"[{self.since.isoformat()}, {self.until.isoformat()})"
+
+    def settle_note(self) -> str:
+        """Why a pass that wrote nothing may be right to (empty when it is not the settle delay)."""
+        if not self.held_back_by_settle or self.until is None:
+            return ""
+        return (
+            f"nothing written: the range ends at {self.until.isoformat()}, {self.settle_seconds:g} s before the "
+            "start of the pass (the settle delay, QCFLOW_HARVEST_SETTLE_SECONDS); results uploaded since are "
+            "left for a later pass"
+        )
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
@@ -133,7 +160,8 @@ class HarvestReport:
             f"duplicates_skipped={self.duplicates_skipped} unfinished_remembered={self.unfinished_remembered} "
             f"unfinished_resolved={self.unfinished_resolved} stuck={self.stuck} recovered={self.recovered} "
             f"checkpoint={through} stopped_by_deadline={str(self.stopped_by_deadline).lower()} "
-            f"elapsed={self.elapsed:.1f}s"
+            f"elapsed={self.elapsed:.1f}s range={self.range_text()}"
+            + (f"; {note}" if (note := self.settle_note()) else "")
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -155,6 +183,9 @@ class HarvestReport:
             "lease_busy": self.lease_busy,
             "checkpoint": self.checkpoint.isoformat() if self.checkpoint else None,
             "elapsed": round(self.elapsed, 3),
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "held_back_by_settle": self.held_back_by_settle,
         }
 
 
@@ -257,6 +288,7 @@ class _Pass:
         origin = current.through if current else self.started_at - timedelta(seconds=settings.start_seconds)
         start = origin - timedelta(seconds=settings.lookback_seconds)
         end = self.started_at - timedelta(seconds=settings.settle_seconds)
+        self._range(start, end, settings.settle_seconds)
         await self.pipeline.read_windows(chunks(start, end), lease_holds=lease_holds, after_commit=self.advance)
         if not self.budget.stopped:
             await self.unfinished.poll(self.pipeline)
@@ -266,9 +298,16 @@ class _Pass:
         self, since: datetime, until: datetime | None, lease_holds: Callable[[], bool]
     ) -> dict[str, Any]:
         """``[since, until)`` (``until`` defaults to ``now - settle``); no checkpoint moved."""
-        end = until if until is not None else self.started_at - timedelta(seconds=self.settings.harvest.settle_seconds)
+        settle = self.settings.harvest.settle_seconds
+        cut = self.started_at - timedelta(seconds=settle)
+        end = until if until is not None else cut
+        self._range(since, end, settle if until is None else None)
         await self.pipeline.read_windows(chunks(since, end), lease_holds=lease_holds)
         return {"since": since.isoformat(), "until": end.isoformat()}
+
+    def _range(self, since: datetime, until: datetime, settle_seconds: float | None) -> None:
+        self.report.since, self.report.until = since, until
+        self.report.settle_seconds = settle_seconds or None
 
     async def advance(self, window: Window) -> None:
         """A window is committed (its parts and its unfinished markers): the checkpoint moves

@@ -16,8 +16,22 @@ if click is not None:
 
     @click.group()
     @click.version_option(package_name="qcflow")
-    def main() -> None:
-        """qcflow: every CCC recording quality-inspected by SCA, every result in your OSS."""
+    @click.pass_context
+    def main(ctx: click.Context) -> None:
+        """qcflow: every CCC recording quality-inspected by SCA, every result in your OSS.
+
+        Logs (JSON lines, level QCFLOW_LOG_LEVEL; per-recording lines at DEBUG) go to stderr for
+        the command's lifetime; stdout carries its table, summary or --json output, once."""
+        from qcflow.logs import to_stderr
+
+        ctx.with_resource(to_stderr(_cli_log_level()))
+
+    def _cli_log_level() -> str:
+        """QCFLOW_LOG_LEVEL if it names a level (the settings check it properly), else INFO."""
+        import os
+
+        level = os.environ.get("QCFLOW_LOG_LEVEL", "INFO").strip().upper()
+        return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
 
     @main.group()
     def sandbox() -> None:

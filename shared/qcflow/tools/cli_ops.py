@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -39,21 +38,28 @@ def require_existing_store(store: Any) -> Any:
     return store
 
 
+#: UploadAudioData's published quota (config.py: 3000 calls per 60 s); the client-side limit
+#: (QCFLOW_UPLOAD_RATE_PER_SECOND) keeps a run under it.
+UPLOAD_QUOTA_CALLS, UPLOAD_QUOTA_WINDOW_SECONDS = 3000, 60.0
+
+
 @contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[tuple[Progress, Any]]:
-    """A progress bar on stderr: done/total, rate, elapsed and ETA (stdout stays for results)."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[extra]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(description, total=total, extra="")
-        yield progress, task
+def upload_bar(description: str, total: int | None, services: Any) -> Iterator[Any]:
+    """A bar on stderr for push/replay: recordings settled (of the total, when known), the rate of
+    real UploadAudioData calls over a sliding window and their share of the upload quota within its
+    window, an ETA from the windowed rate (stdout stays for results)."""
+    from qcflow.tools.progress import Quota, run_bar
+
+    limiter = services.sca.upload_limiter
+    calls = (lambda: int(limiter.acquired)) if hasattr(limiter, "acquired") else None
+    quota = Quota("the upload quota", UPLOAD_QUOTA_CALLS, UPLOAD_QUOTA_WINDOW_SECONDS)
+    with run_bar(description, total, console=console, calls=calls, quota=quota) as bar:
+        yield bar
+
+
+def outcome_text(counts: dict[str, int]) -> str:
+    """``submitted 12 · failed 1``: the outcomes so far, as the summary will count them."""
+    return " · ".join(f"{name} {count:,}" for name, count in sorted(counts.items()))
 
 
 def run_async(work: Callable[[], Any]) -> Any:
@@ -129,17 +135,12 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
             elif keys or contact_ids:
                 total = len(keys) + len(contact_ids)
             counts: dict[str, int] = {}
-            started = time.monotonic()
-            quota = services.settings.quotas.upload_rate_per_second * services.settings.push.batch_size
-            with progress_bar("push", total) as (bar, task):
+            with upload_bar("push", total, services) as bar:
 
                 def on_result(result: PushResult) -> None:
                     run.note(result)
                     counts[result.status] = counts.get(result.status, 0) + 1
-                    done = sum(counts.values())
-                    rate = done / max(1e-6, time.monotonic() - started)
-                    extra = f"failed {counts.get('failed', 0)}  {rate:.1f}/s ({rate / quota:.0%} of the upload quota)"
-                    bar.update(task, advance=1, extra=extra)
+                    bar.advance(text=outcome_text(counts))
 
                 await backfill(
                     pusher,
@@ -187,12 +188,12 @@ def replay_command(dry_run: bool, concurrency: int) -> None:
             require_existing_store(services.store)
             pusher = services.pusher()
             counts: dict[str, int] = {}
-            with progress_bar("replay", None) as (bar, task):
+            with upload_bar("replay", None, services) as bar:
 
                 def on_result(result: PushResult) -> None:
                     run.note(result)
                     counts[result.status] = counts.get(result.status, 0) + 1
-                    bar.update(task, advance=1, extra=f"failed {counts.get('failed', 0)}")
+                    bar.advance(text=outcome_text(counts))
 
                 far = time.monotonic() + 10 * 365 * 86400.0
                 await replay(
@@ -230,69 +231,106 @@ async def _replay_dry_run() -> None:
         await services.aclose()
 
 
-def _moment(value: str | None) -> Any:
-    from qcflow.triggers import parse_iso
-
-    try:
-        return parse_iso(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (2026-11-20T08:00:00+08:00)") from None
-
-
 @click.command("harvest")
-@click.option("--since", default=None, help="Backfill from this upload time (ISO 8601; without zone: UTC).")
-@click.option("--until", default=None, help="…up to this upload time (default: now minus the settle delay).")
+@click.option(
+    "--since",
+    default=None,
+    help="Backfill from this upload time: a date or ISO 8601; without an offset in QCFLOW_SCA_TIME_ZONE.",
+)
+@click.option(
+    "--until",
+    default=None,
+    help="…up to this upload time (a date includes that whole day; default: now minus the settle delay).",
+)
 @click.option(
     "--max-seconds", default=None, type=click.FloatRange(1), help="Time budget (default QCFLOW_HARVEST_MAX_SECONDS)."
 )
-def harvest_command(since: str | None, until: str | None, max_seconds: float | None) -> None:
-    """One harvest pass from the checkpoint (plus remembered unfinished tasks), or a backfill of a range."""
+@click.option("--json", "as_json", is_flag=True, help="The pass's report as JSON on stdout (the range included).")
+def harvest_command(since: str | None, until: str | None, max_seconds: float | None, as_json: bool) -> None:
+    """One harvest pass from the checkpoint (plus remembered unfinished tasks), or a backfill of a range.
+
+    A time without an offset, and a date alone (midnight), are in SCA's zone (QCFLOW_SCA_TIME_ZONE),
+    as for `qcflow report`; the summary says which range was read."""
     from datetime import datetime, timezone
 
+    from qcflow.config import load_settings
+    from qcflow.tools.timerange import TimeRange, describe
     from qcflow.triggers import check_backfill_range
 
-    start, end = _moment(since), _moment(until)
+    def bad_range(text: str) -> None:
+        console.print(Text.assemble(("error: ", "red"), text), soft_wrap=True)
+        sys.exit(2)
+
     try:
-        check_backfill_range(start, end, datetime.now(timezone.utc))
+        zone = load_settings().zone
+        wanted = TimeRange.parse(since, until, zone=zone)
+        check_backfill_range(wanted.since, wanted.until, datetime.now(timezone.utc))
+    except QcflowError as exc:
+        bad_range(str(exc))
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        bad_range(f"{exc} ({wanted.describe()})")
 
     async def work() -> Any:
         from qcflow.harvest import HarvestProgress, run_harvest
         from qcflow.ledger import Ledger
+        from qcflow.tools.progress import Quota, run_bar
 
         services = await _services()
         try:
             require_existing_store(services.store)
             budget = max_seconds or services.settings.harvest.max_seconds
-            with progress_bar("harvest", None) as (bar, task):
+            quotas = services.settings.quotas
+            seen = {"calls": 0}
+            quota = Quota("the GetResult quota", quotas.get_result_quota, quotas.get_result_window_seconds)
+            with run_bar("harvest", None, console=console, calls=lambda: seen["calls"], quota=quota) as bar:
 
                 def on_progress(p: HarvestProgress) -> None:
-                    extra = (
-                        f"records {p.records}  written {p.written}  {p.rate:.1f} calls/s "
-                        f"({p.rate / p.quota_rate:.0%} of the quota)"
-                        if p.quota_rate
-                        else f"records {p.records}"
+                    seen["calls"] = p.calls
+                    bar.update(
+                        completed=p.pages,
+                        total=p.estimated_total_pages,
+                        text=f"pages · records {p.records:,} · written {p.written:,}",
                     )
-                    bar.update(task, completed=p.pages, total=p.estimated_total_pages, extra=extra)
 
-                return await run_harvest(
+                report = await run_harvest(
                     services.settings,
                     services.sca,
                     services.store,
-                    since=start,
-                    until=end,
+                    since=wanted.since,
+                    until=wanted.until,
                     deadline=time.monotonic() + budget,
                     progress=on_progress,
                     ledger=Ledger(services.store),
                 )
+                seen["calls"] = report.calls
+                bar.finish(
+                    completed=report.pages,
+                    total=report.pages,
+                    text=f"pages · records {report.records_seen:,} · written {report.written:,}",
+                )
+                return report
         finally:
             await services.aclose()
 
     report = run_async(work)
-    click.echo(report.summary())
+    used = describe(report.since, report.until, zone)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({**report.to_json(), "range": used, "files": report.files}, indent=2, default=str))
+        return
+    if report.lease_busy:
+        click.echo(f"harvest {report.mode}: another run holds the lease; nothing done")
+        return
+    click.echo(
+        f"harvest {report.mode}: {report.written:,} written ({report.records_seen:,} seen, "
+        f"{report.duplicates_skipped:,} already written) in {len(report.files)} files, {report.calls:,} GetResult "
+        f"calls, {report.elapsed:.1f} s; range {used}"
+    )
+    if note := report.settle_note():
+        click.echo(note)
     if report.stopped_by_deadline:
-        console.print("stopped by its time budget, state saved: the next pass continues")
+        click.echo("stopped by its time budget, state saved: the next pass continues")
 
 
 @click.command("status")
@@ -314,27 +352,31 @@ def status_command(as_json: bool, days: int) -> None:
     async def work() -> dict[str, Any]:
         settings = load_settings()
         store = require_existing_store(open_store(settings.store.url, settings=settings))
-        with progress_bar("reading the ledger", None) as (bar, task):
+        from qcflow.tools.progress import run_bar
+
+        with run_bar("reading the ledger", None, console=console) as bar:
             return await asyncio.to_thread(
-                status, store, zone=settings.zone, days=days, progress=lambda n: bar.update(task, completed=n)
+                status, store, zone=settings.zone, days=days, progress=lambda n: bar.update(completed=n)
             )
 
     report = run_async(work)
     if as_json:
         click.echo(dumps(report))
         return
-    push, harvest = report["push"], report["harvest"]
+    push, harvest, inspections = report["push"], report["harvest"], report["inspections"]
     table = Table(title=f"qcflow status — {report['store']} at {report['at']}")
     table.add_column("")
     table.add_column("value", justify="right")
     rows = [
         ("recordings in the ledger", push["recordings"]),
         ("pushed (submitted)", push["submitted"]),
-        ("failed", push["failed"]),
+        ("push failed (no task)", push["failed"]),
         ("in flight", push["in_flight"]),
         ("stalled claims", push["stalled"]),
         ("submitted, taskId unknown", push["task_id_unknown"]),
         (f"harvested (last {days} days)", harvest[f"harvested_last_{days}_days"]),
+        (f"inspections finished (last {days} days)", inspections["finished"]),
+        (f"inspections failed (last {days} days)", inspections["failed"]),
         ("unfinished (remembered)", harvest["unfinished"]),
         ("stuck", harvest["stuck"]),
         ("checkpoint", harvest["checkpoint"] or "-"),
@@ -346,42 +388,72 @@ def status_command(as_json: bool, days: int) -> None:
     Console().print(table)
     if push["failed_top_reasons"]:
         click.echo(
-            "top failure reasons: " + ", ".join(f"{code} ×{n}" for code, n in push["failed_top_reasons"].items())
+            "top push failure reasons: " + ", ".join(f"{code} ×{n}" for code, n in push["failed_top_reasons"].items())
+        )
+    if inspections["failed_top_reasons"]:
+        click.echo(
+            "top inspection failure reasons: "
+            + ", ".join(f"{reason} ×{n}" for reason, n in inspections["failed_top_reasons"].items())
         )
 
 
 @click.command("demo")
 @click.option("--recordings", default=20, show_default=True, type=click.IntRange(1, 5000), help="Synthetic recordings.")
-@click.option("--store", "store_url", default=None, help="Store URL (default QCFLOW_STORE, else file:./qcflow-data).")
-def demo_command(recordings: int, store_url: str | None) -> None:
-    """The whole pipeline on embedded defaults: sandbox, push, callbacks, harvest, JSONL."""
+@click.option(
+    "--store",
+    "store_url",
+    default=None,
+    help="Store URL to write to (default file:./qcflow-data; an exported QCFLOW_STORE is ignored).",
+)
+@click.option("--json", "as_json", is_flag=True, help="This run's numbers as JSON on stdout.")
+def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
+    """The whole pipeline on embedded defaults: sandbox, push, callbacks, harvest, JSONL.
+
+    It writes synthetic recordings and results to --store only, else file:./qcflow-data: an
+    exported QCFLOW_STORE is ignored (it may be a real pipeline's bucket). The numbers are this
+    run's, also when the store holds earlier runs."""
     from qcflow.tools.demo import run_demo
 
     try:
-        summary = run_demo(recordings, store_url=store_url, say=lambda text: console.print(f"[dim]·[/dim] {text}"))
+        summary = run_demo(
+            recordings, store_url=store_url, say=lambda text: console.print(f"[dim]·[/dim] {text}", soft_wrap=True)
+        )
     except KeyboardInterrupt:
         console.print("interrupted: everything the demo started was stopped")
         sys.exit(130)
-    table = Table(title=f"qcflow demo: {recordings} recordings in {summary.seconds:.1f} s")
-    for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        *(
-            str(v)
-            for v in (
-                summary.pushed,
-                summary.push_failed,
-                summary.finished,
-                summary.failed,
-                summary.harvested,
-                summary.files,
-                summary.callbacks,
+    unexpected = not summary.exactly_once or summary.harvested != summary.pushed
+    if as_json:
+        import json
+
+        click.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        table = Table(title=f"qcflow demo: {recordings} recordings in {summary.seconds:.1f} s (this run)")
+        for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            *(
+                str(v)
+                for v in (
+                    summary.pushed,
+                    summary.push_failed,
+                    summary.finished,
+                    summary.failed,
+                    summary.harvested,
+                    summary.files,
+                    summary.callbacks,
+                )
             )
         )
-    )
-    Console().print(table)
-    click.echo(f"JSONL results: {summary.results_at}")
-    if not summary.exactly_once or summary.harvested != summary.pushed:
+        Console().print(table)
+        click.echo(f"store: {summary.store}")
+        click.echo(f"JSONL results: {summary.results_at}")
+    if summary.ignored_store:
+        console.print(
+            f"note: QCFLOW_STORE={summary.ignored_store} was ignored; the demo writes only where --store says",
+            soft_wrap=True,
+            markup=False,
+        )
+    if unexpected:
         console.print(
             f"[red]unexpected:[/red] {summary.harvested} lines for {summary.distinct_tasks} tasks, "
             f"{summary.pushed} pushed"

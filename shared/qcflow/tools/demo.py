@@ -6,6 +6,12 @@ function, writes N synthetic recordings into the store, feeds their OSS events t
 ``functions/callback/index.py``), runs ``functions/harvest/index.py`` once, and counts what
 landed. Everything it started is stopped on the way out, also on Ctrl-C and on error.
 Not part of the layer (it needs the sandbox extra).
+
+The numbers are this run's: its recordings' ledger outcomes, its tasks' callbacks, its
+recordings' result lines — a second demo into the same store counts its own 20, not the 40 the
+store holds by then. The store is ``--store`` or ``file:./qcflow-data``, never an exported
+``QCFLOW_STORE``: synthetic recordings and results must not land in a real pipeline's bucket
+because a shell had it set.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -56,6 +62,15 @@ class DemoSummary:
     results_at: str = ""
     seconds: float = 0.0
     part_keys: list[str] = field(default_factory=list)
+    #: An exported QCFLOW_STORE the demo did not use (it writes only where --store says).
+    ignored_store: str | None = None
+    #: Callbacks still pending when the wait gave up (0: none were missing).
+    callbacks_missing: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exactly_once"] = self.exactly_once
+        return data
 
     @property
     def exactly_once(self) -> bool:
@@ -84,18 +99,24 @@ def _lines(store: ObjectStore, key: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
-def count_results(store: ObjectStore) -> tuple[Counter[str], Counter[str], list[str]]:
-    """(lines per state, lines per result id, part keys) of every JSONL part in ``results/``."""
+def count_results(store: ObjectStore, contacts: set[str] | None = None) -> tuple[Counter[str], Counter[str], list[str]]:
+    """(lines per state, lines per result id, part keys) of every JSONL part in ``results/``;
+    with ``contacts``, only those recordings' lines and the parts holding one."""
     states: Counter[str] = Counter()
     per_result: Counter[str] = Counter()
     parts = []
     for info in store.list(layout.RESULTS):
         if not info.key.endswith((".jsonl", ".jsonl.gz")):
             continue
-        parts.append(info.key)
+        mine = False
         for record in _lines(store, info.key):
+            if contacts is not None and record.get("contact_id") not in contacts:
+                continue
+            mine = True
             states[record.get("state") or "?"] += 1
             per_result[f"{record.get('task_id')}|{record.get('call_id')}"] += 1
+        if mine:
+            parts.append(info.key)
     return states, per_result, parts
 
 
@@ -108,10 +129,17 @@ def run_demo(
     settle_timeout: float = 60.0,
     say: Callable[[str], None] = lambda text: None,
 ) -> DemoSummary:
-    """Run the pipeline end to end; the summary counts what each stage did."""
+    """Run the pipeline end to end; the summary counts what each stage did in this run.
+
+    ``store_url``: where to write (default ``file:./qcflow-data``); an exported ``QCFLOW_STORE``
+    is ignored on purpose (``ignored_store`` says so)."""
     started = time.monotonic()
-    store_url = store_url or os.environ.get("QCFLOW_STORE") or DEFAULT_STORE
+    exported = os.environ.get("QCFLOW_STORE")
+    store_url = store_url or DEFAULT_STORE
     summary = DemoSummary(store_url, recordings)
+    if exported and exported != store_url:
+        summary.ignored_store = exported
+        say(f"QCFLOW_STORE={exported} is ignored: the demo writes to {store_url} (--store chooses)")
     options = replace(
         SandboxOptions(),
         task_seconds=task_seconds,
@@ -138,17 +166,21 @@ def run_demo(
             list(
                 pool.map(lambda key: push.handler(oss_event(DEMO_BUCKET, key), context_for("push", CREDENTIALS)), keys)
             )
-        summary.pushed, summary.push_failed = _count_pushes(store)
-        say(f"pushed {summary.pushed} recordings to SCA ({summary.push_failed} failed); waiting for the tasks")
-
-        _wait_for_callbacks(sandbox, summary.pushed, settle_timeout)
+        summary.pushed, summary.push_failed = _count_pushes(store, set(keys))
+        say(
+            f"pushed {summary.pushed} recordings to SCA ({summary.push_failed} failed); "
+            f"waiting for their {summary.pushed} tasks' callbacks (at most {settle_timeout:g} s)"
+        )
+        summary.callbacks_missing = _wait_for_callbacks(sandbox, summary.pushed, settle_timeout)
         summary.callbacks = trigger.calls
+        if summary.callbacks_missing:
+            say(f"gave up waiting after {settle_timeout:g} s: {summary.callbacks_missing} callbacks still pending")
         say(f"{trigger.calls} SCA callbacks reached the callback function; running the harvest function")
 
         harvest = load_handler_module("harvest")
         handlers.append(harvest)
         harvest.handler(timer_event(), context_for("harvest", CREDENTIALS, timeout=300))
-        _count_results_into(summary, store)
+        _count_results_into(summary, store, {_contact_of(key) for key in keys})
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -184,31 +216,42 @@ def _write_recordings(store: ObjectStore, count: int) -> tuple[str, list[str]]:
     return folder, keys
 
 
-def _count_pushes(store: ObjectStore) -> tuple[int, int]:
-    """(submitted, failed) outcomes in the push ledger."""
+def _contact_of(key: str) -> str:
+    """``ccc/2026/12/05/job-17.mkv`` → ``job-17``: the ContactId the demo's recordings carry."""
+    return key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _count_pushes(store: ObjectStore, keys: set[str]) -> tuple[int, int]:
+    """(submitted, failed) outcomes of this run's recordings (``keys``) in the push ledger."""
     pushed = failed = 0
     for entry in Ledger(store).entries():
         outcome = entry.outcome
-        if outcome is not None and outcome.state == "submitted":
+        if outcome is None or outcome.key not in keys:
+            continue
+        if outcome.state == "submitted":
             pushed += 1
-        elif outcome is not None:
+        else:
             failed += 1
     return pushed, failed
 
 
-def _wait_for_callbacks(sandbox: SandboxServer, pushed: int, timeout: float) -> None:
-    """Until the sandbox delivered (or gave up on) a callback per pushed task, at most ``timeout`` s."""
+def _wait_for_callbacks(sandbox: SandboxServer, pushed: int, timeout: float) -> int:
+    """Until the sandbox delivered (or gave up on) a callback per pushed task, at most ``timeout`` s:
+    how many were still missing then (0: all came). The sandbox is this run's own, so its
+    counts are this run's tasks."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         callbacks = sandbox.app.snapshot().get("callbacks", {})
         done = callbacks.get("delivered", 0) + callbacks.get("failed", 0)
         if done >= pushed and callbacks.get("pending", 0) == 0:
-            return
+            return 0
+        if time.monotonic() >= deadline:
+            return max(pushed - done, int(callbacks.get("pending", 0)), 1)
         time.sleep(0.2)
 
 
-def _count_results_into(summary: DemoSummary, store: ObjectStore) -> None:
-    states, per_result, parts = count_results(store)
+def _count_results_into(summary: DemoSummary, store: ObjectStore, contacts: set[str]) -> None:
+    states, per_result, parts = count_results(store, contacts)
     summary.finished = states.get("finished", 0)
     summary.failed = states.get("failed", 0)
     summary.harvested = sum(states.values())

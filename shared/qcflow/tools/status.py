@@ -1,15 +1,18 @@
 """``qcflow status``: the pipeline at a glance, read from the store alone (no API call).
 
-Push: the ledger (``state/push/``) — submitted, failed with the top reasons, in flight
+Push: the ledger (``state/push/``) — submitted, failed *pushes* with the top reasons, in flight
 (a live claim), stalled (a claim that expired without an outcome: its FC retries ran out;
 ``qcflow push --key`` settles it), taskIds still unknown. Harvest: the checkpoint and its
 lag, remembered unfinished and stuck results, results committed in the last ``days``, and
-the last run's manifest. Reading the ledger costs one listing page per 1,000 objects plus a
+the last run's manifest. Inspections: the harvested results of the last ``days`` by SCA's
+outcome, finished and failed (a task SCA could not inspect) — apart from failed pushes, which
+never became a task. Reading the ledger costs one listing page per 1,000 objects plus a
 read of each claim and outcome: on a very large ledger it takes a while, with progress.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -90,6 +93,36 @@ def harvest_status(store: ObjectStore, *, now: datetime, zone: tzinfo, days: int
     }
 
 
+def inspection_status(store: ObjectStore, *, now: datetime, zone: tzinfo, days: int = 7) -> dict[str, Any]:
+    """The harvested results of the last ``days`` (partition days in ``zone``) by state: what SCA
+    made of the pushed recordings. Reads the JSONL parts of those days (one GET per part)."""
+    states: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for day in range(days):
+        date = (now.astimezone(zone) - timedelta(days=day)).strftime("%Y-%m-%d")
+        for info in store.list(f"{layout.RESULTS}dt={date}/"):
+            if not info.key.endswith((".jsonl", ".jsonl.gz")):
+                continue
+            body = store.get(info.key).body
+            if info.key.endswith(".gz"):
+                body = gzip.decompress(body)
+            for line in body.splitlines():
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                state = str(record.get("state") or "unknown")
+                states[state] += 1
+                if state == "failed":
+                    reasons[str(record.get("error_message") or record.get("status") or "?")[:80]] += 1
+    return {
+        "days": days,
+        "finished": states["finished"],
+        "failed": states["failed"],
+        "other": sum(n for state, n in states.items() if state not in ("finished", "failed")),
+        "failed_top_reasons": dict(reasons.most_common(5)),
+    }
+
+
 def status(
     store: ObjectStore,
     *,
@@ -104,6 +137,7 @@ def status(
         "at": now.isoformat(timespec="seconds"),
         "push": push_status(store, now=now.timestamp(), progress=progress),
         "harvest": harvest_status(store, now=now, zone=zone, days=days),
+        "inspections": inspection_status(store, now=now, zone=zone, days=days),
     }
 
 
