@@ -52,7 +52,7 @@ def upload_bar(description: str, total: int | None, services: Any) -> Iterator[A
 
     limiter = services.sca.upload_limiter
     calls = (lambda: int(limiter.acquired)) if hasattr(limiter, "acquired") else None
-    quota = Quota("the upload quota", UPLOAD_QUOTA_CALLS, UPLOAD_QUOTA_WINDOW_SECONDS)
+    quota = Quota("upload quota", UPLOAD_QUOTA_CALLS, UPLOAD_QUOTA_WINDOW_SECONDS)
     with run_bar(description, total, console=console, calls=calls, quota=quota) as bar:
         yield bar
 
@@ -281,7 +281,7 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
             budget = max_seconds or services.settings.harvest.max_seconds
             quotas = services.settings.quotas
             seen = {"calls": 0}
-            quota = Quota("the GetResult quota", quotas.get_result_quota, quotas.get_result_window_seconds)
+            quota = Quota("GetResult quota", quotas.get_result_quota, quotas.get_result_window_seconds)
             with run_bar("harvest", None, console=console, calls=lambda: seen["calls"], quota=quota) as bar:
 
                 def on_progress(p: HarvestProgress) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from rich.text import Text
 
 Clock = Callable[[], float]
@@ -100,10 +101,11 @@ class Quota:
 
 
 class _CallsColumn(ProgressColumn):
-    """``12.3 calls/s · 20% of the upload quota`` (windowed rate; share within the quota's window)."""
+    """``12.3 calls/s · 20% of upload quota`` (windowed rate; the share is the calls made within
+    the quota's window, e.g. the last 60 s, against the calls it allows there)."""
 
     def __init__(self, bar: RunBar) -> None:
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))
         self.bar = bar
 
     def render(self, task: Task) -> Text:
@@ -114,7 +116,7 @@ class _EtaColumn(ProgressColumn):
     """The work left at the windowed rate of finished items; ``ETA -`` while unknown."""
 
     def __init__(self, bar: RunBar) -> None:
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))
         self.bar = bar
 
     def render(self, task: Task) -> Text:
@@ -184,7 +186,8 @@ class RunBar:
             return shown
         used = self.calls.within(self.quota.window_seconds)
         share = used / self.quota.calls if self.quota.calls else 0.0
-        return f"{shown} · {share:.0%} of {self.quota.name} ({used:,} calls in {self.quota.window_seconds:g} s)"
+        shown_share = "<1%" if 0 < share < 0.01 else f"{share:.0%}"
+        return f"{shown} · {shown_share} of {self.quota.name}"
 
     def eta_text(self) -> str:
         return "ETA " + format_eta(self.eta())
@@ -226,13 +229,17 @@ def run_bar(
     ``calls``: reads the run's count of real API calls (a limiter's ``acquired``); ``quota``:
     what those calls are measured against.
     """
-    columns: list[ProgressColumn] = [TextColumn("[bold]{task.description}"), BarColumn(), _CountColumn()]
+    columns: list[ProgressColumn] = [
+        TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True, min_width=len(description))),
+        BarColumn(bar_width=20),
+        _CountColumn(table_column=Column(no_wrap=True)),
+    ]
     progress = Progress(*columns, console=console, transient=False, disable=not enabled)
     task = progress.add_task(description, total=total, extra="")
     bar = RunBar(progress, task, calls=calls, quota=quota, window=window, clock=clock)
     progress.columns = (
         *columns,
-        TextColumn("{task.fields[extra]}"),
+        TextColumn("{task.fields[extra]}", table_column=Column(no_wrap=True)),
         _CallsColumn(bar),
         TimeElapsedColumn(),
         _EtaColumn(bar),

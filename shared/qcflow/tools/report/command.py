@@ -74,7 +74,7 @@ def terminal_progress() -> Iterator[Any]:
 
 @click.command("report")
 @click.option("--since", default=None, metavar="DATE", help="First upload day (YYYY-MM-DD, SCA's time zone).")
-@click.option("--until", default=None, metavar="DATE", help="Last upload day, included.")
+@click.option("--until", default=None, metavar="DATE", help="Last upload day, included (SCA's time zone).")
 @click.option(
     "--out",
     "out",
@@ -101,7 +101,10 @@ def report_command(since: str | None, until: str | None, out: str) -> None:
     except QcflowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    click.echo(summary.line())
+    from qcflow.tools.timerange import describe
+
+    used = describe(*days.moments(settings.zone), settings.zone) if days.bounded else "all results"
+    click.echo(f"{summary.line()}; range {used}")
 
 
 @click.group("ddl")

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -72,6 +72,12 @@ class DayRange:
             return False  # dt=unknown: no upload time, so in no bounded range
         return (self.since is None or value >= self.since) and (self.until is None or value <= self.until)
 
+    def moments(self, zone: tzinfo) -> tuple[datetime | None, datetime | None]:
+        """The range as upload times: ``[since 00:00, the day after until 00:00)`` in ``zone``."""
+        start = datetime.combine(self.since, time(0), tzinfo=zone) if self.since else None
+        end = datetime.combine(self.until + timedelta(days=1), time(0), tzinfo=zone) if self.until else None
+        return start, end
+
     def describe(self) -> str:
         if not self.bounded:
             return "all results"
@@ -81,12 +87,13 @@ class DayRange:
 
 
 def _day(text: str | None, option: str) -> date | None:
-    if text is None or not text.strip():
-        return None
+    """A day in SCA's zone, by the CLI's one time rule (``tools/timerange.py``)."""
+    from qcflow.tools.timerange import TimeRangeError, parse_day
+
     try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise ReportError(f"{option} {text!r} is not a date (YYYY-MM-DD, a day in SCA's time zone)") from None
+        return parse_day(text, option)
+    except TimeRangeError as exc:
+        raise ReportError(str(exc)) from None
 
 
 @dataclass(frozen=True)
