@@ -183,6 +183,9 @@ def test_nothing_sent_is_zero_percent_of_the_upload_quota_and_the_eta_is_the_win
         clock.now += 2
         assert bar.calls_text() == "0.0 calls/s · 0% of upload quota"
         assert bar.eta() is None, "nothing done: no ETA"
+        for _ in range(30):  # a slow start (listing, a throttled spell): nothing for 30 s
+            clock.now += 1
+            bar.items.sample()
         for _ in range(35):  # 700 done at 20/s
             clock.now += 1
             bar.advance(20)
