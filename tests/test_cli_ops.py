@@ -301,3 +301,29 @@ def test_make_demo_passes_demo_args() -> None:
         timeout=30,
     )
     assert "qcflow demo --recordings 3 --json" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_timer_payload_time_without_offset_is_in_scas_zone(
+    sandbox_env: tuple[SandboxServer, dict[str, str], Path],
+) -> None:
+    """The harvest function's backfill payload ``{"since": "…T00:00:00"}`` means midnight in QCFLOW_SCA_TIME_ZONE,
+    as ``qcflow harvest --since`` does, not midnight UTC."""
+    from qcflow.credentials import Credentials
+    from qcflow.services import build_services
+    from qcflow.tools.fc_local import timer_event
+    from qcflow.triggers import harvest_timer
+
+    _, env, _ = sandbox_env
+    midnight = datetime.now(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+
+    async def run() -> dict[str, object]:
+        settings = load_settings({k: v for k, v in env.items() if k.startswith("QCFLOW_")})
+        services = await build_services(lambda: Credentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET), settings)
+        try:
+            raw = timer_event({"since": midnight.replace(tzinfo=None).isoformat()})
+            return await harvest_timer(raw, services, deadline=time.monotonic() + 60)
+        finally:
+            await services.aclose()
+
+    report = asyncio.run(run())
+    assert report["mode"] == "backfill" and datetime.fromisoformat(str(report["since"])) == midnight

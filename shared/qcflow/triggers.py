@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from qcflow.errors import ForeignBucketError, PushIncomplete, QcflowError, RetryableError
@@ -26,12 +26,15 @@ log = logging.getLogger("qcflow.triggers")
 push_log = logging.getLogger("qcflow.push")  # push's lines keep push's logger, wherever they are written
 
 
-def parse_iso(value: Any) -> datetime | None:
-    """An ISO 8601 time (``Z`` allowed; without a zone: UTC), or None for nothing."""
+def parse_iso(value: Any, zone: tzinfo = timezone.utc) -> datetime | None:
+    """An ISO 8601 time (``Z`` allowed; without an offset: in ``zone``), or None for nothing.
+
+    The harvest timer's payload passes SCA's zone (``QCFLOW_SCA_TIME_ZONE``): the one rule of
+    the CLI (``qcflow harvest --since``) and of the partitions, so a time means the same anywhere."""
     if value in (None, ""):
         return None
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
 #: How far back a backfill may reach: SCA's retention is not published, and a range of decades
@@ -65,7 +68,8 @@ async def harvest_timer(
     since = until = None
     try:
         payload = parse_timer_event(raw_event).payload_json()
-        since, until = parse_iso(payload.get("since")), parse_iso(payload.get("until"))
+        zone = services.settings.zone
+        since, until = parse_iso(payload.get("since"), zone), parse_iso(payload.get("until"), zone)
         check_backfill_range(since, until, datetime.now(timezone.utc))
     except (InvalidEventError, ValueError, TypeError, OverflowError) as exc:
         since = until = None
