@@ -254,6 +254,8 @@ def test_status_shows_failed_inspections_apart_from_failed_pushes(tmp_path: Path
     env = {**os.environ, "QCFLOW_STORE": f"file:{tmp_path}/data", "COLUMNS": "200"}
     shown = _qcflow(["status"], env, tmp_path)
     assert shown.returncode == 0, shown.stderr
+    today = datetime.now(ZoneInfo(load_settings({}).sca.time_zone)).date()
+    assert f"days counted: {today - timedelta(days=6)} to {today} (" in shown.stdout
     row = next(line for line in shown.stdout.splitlines() if "inspections failed" in line)
     assert row.rstrip(" │").endswith(str(summary.failed))
     assert json.loads(_qcflow(["status", "--json"], env, tmp_path).stdout)["inspections"]["failed"] == summary.failed

@@ -386,6 +386,8 @@ def status_command(as_json: bool, days: int) -> None:
     for name, value in rows:
         table.add_row(name, str(value))
     Console().print(table)
+    span = report["days"]
+    click.echo(f"days counted: {span['from']} to {span['to']} ({span['zone']}, the partitions' zone)")
     if push["failed_top_reasons"]:
         click.echo(
             "top push failure reasons: " + ", ".join(f"{code} ×{n}" for code, n in push["failed_top_reasons"].items())

@@ -132,9 +132,12 @@ def status(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
+    today = now.astimezone(zone).date()
     return {
         "store": store.url,
         "at": now.isoformat(timespec="seconds"),
+        # the days "harvested" and "inspections" count: partition days in SCA's zone, today included
+        "days": {"from": (today - timedelta(days=days - 1)).isoformat(), "to": today.isoformat(), "zone": str(zone)},
         "push": push_status(store, now=now.timestamp(), progress=progress),
         "harvest": harvest_status(store, now=now, zone=zone, days=days),
         "inspections": inspection_status(store, now=now, zone=zone, days=days),
