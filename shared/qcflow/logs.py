@@ -55,10 +55,12 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-#: Events logged once per recording, result, part or API attempt. In a function they are the
-#: audit trail; in an operator's terminal a backfill of thousands would bury everything else, so
-#: the CLI logs them at DEBUG (``to_stderr``): the bar and the summary count them instead.
-PER_ITEM_EVENTS = frozenset(
+#: Events the CLI logs at DEBUG (``to_stderr``). Most are logged once per recording, result, part
+#: or API attempt: in a function they are the audit trail; in an operator's terminal a backfill
+#: of thousands would bury everything else, and the bar and the summary count them instead. The
+#: others the command says itself, on one line of its own (a deployment error, the harvest's
+#: summary): logged too, they would be said twice.
+CLI_DEBUG_EVENTS = frozenset(
     {
         "push_outcome",
         "push_ignored",
@@ -66,9 +68,10 @@ PER_ITEM_EVENTS = frozenset(
         "push_key_decoded",
         "acs_retry",
         "harvest_part",
-        "harvest_done",
         "callback_harvested",
         "callback_deferred",
+        "harvest_done",
+        "push_deployment_error",
     }
 )
 
@@ -87,14 +90,14 @@ class _CurrentStderr(logging.StreamHandler):
 
 
 class _Demote(logging.Filter):
-    """Per-item events at DEBUG: dropped unless the level is DEBUG, relabelled when shown."""
+    """``CLI_DEBUG_EVENTS`` at DEBUG: dropped unless the level is DEBUG, relabelled when shown."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "event", None) not in PER_ITEM_EVENTS or record.levelno <= logging.DEBUG:
+        if getattr(record, "event", None) not in CLI_DEBUG_EVENTS or record.levelno <= logging.DEBUG:
             return True
         if self.level > logging.DEBUG:
             return False
@@ -103,14 +106,14 @@ class _Demote(logging.Filter):
 
 
 #: Set by ``to_stderr`` for a command's lifetime: every ``configure_logging`` (also the one of a
-#: handler the demo runs) then writes to stderr with per-item events demoted.
+#: handler the demo runs) then writes to stderr with CLI_DEBUG_EVENTS demoted.
 _cli_mode = False
 
 
 @contextlib.contextmanager
 def to_stderr(level: str | int = "INFO") -> Iterator[logging.Logger]:
     """For a CLI command's lifetime: qcflow's logs on stderr (stdout carries the command's table,
-    summary or JSON, once), per-item events at DEBUG. Restores the previous handlers after."""
+    summary or JSON, once), ``CLI_DEBUG_EVENTS`` at DEBUG. Restores the previous handlers after."""
     global _cli_mode
     logger = logging.getLogger("qcflow")
     saved = (logger.handlers[:], logger.level, logger.propagate, _cli_mode)
@@ -123,7 +126,7 @@ def to_stderr(level: str | int = "INFO") -> Iterator[logging.Logger]:
 
 def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) -> logging.Logger:
     """Send the ``qcflow`` loggers to ``stream`` (stdout) as JSON lines, secrets masked (inside
-    ``to_stderr``: to stderr, per-item events at DEBUG, whatever ``stream`` says)."""
+    ``to_stderr``: to stderr, CLI_DEBUG_EVENTS at DEBUG, whatever ``stream`` says)."""
     handler: logging.StreamHandler = _CurrentStderr() if _cli_mode else logging.StreamHandler(stream or sys.stdout)
     if _cli_mode:
         handler.addFilter(_Demote(logging.getLevelName(level) if isinstance(level, str) else level))
