@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -257,16 +257,17 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
     from qcflow.tools.timerange import TimeRange, describe
     from qcflow.triggers import check_backfill_range
 
-    def bad_range(text: str) -> None:
+    def bad_range(text: str) -> NoReturn:
         console.print(Text.assemble(("error: ", "red"), text), soft_wrap=True)
         sys.exit(2)
 
     try:
         zone = load_settings().zone
         wanted = TimeRange.parse(since, until, zone=zone)
-        check_backfill_range(wanted.since, wanted.until, datetime.now(timezone.utc))
     except QcflowError as exc:
         bad_range(str(exc))
+    try:
+        check_backfill_range(wanted.since, wanted.until, datetime.now(timezone.utc))
     except ValueError as exc:
         bad_range(f"{exc} ({wanted.describe()})")
 
