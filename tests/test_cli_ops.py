@@ -233,6 +233,7 @@ def test_push_logs_go_to_stderr_and_per_recording_lines_only_at_debug(
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"event"' not in done.stdout and "push_outcome" not in done.stdout
     assert "push_outcome" not in done.stderr, "per-recording lines are DEBUG in the CLI"
+    assert "3/3" in done.stderr and "<1% of upload quota" in done.stderr, "the bar counts real UploadAudioData calls"
     for n in range(3):
         (folder / f"job-{n}.mkv").unlink()
         (folder / f"job-1{n}.mkv").write_bytes(b"\x1aE\xdf\xa3 other")
