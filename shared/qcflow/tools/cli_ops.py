@@ -1,7 +1,10 @@
-"""Operator commands: ``qcflow push`` and ``qcflow replay`` (extra ``qcflow[cli]``; not in the layer).
+"""Operator commands: ``qcflow push``, ``replay``, ``harvest``, ``status`` and ``demo`` (extra
+``qcflow[cli]``; not in the layer).
 
 They run the same use cases as the functions, with credentials from the ``ALIBABA_CLOUD_*``
-variables and settings from ``QCFLOW_*``, and show progress (rich) on long runs.
+variables and settings from ``QCFLOW_*``. stdout carries a command's table, summary or JSON,
+once; progress bars (``tools/progress.py``) and logs (``logs.to_stderr``, set up by the ``qcflow``
+group) go to stderr. Times follow ``tools/timerange.py``: without an offset, in SCA's zone.
 """
 
 from __future__ import annotations
