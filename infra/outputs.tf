@@ -25,14 +25,19 @@ output "recordings_bucket_arn" {
   value       = "acs:oss:${var.region}:${var.account_id}:${local.recordings_bucket}"
 }
 
-output "function_role_arn" {
-  description = "role of the push, harvest and callback functions in s.yaml."
-  value       = alicloud_ram_role.function.arn
+output "push_role_arn" {
+  description = "role of the push function in s.yaml."
+  value       = alicloud_ram_role.push.arn
 }
 
-output "function_policy_name" {
-  description = "The function role's custom policy (policy/qcflow-fc.json rendered)."
-  value       = alicloud_ram_policy.function.policy_name
+output "harvest_role_arn" {
+  description = "role of the harvest function in s.yaml."
+  value       = alicloud_ram_role.harvest.arn
+}
+
+output "callback_role_arn" {
+  description = "role of the callback function in s.yaml."
+  value       = alicloud_ram_role.callback.arn
 }
 
 output "oss_trigger_role_arn" {

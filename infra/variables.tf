@@ -77,10 +77,22 @@ variable "access_log_retention_days" {
   default     = 180
 }
 
-variable "function_role_name" {
-  description = "RAM role the push, harvest and callback functions run as (s.yaml: role: acs:ram::<account>:role/<this>)."
+variable "push_role_name" {
+  description = "RAM role the push function runs as (s.yaml: vars.pushRole): CCC, SCA UploadAudioData/GetResult, the recordings (read), the push ledger."
   type        = string
-  default     = "qcflow-fc"
+  default     = "qcflow-fc-push"
+}
+
+variable "harvest_role_name" {
+  description = "RAM role the harvest function runs as (s.yaml: vars.harvestRole): SCA GetResult, the store's state/ and results/."
+  type        = string
+  default     = "qcflow-fc-harvest"
+}
+
+variable "callback_role_name" {
+  description = "RAM role the internet-facing callback function runs as (s.yaml: vars.callbackRole): SCA GetResult and the exactly-once writer's paths only."
+  type        = string
+  default     = "qcflow-fc-callback"
 }
 
 variable "trigger_role_name" {
@@ -96,7 +108,7 @@ variable "push_function_name" {
 }
 
 variable "attach_ccc_read_only" {
-  description = "Attach the system policy AliyunCCCReadOnlyAccess to the function role. CCC publishes no RAM action for GetUploadAudioDataParams, so no narrower grant can be written."
+  description = "Attach the system policy AliyunCCCReadonlyAccess to the push function's role (only push calls CCC). CCC publishes no RAM action for GetUploadAudioDataParams, so no narrower grant can be written."
   type        = bool
   default     = true
 }

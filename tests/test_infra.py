@@ -136,12 +136,17 @@ def as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def function_policy() -> dict[str, Any]:
-    return render(POLICY / "qcflow-fc.json")
+#: One role per function: each runs with a policy of its own (infra/policy/qcflow-<function>.json).
+FUNCTIONS = ("push", "harvest", "callback")
+TEMPLATES = tuple(f"qcflow-{f}.json" for f in FUNCTIONS) + ("qcflow-oss-trigger.json",)
 
 
-def statements() -> list[dict[str, Any]]:
-    return function_policy()["Statement"]
+def function_policy(function: str) -> dict[str, Any]:
+    return render(POLICY / f"qcflow-{function}.json")
+
+
+def statements(function: str) -> list[dict[str, Any]]:
+    return function_policy(function)["Statement"]
 
 
 def granted_actions(policy: dict[str, Any]) -> set[str]:
@@ -233,7 +238,11 @@ def test_bucket_is_private_encrypted_and_logged() -> None:
 # ------------------------------------------------------------------------------------ RAM
 
 
-@pytest.mark.parametrize(("role", "service"), [("function", "fc.aliyuncs.com"), ("oss_trigger", "oss.aliyuncs.com")])
+@pytest.mark.parametrize(
+    ("role", "service"),
+    [("push", "fc.aliyuncs.com"), ("harvest", "fc.aliyuncs.com"), ("callback", "fc.aliyuncs.com"),
+     ("oss_trigger", "oss.aliyuncs.com")],
+)
 def test_each_role_trusts_only_its_service(role: str, service: str) -> None:
     body = resource("alicloud_ram_role", role)
     trust = json.loads(referenced_file(body["assume_role_policy_document"], "file").read_text(encoding="utf-8"))
@@ -243,26 +252,40 @@ def test_each_role_trusts_only_its_service(role: str, service: str) -> None:
     assert statement["Principal"] == {"Service": [service]}
 
 
-def test_function_policy_is_the_json_document_and_is_attached() -> None:
-    policy = resource("alicloud_ram_policy", "function")
-    assert referenced_file(policy["policy_document"], "templatefile") == POLICY / "qcflow-fc.json"
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_has_its_own_role_policy_and_attachment(function: str) -> None:
+    role = resource("alicloud_ram_role", function)
+    assert role["role_name"] == f"${{var.{function}_role_name}}"
+    policy = resource("alicloud_ram_policy", function)
+    assert referenced_file(policy["policy_document"], "templatefile") == POLICY / f"qcflow-{function}.json"
     assert policy["policy_document"].endswith(", local.policy_vars)}")
-    attachment = resource("alicloud_ram_role_policy_attachment", "function")
+    assert policy["policy_name"] == f"${{var.{function}_role_name}}"
+    attachment = resource("alicloud_ram_role_policy_attachment", function)
     assert attachment == {
-        "role_name": "${alicloud_ram_role.function.role_name}",
-        "policy_name": "${alicloud_ram_policy.function.policy_name}",
+        "role_name": f"${{alicloud_ram_role.{function}.role_name}}",
+        "policy_name": f"${{alicloud_ram_policy.{function}.policy_name}}",
         "policy_type": "Custom",
     }
+    defaults = {named("variable")[f"{f}_role_name"]["default"] for f in FUNCTIONS}
+    assert len(defaults) == len(FUNCTIONS), "three distinct roles, not one shared"
+    assert not resources("alicloud_ram_role").get("function"), "the shared role is gone"
 
 
-def test_ccc_is_granted_by_the_read_only_system_policy() -> None:
+def test_ccc_is_granted_to_push_only_under_rams_own_name() -> None:
+    """RAM's page names the policy AliyunCCCReadonlyAccess (lower-case o); the provider compares
+    an attachment's policy name exactly when it reads it back (service_alicloud_ram_v2.go)."""
     attachment = resource("alicloud_ram_role_policy_attachment", "ccc_read_only")
-    assert attachment["role_name"] == "${alicloud_ram_role.function.role_name}"
-    assert attachment["policy_name"] == "AliyunCCCReadOnlyAccess"
+    assert attachment["role_name"] == "${alicloud_ram_role.push.role_name}"
+    assert attachment["policy_name"] == "AliyunCCCReadonlyAccess"
     assert attachment["policy_type"] == "System"
     assert named("variable")["attach_ccc_read_only"]["default"] is True
+    system = [a for a in resources("alicloud_ram_role_policy_attachment").values() if a["policy_type"] == "System"]
+    assert system == [attachment], "no other role gets a system policy"
+    for path in [*INFRA.glob("*.tf"), INFRA / "README.md"]:
+        assert "AliyunCCCReadOnlyAccess" not in path.read_text(encoding="utf-8"), f"{path.name}: misspelt policy name"
     # CCC has no RAM action of its own: no custom statement may invent one.
-    assert not [a for a in granted_actions(function_policy()) if a.lower().startswith("ccc:")]
+    for function in FUNCTIONS:
+        assert not [a for a in granted_actions(function_policy(function)) if a.lower().startswith("ccc:")], function
 
 
 def test_oss_trigger_role_may_only_invoke_the_push_function() -> None:
@@ -282,7 +305,8 @@ def test_oss_trigger_role_may_only_invoke_the_push_function() -> None:
 def test_templates_use_only_the_variables_terraform_passes() -> None:
     supplied = policy_vars()
     assert set(supplied) == set(VALUES), "tests render with other names than local.policy_vars"
-    for template in ("qcflow-fc.json", "qcflow-oss-trigger.json"):
+    assert {p.name for p in POLICY.glob("qcflow-*.json")} == set(TEMPLATES), "a policy file no resource uses"
+    for template in TEMPLATES:
         used = set(re.findall(r"\$\{(\w+)\}", (POLICY / template).read_text(encoding="utf-8")))
         assert used <= set(supplied), f"{template}: {sorted(used - set(supplied))} not in local.policy_vars"
     assert supplied["store_root"] == "${local.store_root}"
@@ -294,7 +318,7 @@ def test_terraform_renders_the_templates_as_the_tests_do(tmp_path: Path) -> None
     if binary is None:
         pytest.skip("the terraform binary is not installed")
     values = ", ".join(f"{k} = {json.dumps(v)}" for k, v in VALUES.items())
-    for template in ("qcflow-fc.json", "qcflow-oss-trigger.json"):
+    for template in TEMPLATES:
         expression = f"jsonencode(jsondecode(templatefile({json.dumps(str(POLICY / template))}, {{{values}}})))\n"
         result = subprocess.run([binary, "console"], input=expression, cwd=tmp_path, env=TF_ENV,
                                 capture_output=True, text=True, timeout=60)
@@ -302,21 +326,41 @@ def test_terraform_renders_the_templates_as_the_tests_do(tmp_path: Path) -> None
         assert json.loads(json.loads(result.stdout.strip())) == render(POLICY / template), template
 
 
-# --------------------------------------------------------------- the policy against the code
+# --------------------------------------------------------------- the policies against the code
+#
+# What each function's own handler really does is checked by running it (tests/test_roles.py);
+# here: together the roles grant every action the code has, each scoped to its prefix.
 
 
-def test_policy_grants_every_action_the_code_calls_and_nothing_else() -> None:
+def test_together_the_roles_grant_every_action_the_code_calls_and_nothing_else() -> None:
     calls = oss_calls_in_code()
     unmapped = calls - set(OSS_ACTION_FOR_SDK_CALL)
     assert not unmapped, f"qcflow.store.oss calls {sorted(unmapped)}: map them to RAM actions here and in the policy"
     oss_needed = {OSS_ACTION_FOR_SDK_CALL[c] for c in calls} - {None}
     sca_needed = {f"sca:{action}" for action in sca_actions_in_code()}
     assert sca_needed == {"sca:UploadAudioData", "sca:GetResult"}
-    assert granted_actions(function_policy()) == oss_needed | sca_needed | PLATFORM_ACTIONS
+    granted = set().union(*(granted_actions(function_policy(f)) for f in FUNCTIONS))
+    assert granted == oss_needed | sca_needed | PLATFORM_ACTIONS
 
 
-def test_policy_has_no_wildcard_action() -> None:
-    for statement in statements():
+def test_the_callback_role_cannot_submit_read_recordings_or_ccc() -> None:
+    recordings = f"acs:oss:*:{ACCOUNT}:{BUCKET}/{RECORDINGS_PREFIX}"
+    for function in ("callback", "harvest"):
+        policy = function_policy(function)
+        assert "sca:UploadAudioData" not in granted_actions(policy), function
+        for statement in policy["Statement"]:
+            for arn in as_list(statement["Resource"]):
+                assert not arn.startswith(recordings), (function, arn)
+            prefixes = statement.get("Condition", {}).get("StringLike", {}).get("oss:Prefix", [])
+            assert not [p for p in prefixes if p.startswith(RECORDINGS_PREFIX)], (function, prefixes)
+    callback = granted_actions(function_policy("callback"))
+    assert callback == {"sca:GetResult", "oss:GetObject", "oss:PutObject", "oss:DeleteObject", "oss:ListObjects",
+                        "oss:AbortMultipartUpload", "oss:GetBucketVersioning", "log:PostLogStoreLogs"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_policy_has_no_wildcard_action(function: str) -> None:
+    for statement in statements(function):
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):
             assert "*" not in action, action
@@ -324,103 +368,165 @@ def test_policy_has_no_wildcard_action() -> None:
         assert "NotAction" not in statement and "NotResource" not in statement
 
 
-def test_only_operation_level_sca_has_an_unscoped_resource() -> None:
-    for statement in statements():
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_only_operation_level_sca_has_an_unscoped_resource(function: str) -> None:
+    for statement in statements(function):
         if "*" in as_list(statement["Resource"]):
             assert {a.split(":")[0] for a in as_list(statement["Action"])} == {"sca"}, statement
 
 
-def test_every_oss_resource_is_the_bucket_or_under_a_known_prefix() -> None:
-    bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
-    allowed_objects = {f"{bucket}/{STORE_ROOT}state/*", f"{bucket}/{STORE_ROOT}results/*",
-                       f"{bucket}/{RECORDINGS_PREFIX}*"}
-    for statement in statements():
-        for arn in as_list(statement["Resource"]):
-            if arn.startswith("acs:oss:"):
-                assert arn == bucket or arn in allowed_objects, arn
-
-
-def test_each_prefix_gets_only_what_its_code_needs() -> None:
-    """Per resource (and list condition), the exact actions: results are never listed nor
-    deleted, recordings never written, state never multipart."""
-    bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
+def grants_of(function: str, values: dict[str, str] = VALUES) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Per object/bucket ARN the actions granted, and per bucket ARN the listable prefixes."""
     grants: dict[str, set[str]] = {}
     listing: dict[str, set[str]] = {}
-    for statement in statements():
+    for statement in render(POLICY / f"qcflow-{function}.json", values)["Statement"]:
         actions = set(as_list(statement["Action"]))
         for arn in as_list(statement["Resource"]):
             if "oss:ListObjects" in actions:
                 assert actions == {"oss:ListObjects"}, statement
-                prefixes = statement["Condition"]["StringLike"]["oss:Prefix"]
-                assert set(statement["Condition"]) == {"StringLike"} and set(statement["Condition"]["StringLike"]) == {"oss:Prefix"}
-                listing.setdefault(arn, set()).update(as_list(prefixes))
+                assert set(statement["Condition"]) == {"StringLike"}
+                assert set(statement["Condition"]["StringLike"]) == {"oss:Prefix"}
+                listing.setdefault(arn, set()).update(as_list(statement["Condition"]["StringLike"]["oss:Prefix"]))
             else:
                 grants.setdefault(arn, set()).update(actions)
-    assert grants.get(f"{bucket}/{RECORDINGS_PREFIX}*") == {"oss:GetObject"}
-    assert grants.get(f"{bucket}/{STORE_ROOT}state/*") == {"oss:GetObject", "oss:PutObject", "oss:DeleteObject"}
-    assert grants.get(f"{bucket}/{STORE_ROOT}results/*") == {"oss:GetObject", "oss:PutObject", "oss:AbortMultipartUpload"}
-    assert grants.get(bucket) == {"oss:GetBucketVersioning"}
-    assert listing == {bucket: {f"{RECORDINGS_PREFIX}*", f"{STORE_ROOT}state/*"}}
+    return grants, listing
 
 
-def test_the_granted_prefixes_cover_the_keys_the_code_writes() -> None:
+def test_each_prefix_gets_only_what_each_function_needs() -> None:
+    """Per function and resource (and list condition), the exact actions: results are never
+    listed nor deleted, recordings never written, and each function deletes only the markers
+    its own code retires."""
+    bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
+    state = f"{bucket}/{STORE_ROOT}state/"
+    results = f"{bucket}/{STORE_ROOT}results/*"
+    sca, rw, writer = "*", {"oss:GetObject", "oss:PutObject"}, {"oss:GetObject", "oss:PutObject", "oss:AbortMultipartUpload"}
+    delete = {"oss:DeleteObject"}
+    expected = {
+        "push": {
+            sca: {"sca:UploadAudioData", "sca:GetResult"},
+            f"{bucket}/{RECORDINGS_PREFIX}*": {"oss:GetObject"},
+            f"{state}push/*": rw,
+            f"{state}push/open/*": delete,
+            bucket: {"oss:GetBucketVersioning"},
+        },
+        "harvest": {
+            sca: {"sca:GetResult"},
+            f"{state}*": rw,
+            **{f"{state}{p}/*": delete for p in ("push/unknown-task", "harvest/lease", "harvest/backfill-lease",
+                                                  "harvest/checkpoint", "harvest/pending", "harvest/unfinished")},
+            results: writer,
+            bucket: {"oss:GetBucketVersioning"},
+        },
+        "callback": {
+            sca: {"sca:GetResult"},
+            f"{state}*": rw,
+            **{f"{state}{p}/*": delete for p in ("push/unknown-task", "harvest/pending", "harvest/unfinished")},
+            results: writer,
+            bucket: {"oss:GetBucketVersioning"},
+        },
+    }
+    lists = {"push": {f"{STORE_ROOT}state/push/*"}, "harvest": {f"{STORE_ROOT}state/*"},
+             "callback": {f"{STORE_ROOT}state/*"}}
+    for function in FUNCTIONS:
+        grants, listing = grants_of(function)
+        grants = {arn: actions for arn, actions in grants.items() if not arn.startswith(("acs:mns:", "acs:log:"))}
+        assert grants == expected[function], function
+        assert listing == {bucket: lists[function]}, function
+
+
+def test_the_granted_prefixes_cover_the_keys_each_function_writes() -> None:
     # imported here: a module of the package that is mid-edit must not hide the infra checks above
     from qcflow import layout
 
     bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
-    object_arns = [arn for s in statements() for arn in as_list(s["Resource"]) if arn.startswith(bucket + "/")]
-    list_patterns = [p for s in statements() if "Condition" in s for p in s["Condition"]["StringLike"]["oss:Prefix"]]
+    owned = {"push": [layout.PUSH], "harvest": [layout.PUSH, layout.HARVEST, layout.RESULTS],
+             "callback": [layout.PUSH, layout.HARVEST, layout.RESULTS]}
+    for function in FUNCTIONS:
+        object_arns = [arn for s in statements(function) for arn in as_list(s["Resource"]) if arn.startswith(bucket + "/")]
+        list_patterns = [p for s in statements(function) if "Condition" in s for p in s["Condition"]["StringLike"]["oss:Prefix"]]
 
-    def granted(key: str) -> bool:
-        return any(fnmatch.fnmatchcase(f"{bucket}/{key}", arn) for arn in object_arns)
+        def granted(key: str) -> bool:
+            return any(fnmatch.fnmatchcase(f"{bucket}/{key}", arn) for arn in object_arns)  # noqa: B023
 
-    for root in (layout.PUSH, layout.HARVEST):  # every state record and every listing of state
-        assert granted(f"{STORE_ROOT}{root}x/g000001.claim.json"), root
-        assert any(fnmatch.fnmatchcase(f"{STORE_ROOT}{root}", p) for p in list_patterns), root
-    assert granted(f"{STORE_ROOT}{layout.RESULTS}dt=2026-11-20/hour=08/part-1.jsonl")
-    assert not granted("other/prefix/object"), "object grants must stay under the store and recordings prefixes"
+        for root in owned[function]:
+            assert granted(f"{STORE_ROOT}{root}x/g000001.claim.json"), (function, root)
+            if root != layout.RESULTS:  # results are never listed
+                assert any(fnmatch.fnmatchcase(f"{STORE_ROOT}{root}", p) for p in list_patterns), (function, root)
+        assert not granted("other/prefix/object"), "object grants must stay under the store and recordings prefixes"
+    assert not any(fnmatch.fnmatchcase(f"{bucket}/{STORE_ROOT}{layout.RESULTS}x", arn)
+                   for s in statements("push") for arn in as_list(s["Resource"]) if arn.startswith("acs:oss:")), \
+        "push never writes results"
 
 
-def test_policy_follows_the_variables() -> None:
+def test_policies_follow_the_variables() -> None:
     """An empty store prefix and a separate recordings bucket still give tight, well-formed ARNs."""
     values = {**VALUES, "store_root": "", "recordings_bucket": "ccc-export"}
-    document = render(POLICY / "qcflow-fc.json", values)
-    by_resource: dict[str, set[str]] = {}
-    for statement in document["Statement"]:
-        for arn in as_list(statement["Resource"]):
-            assert "//" not in arn, arn
-            by_resource.setdefault(arn, set()).update(as_list(statement["Action"]))
-    assert by_resource[f"acs:oss:*:{ACCOUNT}:{BUCKET}/state/*"] == {"oss:GetObject", "oss:PutObject", "oss:DeleteObject"}
-    assert by_resource[f"acs:oss:*:{ACCOUNT}:ccc-export/{RECORDINGS_PREFIX}*"] == {"oss:GetObject"}
-    assert by_resource[f"acs:oss:*:{ACCOUNT}:ccc-export"] == {"oss:ListObjects"}  # never its versioning
-    assert by_resource[f"acs:oss:*:{ACCOUNT}:{BUCKET}"] == {"oss:ListObjects", "oss:GetBucketVersioning"}
+    for function in FUNCTIONS:
+        for statement in render(POLICY / f"qcflow-{function}.json", values)["Statement"]:
+            for arn in as_list(statement["Resource"]):
+                assert "//" not in arn, arn
+    grants, listing = grants_of("push", values)
+    assert grants[f"acs:oss:*:{ACCOUNT}:{BUCKET}/state/push/*"] == {"oss:GetObject", "oss:PutObject"}
+    assert grants[f"acs:oss:*:{ACCOUNT}:ccc-export/{RECORDINGS_PREFIX}*"] == {"oss:GetObject"}
+    assert f"acs:oss:*:{ACCOUNT}:ccc-export" not in grants and f"acs:oss:*:{ACCOUNT}:ccc-export" not in listing
+    assert grants[f"acs:oss:*:{ACCOUNT}:{BUCKET}"] == {"oss:GetBucketVersioning"}
+    assert listing == {f"acs:oss:*:{ACCOUNT}:{BUCKET}": {"state/push/*"}}
 
 
 def test_dead_letters_and_logs_are_scoped_to_their_own_resources() -> None:
-    by_action = {a: as_list(s["Resource"]) for s in statements() for a in as_list(s["Action"])}
-    assert by_action["mns:SendMessage"] == [f"acs:mns:{REGION}:{ACCOUNT}:/queues/{VALUES['dlq_name']}/messages"]
-    assert by_action["log:PostLogStoreLogs"] == [
-        f"acs:log:{REGION}:{ACCOUNT}:project/{VALUES['log_project']}/logstore/{VALUES['logstore']}"
-    ]
+    queue = [f"acs:mns:{REGION}:{ACCOUNT}:/queues/{VALUES['dlq_name']}/messages"]
+    logstore = [f"acs:log:{REGION}:{ACCOUNT}:project/{VALUES['log_project']}/logstore/{VALUES['logstore']}"]
+    for function in FUNCTIONS:
+        by_action = {a: as_list(s["Resource"]) for s in statements(function) for a in as_list(s["Action"])}
+        assert by_action["log:PostLogStoreLogs"] == logstore, function
+        # push and harvest are invoked asynchronously with the queue as on-failure destination
+        assert by_action.get("mns:SendMessage") == (queue if function != "callback" else None), function
+
+
+def ram_tf_sections() -> dict[str, dict[int, str]]:
+    """ram.tf's numbered comments, per ``# policy/qcflow-<function>.json`` heading."""
+    sections: dict[str, dict[int, str]] = {}
+    current: dict[int, str] | None = None
+    number = 0
+    for line in (INFRA / "ram.tf").read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"^# policy/qcflow-(\w+)\.json", line)
+        if heading:
+            current = sections.setdefault(heading.group(1), {})
+            continue
+        if not line.startswith("#"):
+            current = None
+            continue
+        item = re.match(r"^#\s+(\d+)\.\s+(.*)$", line)
+        if current is not None and item:
+            number = int(item.group(1))
+            current[number] = item.group(2)
+        elif current is not None and number in current and re.match(r"^#\s{3,}\S", line):
+            current[number] += " " + line.lstrip("# ")
+    return sections
 
 
 def test_every_statement_is_explained_in_ram_tf_in_order() -> None:
-    """JSON cannot hold comments: ram.tf numbers one comment per statement, naming its actions."""
-    comments = re.findall(r"^#\s+(\d+)\.\s+(.*)$", (INFRA / "ram.tf").read_text(encoding="utf-8"), re.MULTILINE)
-    numbered = {int(number): text for number, text in comments}
-    assert sorted(numbered) == list(range(1, len(statements()) + 1)), "one numbered comment per statement"
-    for index, statement in enumerate(statements(), start=1):
-        for action in as_list(statement["Action"]):
-            assert action in numbered[index], f"ram.tf comment {index} does not name {action}"
+    """JSON cannot hold comments: ram.tf numbers one comment per statement, per policy, naming its actions."""
+    sections = ram_tf_sections()
+    assert set(sections) == set(FUNCTIONS)
+    for function in FUNCTIONS:
+        numbered = sections[function]
+        assert sorted(numbered) == list(range(1, len(statements(function)) + 1)), function
+        for index, statement in enumerate(statements(function), start=1):
+            for action in as_list(statement["Action"]):
+                assert action in numbered[index], f"ram.tf {function} comment {index} does not name {action}"
 
 
 def test_readme_documents_every_statement_and_the_deploy_order() -> None:
     readme = (INFRA / "README.md").read_text(encoding="utf-8")
-    rows = {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| (.*)$", readme, re.MULTILINE)}
-    for index, statement in enumerate(statements(), start=1):
-        for action in as_list(statement["Action"]):
-            assert f"`{action}`" in rows.get(index, ""), f"README policy row {index} does not name {action}"
-    assert "AliyunCCCReadOnlyAccess" in readme
+    for function in FUNCTIONS:
+        match = re.search(rf"^### `policy/qcflow-{function}\.json`.*?(?=^#)", readme, re.MULTILINE | re.DOTALL)
+        assert match, f"README has no section for policy/qcflow-{function}.json"
+        rows = {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| (.*)$", match.group(0), re.MULTILINE)}
+        for index, statement in enumerate(statements(function), start=1):
+            for action in as_list(statement["Action"]):
+                assert f"`{action}`" in rows.get(index, ""), f"README {function} row {index} does not name {action}"
+    assert "AliyunCCCReadonlyAccess" in readme
     from qcflow.config import VARIABLES, env_name
 
     known = {env_name(field) for field in VARIABLES}
@@ -434,24 +540,27 @@ def test_readme_documents_every_statement_and_the_deploy_order() -> None:
 def test_variables_are_declared_and_described() -> None:
     variables = named("variable")
     required = {"account_id", "region", "bucket", "store_prefix", "recordings_bucket", "recordings_prefix",
-                "multipart_abort_days", "function_role_name", "trigger_role_name", "push_function_name",
+                "multipart_abort_days", "push_role_name", "harvest_role_name", "callback_role_name",
+                "trigger_role_name", "push_function_name",
                 "log_project", "logstore", "dlq_name"}
     assert required <= set(variables), sorted(required - set(variables))
     for name, body in variables.items():
         assert body.get("description"), f"variable {name} has no description"
     assert "default" not in variables["account_id"] and "default" not in variables["bucket"]
-    assert variables["function_role_name"]["default"] == "qcflow-fc"  # s.yaml: role/qcflow-fc
+    assert variables["push_role_name"]["default"] == "qcflow-fc-push"  # s.yaml: vars.pushRole
     assert variables["store_prefix"]["default"] == "qcflow"  # s.yaml: QCFLOW_STORE=oss://<bucket>/qcflow
 
 
 def test_outputs_give_what_s_deploy_needs() -> None:
     outputs = named("output")
-    required = {"bucket", "store_url", "recordings_url", "recordings_bucket_arn", "function_role_arn",
+    required = {"bucket", "store_url", "recordings_url", "recordings_bucket_arn", "push_role_arn", "harvest_role_arn",
+                "callback_role_arn",
                 "oss_trigger_role_arn", "log_project", "logstore", "dlq_destination_arn", "qcflow_environment"}
     assert required <= set(outputs), sorted(required - set(outputs))
     for name, body in outputs.items():
         assert body.get("description"), f"output {name} has no description"
-    assert outputs["function_role_arn"]["value"] == "${alicloud_ram_role.function.arn}"
+    for function in FUNCTIONS:
+        assert outputs[f"{function}_role_arn"]["value"] == f"${{alicloud_ram_role.{function}.arn}}"
     assert outputs["oss_trigger_role_arn"]["value"] == "${alicloud_ram_role.oss_trigger.arn}"
     assert outputs["dlq_destination_arn"]["value"] == (
         "acs:mns:${var.region}:${var.account_id}:/queues/${alicloud_message_service_queue.dlq.queue_name}/messages"

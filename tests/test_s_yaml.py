@@ -281,7 +281,8 @@ def test_names_match_the_infra_stack() -> None:
     document = raw()
     variables = document["vars"]
     assert variables["region"] == infra["region"]
-    assert variables["functionRole"] == infra["function_role_name"]
+    for function in ("push", "harvest", "callback"):  # one role per function
+        assert variables[f"{function}Role"] == infra[f"{function}_role_name"], function
     assert variables["triggerRole"] == infra["trigger_role_name"]
     assert variables["logstore"] == infra["logstore"]
     assert variables["dlqQueue"] == infra["dlq_name"]
@@ -290,7 +291,7 @@ def test_names_match_the_infra_stack() -> None:
     assert document["resources"]["push"]["props"]["functionName"] == infra["push_function_name"]
     for name, resource in document["resources"].items():
         props = resource["props"]
-        assert props["role"] == "acs:ram::${config('AccountID')}:role/${vars.functionRole}", name
+        assert props["role"] == f"acs:ram::${{config('AccountID')}}:role/${{vars.{name}Role}}", name
         # infra's default project name (log_project empty): qcflow-<account_id>-<region>
         assert props["logConfig"]["project"] == "qcflow-${config('AccountID')}-${vars.region}", name
         assert props["logConfig"]["logstore"] == "${vars.logstore}", name
