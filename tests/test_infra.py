@@ -119,7 +119,7 @@ def policy_vars() -> dict[str, str]:
 def referenced_file(expression: str, function: str) -> Path:
     """The file a ``file(...)``/``templatefile(...)`` expression reads, relative to infra/."""
     match = re.fullmatch(rf'\$\{{{function}\("\$\{{path\.module\}}/([^"]+)"(?:, (.+))?\)\}}', expression)
-    assert match, f"not a {function}(\"${{path.module}}/…\") expression: {expression}"
+    assert match, f'not a {function}("${{path.module}}/…") expression: {expression}'
     return INFRA / match.group(1)
 
 
@@ -185,8 +185,14 @@ def test_terraform_fmt_is_clean() -> None:
     binary = shutil.which("terraform")
     if binary is None:
         pytest.skip("the terraform binary is not installed: `terraform fmt -check` cannot run")
-    result = subprocess.run([binary, "fmt", "-check", "-recursive", "-diff", "infra"], cwd=ROOT, env=TF_ENV,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [binary, "fmt", "-check", "-recursive", "-diff", "infra"],
+        cwd=ROOT,
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, f"terraform fmt -check failed:\n{result.stdout}\n{result.stderr}"
 
 
@@ -240,8 +246,12 @@ def test_bucket_is_private_encrypted_and_logged() -> None:
 
 @pytest.mark.parametrize(
     ("role", "service"),
-    [("push", "fc.aliyuncs.com"), ("harvest", "fc.aliyuncs.com"), ("callback", "fc.aliyuncs.com"),
-     ("oss_trigger", "oss.aliyuncs.com")],
+    [
+        ("push", "fc.aliyuncs.com"),
+        ("harvest", "fc.aliyuncs.com"),
+        ("callback", "fc.aliyuncs.com"),
+        ("oss_trigger", "oss.aliyuncs.com"),
+    ],
 )
 def test_each_role_trusts_only_its_service(role: str, service: str) -> None:
     body = resource("alicloud_ram_role", role)
@@ -320,8 +330,9 @@ def test_terraform_renders_the_templates_as_the_tests_do(tmp_path: Path) -> None
     values = ", ".join(f"{k} = {json.dumps(v)}" for k, v in VALUES.items())
     for template in TEMPLATES:
         expression = f"jsonencode(jsondecode(templatefile({json.dumps(str(POLICY / template))}, {{{values}}})))\n"
-        result = subprocess.run([binary, "console"], input=expression, cwd=tmp_path, env=TF_ENV,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [binary, "console"], input=expression, cwd=tmp_path, env=TF_ENV, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(json.loads(result.stdout.strip())) == render(POLICY / template), template
 
@@ -354,8 +365,16 @@ def test_the_callback_role_cannot_submit_read_recordings_or_ccc() -> None:
             prefixes = statement.get("Condition", {}).get("StringLike", {}).get("oss:Prefix", [])
             assert not [p for p in prefixes if p.startswith(RECORDINGS_PREFIX)], (function, prefixes)
     callback = granted_actions(function_policy("callback"))
-    assert callback == {"sca:GetResult", "oss:GetObject", "oss:PutObject", "oss:DeleteObject", "oss:ListObjects",
-                        "oss:AbortMultipartUpload", "oss:GetBucketVersioning", "log:PostLogStoreLogs"}
+    assert callback == {
+        "sca:GetResult",
+        "oss:GetObject",
+        "oss:PutObject",
+        "oss:DeleteObject",
+        "oss:ListObjects",
+        "oss:AbortMultipartUpload",
+        "oss:GetBucketVersioning",
+        "log:PostLogStoreLogs",
+    }
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -399,7 +418,11 @@ def test_each_prefix_gets_only_what_each_function_needs() -> None:
     bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
     state = f"{bucket}/{STORE_ROOT}state/"
     results = f"{bucket}/{STORE_ROOT}results/*"
-    sca, rw, writer = "*", {"oss:GetObject", "oss:PutObject"}, {"oss:GetObject", "oss:PutObject", "oss:AbortMultipartUpload"}
+    sca, rw, writer = (
+        "*",
+        {"oss:GetObject", "oss:PutObject"},
+        {"oss:GetObject", "oss:PutObject", "oss:AbortMultipartUpload"},
+    )
     delete = {"oss:DeleteObject"}
     expected = {
         "push": {
@@ -412,8 +435,17 @@ def test_each_prefix_gets_only_what_each_function_needs() -> None:
         "harvest": {
             sca: {"sca:GetResult"},
             f"{state}*": rw,
-            **{f"{state}{p}/*": delete for p in ("push/unknown-task", "harvest/lease", "harvest/backfill-lease",
-                                                  "harvest/checkpoint", "harvest/pending", "harvest/unfinished")},
+            **{
+                f"{state}{p}/*": delete
+                for p in (
+                    "push/unknown-task",
+                    "harvest/lease",
+                    "harvest/backfill-lease",
+                    "harvest/checkpoint",
+                    "harvest/pending",
+                    "harvest/unfinished",
+                )
+            },
             results: writer,
             bucket: {"oss:GetBucketVersioning"},
         },
@@ -425,8 +457,11 @@ def test_each_prefix_gets_only_what_each_function_needs() -> None:
             bucket: {"oss:GetBucketVersioning"},
         },
     }
-    lists = {"push": {f"{STORE_ROOT}state/push/*"}, "harvest": {f"{STORE_ROOT}state/*"},
-             "callback": {f"{STORE_ROOT}state/*"}}
+    lists = {
+        "push": {f"{STORE_ROOT}state/push/*"},
+        "harvest": {f"{STORE_ROOT}state/*"},
+        "callback": {f"{STORE_ROOT}state/*"},
+    }
     for function in FUNCTIONS:
         grants, listing = grants_of(function)
         grants = {arn: actions for arn, actions in grants.items() if not arn.startswith(("acs:mns:", "acs:log:"))}
@@ -439,11 +474,18 @@ def test_the_granted_prefixes_cover_the_keys_each_function_writes() -> None:
     from qcflow import layout
 
     bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
-    owned = {"push": [layout.PUSH], "harvest": [layout.PUSH, layout.HARVEST, layout.RESULTS],
-             "callback": [layout.PUSH, layout.HARVEST, layout.RESULTS]}
+    owned = {
+        "push": [layout.PUSH],
+        "harvest": [layout.PUSH, layout.HARVEST, layout.RESULTS],
+        "callback": [layout.PUSH, layout.HARVEST, layout.RESULTS],
+    }
     for function in FUNCTIONS:
-        object_arns = [arn for s in statements(function) for arn in as_list(s["Resource"]) if arn.startswith(bucket + "/")]
-        list_patterns = [p for s in statements(function) if "Condition" in s for p in s["Condition"]["StringLike"]["oss:Prefix"]]
+        object_arns = [
+            arn for s in statements(function) for arn in as_list(s["Resource"]) if arn.startswith(bucket + "/")
+        ]
+        list_patterns = [
+            p for s in statements(function) if "Condition" in s for p in s["Condition"]["StringLike"]["oss:Prefix"]
+        ]
 
         def granted(key: str) -> bool:
             return any(fnmatch.fnmatchcase(f"{bucket}/{key}", arn) for arn in object_arns)  # noqa: B023
@@ -453,9 +495,12 @@ def test_the_granted_prefixes_cover_the_keys_each_function_writes() -> None:
             if root != layout.RESULTS:  # results are never listed
                 assert any(fnmatch.fnmatchcase(f"{STORE_ROOT}{root}", p) for p in list_patterns), (function, root)
         assert not granted("other/prefix/object"), "object grants must stay under the store and recordings prefixes"
-    assert not any(fnmatch.fnmatchcase(f"{bucket}/{STORE_ROOT}{layout.RESULTS}x", arn)
-                   for s in statements("push") for arn in as_list(s["Resource"]) if arn.startswith("acs:oss:")), \
-        "push never writes results"
+    assert not any(
+        fnmatch.fnmatchcase(f"{bucket}/{STORE_ROOT}{layout.RESULTS}x", arn)
+        for s in statements("push")
+        for arn in as_list(s["Resource"])
+        if arn.startswith("acs:oss:")
+    ), "push never writes results"
 
 
 def test_policies_follow_the_variables() -> None:
@@ -539,10 +584,23 @@ def test_readme_documents_every_statement_and_the_deploy_order() -> None:
 
 def test_variables_are_declared_and_described() -> None:
     variables = named("variable")
-    required = {"account_id", "region", "bucket", "store_prefix", "recordings_bucket", "recordings_prefix",
-                "multipart_abort_days", "push_role_name", "harvest_role_name", "callback_role_name",
-                "trigger_role_name", "push_function_name",
-                "log_project", "logstore", "dlq_name"}
+    required = {
+        "account_id",
+        "region",
+        "bucket",
+        "store_prefix",
+        "recordings_bucket",
+        "recordings_prefix",
+        "multipart_abort_days",
+        "push_role_name",
+        "harvest_role_name",
+        "callback_role_name",
+        "trigger_role_name",
+        "push_function_name",
+        "log_project",
+        "logstore",
+        "dlq_name",
+    }
     assert required <= set(variables), sorted(required - set(variables))
     for name, body in variables.items():
         assert body.get("description"), f"variable {name} has no description"
@@ -553,9 +611,20 @@ def test_variables_are_declared_and_described() -> None:
 
 def test_outputs_give_what_s_deploy_needs() -> None:
     outputs = named("output")
-    required = {"bucket", "store_url", "recordings_url", "recordings_bucket_arn", "push_role_arn", "harvest_role_arn",
-                "callback_role_arn",
-                "oss_trigger_role_arn", "log_project", "logstore", "dlq_destination_arn", "qcflow_environment"}
+    required = {
+        "bucket",
+        "store_url",
+        "recordings_url",
+        "recordings_bucket_arn",
+        "push_role_arn",
+        "harvest_role_arn",
+        "callback_role_arn",
+        "oss_trigger_role_arn",
+        "log_project",
+        "logstore",
+        "dlq_destination_arn",
+        "qcflow_environment",
+    }
     assert required <= set(outputs), sorted(required - set(outputs))
     for name, body in outputs.items():
         assert body.get("description"), f"output {name} has no description"
@@ -596,8 +665,14 @@ def test_checkov_finds_no_failed_check() -> None:
         pytest.skip("checkov is not installed (it pins old boto3/packaging: install it apart and set CHECKOV_BIN)")
     env = {**os.environ, "SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "WARNING"}
     # --skip-download: no call to Prisma Cloud (offline); no --quiet: skipped checks are reported too.
-    result = subprocess.run([*command, "-d", "infra", "--framework", "terraform", "--compact", "-o", "json",
-                             "--skip-download"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=100)  # under pytest's 120 s
+    result = subprocess.run(
+        [*command, "-d", "infra", "--framework", "terraform", "--compact", "-o", "json", "--skip-download"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )  # under pytest's 120 s
     assert result.stdout.strip(), f"checkov printed nothing (exit {result.returncode}):\n{result.stderr[-3000:]}"
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
