@@ -216,3 +216,84 @@ def test_the_page_has_no_way_to_fetch_anything(demo: Demo, tmp_path: Path) -> No
     assert re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html) is None
     assert "default-src 'none'" in html and "connect-src" not in html
     assert html.count("* plotly.js v") == 1, "plotly.js is inlined, once"
+
+
+# ------------------------------------------------------------------ Content-Security-Policy
+
+#: Markup the page must neutralise should escaping ever fail: an inline script (with an inline
+#: handler), a <base> that would re-root relative URLs, a form posting elsewhere.
+PLANTED = (
+    "<script>window.__planted = true; document.body.setAttribute('data-planted', 'yes')</script>"
+    "<img id='planted-img' src='data:,not-an-image' onerror='window.__handler = true'>"
+    "<base href='http://example.com/'>"
+    "<form id='planted-form' action='http://example.com/steal' method='post'><input name='q' value='x'></form>"
+)
+
+
+def _csp(html: str) -> str:
+    match = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html)
+    assert match, "the page has a CSP meta tag"
+    return match.group(1)
+
+
+def _plant(html: str, out: Path, *, keep_csp: bool = True) -> Path:
+    """The rendered page with ``PLANTED`` put in after rendering, as if escaping had failed."""
+    if not keep_csp:
+        html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    out.write_text(html.replace("<main>", "<main>" + PLANTED, 1), encoding="utf-8")
+    return out
+
+
+def test_the_csp_allows_the_pages_own_scripts_by_hash_only(demo: Demo, tmp_path: Path) -> None:
+    import base64
+    import hashlib
+
+    from qcflow.tools.report.page import script_hashes, with_csp
+
+    out = tmp_path / "report.html"
+    make_report(demo.store, out, zone=ZONE)
+    html = out.read_text(encoding="utf-8")
+    csp = _csp(html)
+    directives = {d.split()[0]: d.split()[1:] for d in (p.strip() for p in csp.split(";")) if d}
+    assert directives["default-src"] == ["'none'"]
+    assert directives["base-uri"] == ["'none'"] and directives["form-action"] == ["'none'"]
+    assert "'unsafe-inline'" not in directives["script-src"] and "'unsafe-eval'" not in directives["script-src"]
+    # one hash per executable inline block (plotly.js, the drawing code), none for the JSON data blocks
+    bodies = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    assert len(bodies) == 2
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in bodies]
+    assert directives["script-src"] == hashes == script_hashes(html)
+    # generic: whatever inline scripts a page holds (a later section's own) are hashed alike
+    head = '<head><meta http-equiv="Content-Security-Policy" content="@@qcflow-csp@@"></head>'
+    scripts = "<script>a()</script><script type='module'>b()</script><script type=application/json>{}</script>"
+    page = with_csp(head + scripts)
+    assert page.count("'sha256-") == 2 and "script-src 'sha256-" in page
+
+
+def test_an_injected_inline_script_does_not_run_and_the_charts_still_draw(
+    demo: Demo, render: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    make_report(demo.store, out, zone=ZONE)
+    html = out.read_text(encoding="utf-8")
+
+    # control: without the CSP the planted script runs (so the check below is not vacuous)
+    bare = render(_plant(html, tmp_path / "bare.html", keep_csp=False))
+    assert bare.js("[window.__planted, window.__handler]") == [True, True]
+
+    page = render(_plant(html, tmp_path / "planted.html"))
+    assert page.js("window.__planted === undefined && window.__handler === undefined") is True
+    assert page.js("document.body.dataset.planted") is None
+    assert page.js("document.body.dataset.rendered") == "true", "the page's own scripts ran"
+    for chart in page.js(CHART_STATE):
+        assert chart["empty"] == "false" and chart["drawn"] == "true" and chart["marks"] > 0, chart["id"]
+    refused = [text for kind, text in page.console if kind == "error"]
+    assert refused and all("Content Security Policy" in text for text in refused), refused
+    assert any("inline script" in text or "inline event handler" in text for text in refused), refused
+    # the planted <base> did not take: the page's address is still its own file
+    assert page.js("document.baseURI") == page.url
+    # nor can a planted form send the reader (or the page's data) elsewhere
+    page.js("document.getElementById('planted-form').submit()")
+    page.page.wait_for_timeout(300)
+    assert page.requests == [page.url], page.requests
+    assert page.page.url == page.url

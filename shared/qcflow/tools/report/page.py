@@ -3,7 +3,12 @@
 Why Plotly: it is well kept, draws every chart the page needs as SVG, and ships its whole
 library as one script (``plotly.offline.get_plotlyjs``) that can be inlined, so the page
 opens offline from a mail attachment or a shared drive. A Content-Security-Policy
-(``default-src 'none'``) makes the browser refuse any fetch the page might still attempt.
+(``default-src 'none'``) makes the browser refuse any fetch the page might still attempt, and
+runs only the page's own scripts: each inline ``<script>`` the page renders is allowed by its
+SHA-256 (computed over the finished page, whatever scripts it holds), so a script that found
+its way in through the data would not run even if escaping failed; ``base-uri`` and
+``form-action`` ``'none'`` keep a planted ``<base>`` or ``<form>`` from sending the reader
+elsewhere.
 
 Why the figures are built here and not by ``plotly.io.to_html``: every string on the page
 comes from the data (agent names, rule names, error messages), so the page embeds JSON with
@@ -18,7 +23,10 @@ the template from the specs that fill it would scatter one page over several fil
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from html import escape
 from typing import Any
 
@@ -30,8 +38,17 @@ FONT = (
     '-apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans CJK SC", "Noto Sans SC", '
     '"PingFang SC", "Microsoft YaHei", sans-serif'
 )
-#: No fetch of any kind; inline scripts and styles only (plotly.js adds <style> at run time).
-CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+#: No fetch of any kind; the page's own inline scripts (``{scripts}``: their hashes) and inline
+#: styles (plotly.js adds <style> at run time); no <base>, no form submission.
+CSP = (
+    "default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+    "base-uri 'none'; form-action 'none'"
+)
+_CSP_SLOT = "@@qcflow-csp@@"
+#: An executable script block: no ``type``, or a JavaScript one (JSON data blocks never run).
+_SCRIPT = re.compile(r"<script(?P<attrs>[^>]*)>(?P<body>.*?)</script>", re.DOTALL | re.IGNORECASE)
+_TYPE = re.compile(r"""\btype\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
+_JS_TYPES = {"", "text/javascript", "application/javascript", "module"}
 _CONFIG = {"displaylogo": False, "displayModeBar": False, "responsive": True}
 #: Score → colour stops (0 red … 100 teal); colours are computed here, not by plotly.js, so that
 #: text drawn inside a bar picks its contrast colour from a real colour.
@@ -427,11 +444,11 @@ def render(data: ReportData, plotly_js: str | None = None) -> str:
     library = plotly_js.replace(
         "</script", "<\\/script"
     )  # plotly.js holds none today; a page must not break if it does
-    return f"""<!doctype html>
+    page = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta http-equiv="Content-Security-Policy" content="{_CSP_SLOT}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>qcflow report · {escape(data.range.get("label") or "all results")}</title>
 <style>{_STYLE}</style>
@@ -452,6 +469,31 @@ figures embedded below as JSON (id qcflow-report-data)</footer>
 </body>
 </html>
 """
+    return with_csp(page)
+
+
+def script_hashes(page: str) -> list[str]:
+    """``'sha256-…'`` of every executable inline script of ``page``, in order, without repeats.
+
+    The browser hashes a script's text exactly as it appears between its tags (UTF-8), which is
+    what the page holds: every text from the data is escaped, so no ``</script>`` ends one early.
+    """
+    found: list[str] = []
+    for match in _SCRIPT.finditer(page):
+        kind = _TYPE.search(match.group("attrs"))
+        if kind is not None and kind.group(1).lower() not in _JS_TYPES:
+            continue  # a data block (application/json): never executed, nothing to allow
+        digest = base64.b64encode(hashlib.sha256(match.group("body").encode("utf-8")).digest()).decode("ascii")
+        source = f"'sha256-{digest}'"
+        if source not in found:
+            found.append(source)
+    return found
+
+
+def with_csp(page: str) -> str:
+    """``page`` with its Content-Security-Policy filled in: the hashes of the scripts it holds."""
+    scripts = " ".join(script_hashes(page)) or "'none'"
+    return page.replace(_CSP_SLOT, CSP.format(scripts=scripts), 1)
 
 
 _STYLE = (
