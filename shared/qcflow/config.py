@@ -303,7 +303,10 @@ class PushSettings(_Slice):
         description="Long-lived key that signs voiceFileUrl (strategy signed); STS-signed URLs die with the token.",
     )
     audio_url_access_key_secret: SecretStr | None = Field(
-        default=None, alias="audio_url_access_key_secret", description="Its secret (keep it in a secret store)."
+        default=None,
+        alias="audio_url_access_key_secret",
+        description="Its secret. Better not here (anyone who may read the function's configuration sees it): "
+        "name a KMS secret holding it with QCFLOW_AUDIO_URL_ACCESS_KEY_SECRET_KMS_NAME instead.",
     )
     business: str | None = Field(
         default=None, alias="push_business", description="UploadAudioData business of every recording."
@@ -487,6 +490,36 @@ class CallbackSettings(_Slice):
     )
 
 
+class SecretsSettings(_Slice):
+    """Secrets read from KMS Secrets Manager at an instance's start instead of a plain variable.
+
+    Each ``<setting>_kms_name`` field names the KMS secret that holds ``QCFLOW_<SETTING>``
+    (``qcflow.secrets`` reads it once per instance with the function role's credentials); set
+    either the variable or its ``_KMS_NAME``, not both. A setting becomes readable from KMS
+    by declaring its ``<setting>_kms_name`` field here: nothing else changes.
+    """
+
+    kms_endpoint: str | None = Field(
+        default=None,
+        alias="secrets_kms_endpoint",
+        description="KMS endpoint for the secrets below (host or URL); default kms.<QCFLOW_REGION>.aliyuncs.com "
+        "(kms-vpc.<region>.aliyuncs.com from inside a VPC).",
+    )
+    audio_url_access_key_secret_kms_name: str | None = Field(
+        default=None,
+        alias="audio_url_access_key_secret_kms_name",
+        description="Name of the KMS secret holding QCFLOW_AUDIO_URL_ACCESS_KEY_SECRET (instead of the variable).",
+    )
+
+    def kms_names(self) -> dict[str, str]:
+        """Setting short name → the KMS secret holding it, for every ``*_kms_name`` that is set."""
+        return {
+            name.removesuffix("_kms_name"): value
+            for name, value in self
+            if name.endswith("_kms_name") and isinstance(value, str) and value.strip()
+        }
+
+
 class Settings(BaseModel):
     """Everything qcflow can be told from the environment (FC sets it from ``s.yaml``), one slice per
     part; build it with ``load_settings``."""
@@ -504,6 +537,7 @@ class Settings(BaseModel):
     push: PushSettings = PushSettings()
     harvest: HarvestSettings = HarvestSettings()
     callback: CallbackSettings = CallbackSettings()
+    secrets: SecretsSettings = SecretsSettings()
 
     @field_validator("log_level")
     @classmethod

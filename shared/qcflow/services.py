@@ -128,6 +128,14 @@ async def build_services(
         timeout=httpx.Timeout(settings.http.timeout_seconds, connect=settings.http.connect_timeout_seconds),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
     )
+    if settings.secrets.kms_names():  # secrets named by QCFLOW_*_KMS_NAME: read once, now
+        from qcflow.secrets import resolve_secrets
+
+        try:
+            settings = await resolve_secrets(settings, credentials, http=http)
+        except BaseException:
+            await http.aclose()
+            raise
     return Services(
         settings=settings,
         credentials=credentials,

@@ -30,10 +30,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CCC_VERSION = "2020-07-01"
 SCA_VERSION = "2019-01-15"
+KMS_VERSION = "2016-01-20"
 ACTIONS = {
     "GetUploadAudioDataParams": ("CCC", CCC_VERSION),
     "UploadAudioData": ("Qualitycheck", SCA_VERSION),
     "GetResult": ("Qualitycheck", SCA_VERSION),
+    "GetSecretValue": ("Kms", KMS_VERSION),
 }
 MAX_BODY = 4 * 1024 * 1024
 STATS_PATH = "/__sandbox/stats"
@@ -210,7 +212,24 @@ class SandboxApp:
         if action == "UploadAudioData":
             task_id = self.sca.upload_audio_data(params.get("JsonStr"))
             return {"Success": True, "Code": "200", "Message": "successful", "Data": task_id}
+        if action == "GetSecretValue":
+            return self._secret(params.get("SecretName") or "")
         return {"_raw": self.sca.get_result(params.get("JsonStr"))}
+
+    def _secret(self, name: str) -> dict[str, Any]:
+        """KMS Secrets Manager's GetSecretValue (the ACSCurrent version of a text secret)."""
+        if not name:
+            raise ApiFailure(400, "MissingParameter", "The input parameter SecretName that is mandatory is missing.")
+        secrets = dict(self.options.secrets)
+        if name not in secrets:
+            raise ApiFailure(404, "Forbidden.ResourceNotFound", "The resource is not found.")
+        return {
+            "SecretName": name,
+            "SecretData": secrets[name],
+            "SecretDataType": "text",
+            "VersionId": "v1",
+            "VersionStages": {"VersionStage": ["ACSCurrent"]},
+        }
 
     async def _recording(self, send: Send, contact_id: str, query: dict[str, str]) -> None:
         try:

@@ -120,3 +120,5 @@ class SandboxOptions:
     #: Actions the caller's RAM policy does not allow: answered 403 ``Forbidden.RAM`` after the
     #: signature is verified (a wrong secret fails earlier, with ``SignatureDoesNotMatch``).
     denied_actions: frozenset[str] = frozenset()
+    #: KMS Secrets Manager: (secret name, value) pairs GetSecretValue answers (any other: not found).
+    secrets: tuple[tuple[str, str], ...] = ()
