@@ -193,3 +193,39 @@ resource "alicloud_ram_role_policy_attachment" "oss_trigger" {
   policy_name = alicloud_ram_policy.oss_trigger.policy_name
   policy_type = "Custom"
 }
+
+# KMS Secrets Manager: a function that reads a setting from KMS (QCFLOW_<SETTING>_KMS_NAME,
+# qcflow.secrets) may read exactly those secrets: kms:GetSecretValue on each secret's ARN,
+# one policy per function that has any (var.kms_secrets; none by default). A secret created
+# with a customer-managed key also needs kms:Decrypt on that key (not granted here).
+locals {
+  function_roles = {
+    push     = alicloud_ram_role.push.role_name
+    harvest  = alicloud_ram_role.harvest.role_name
+    callback = alicloud_ram_role.callback.role_name
+  }
+  function_role_names = {
+    push     = var.push_role_name
+    harvest  = var.harvest_role_name
+    callback = var.callback_role_name
+  }
+  kms_secrets = { for function, names in var.kms_secrets : function => names if length(names) > 0 }
+}
+
+resource "alicloud_ram_policy" "secrets" {
+  for_each    = local.kms_secrets
+  policy_name = "${local.function_role_names[each.key]}-secrets"
+  policy_document = templatefile("${path.module}/policy/kms-secrets.json", {
+    secret_arns = jsonencode([for name in each.value : "acs:kms:${var.region}:${var.account_id}:secret/${name}"])
+  })
+  description     = "qcflow ${each.key}: kms:GetSecretValue on the secrets its settings name, nothing else."
+  rotate_strategy = "DeleteOldestNonDefaultVersionWhenLimitExceeded"
+  tags            = local.tags
+}
+
+resource "alicloud_ram_role_policy_attachment" "secrets" {
+  for_each    = alicloud_ram_policy.secrets
+  role_name   = local.function_roles[each.key]
+  policy_name = each.value.policy_name
+  policy_type = "Custom"
+}

@@ -158,3 +158,18 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "kms_secrets" {
+  description = "KMS Secrets Manager secrets each function reads its settings from (QCFLOW_<SETTING>_KMS_NAME), by function: e.g. { push = [\"qcflow/audio-url-key\"] }. Each function's role may read exactly these (kms:GetSecretValue)."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for function in keys(var.kms_secrets) : contains(["push", "harvest", "callback"], function)])
+    error_message = "kms_secrets keys must be push, harvest or callback."
+  }
+  validation {
+    condition     = alltrue([for names in values(var.kms_secrets) : alltrue([for name in names : can(regex("^[A-Za-z0-9_/+=.@-]{1,192}$", name))])])
+    error_message = "kms_secrets: secret names are 1-192 of letters, digits and _/+=.@-."
+  }
+}

@@ -337,6 +337,40 @@ def test_terraform_renders_the_templates_as_the_tests_do(tmp_path: Path) -> None
         assert json.loads(json.loads(result.stdout.strip())) == render(POLICY / template), template
 
 
+def test_kms_secrets_are_readable_by_their_function_only(tmp_path: Path) -> None:
+    """qcflow.secrets reads QCFLOW_<SETTING>_KMS_NAME's secret with the function's role: that role
+    gets kms:GetSecretValue on exactly the secrets listed for it in var.kms_secrets (none by default)."""
+    assert named("variable")["kms_secrets"]["default"] == {}
+    policy = resource("alicloud_ram_policy", "secrets")
+    assert policy["for_each"] == "${local.kms_secrets}"
+    assert referenced_file(policy["policy_document"], "templatefile") == POLICY / "kms-secrets.json"
+    attachment = resource("alicloud_ram_role_policy_attachment", "secrets")
+    assert attachment["for_each"] == "${alicloud_ram_policy.secrets}"
+    assert attachment["role_name"] == "${local.function_roles[each.key]}"
+    locals_ = {k: v for block in terraform()["locals"] for k, v in block.items()}
+    assert locals_["function_roles"] == {f: f"${{alicloud_ram_role.{f}.role_name}}" for f in FUNCTIONS}
+    arns = [f"acs:kms:{REGION}:{ACCOUNT}:secret/qcflow/audio-url-key"]
+    document = render(POLICY / "kms-secrets.json", {"secret_arns": json.dumps(arns)})
+    assert document["Statement"] == [{"Effect": "Allow", "Action": ["kms:GetSecretValue"], "Resource": arns}]
+    for function in FUNCTIONS:  # the functions' own policies never grant KMS
+        assert not [a for a in granted_actions(function_policy(function)) if a.startswith("kms:")], function
+    binary = shutil.which("terraform")
+    if binary is not None:  # Terraform renders the template the same way
+        template = json.dumps(str(POLICY / "kms-secrets.json"))
+        expression = f"jsondecode(templatefile({template}, {{secret_arns = jsonencode({json.dumps(arns)})}}))\n"
+        result = subprocess.run(
+            [binary, "console"],
+            input=f"jsonencode({expression.strip()})\n",
+            cwd=tmp_path,
+            env=TF_ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(json.loads(result.stdout.strip())) == document
+
+
 # --------------------------------------------------------------- the policies against the code
 #
 # What each function's own handler really does is checked by running it (tests/test_roles.py);
