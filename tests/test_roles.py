@@ -58,6 +58,8 @@ from tests.test_infra import (
 
 #: Store operations of the ``ObjectStore`` protocol the functions use.
 STORE_OPERATIONS = ("get", "head", "list", "put", "create_if_absent", "delete", "open_writer", "signed_get_url")
+#: The callback's URL token (issue 25's edge): set always, read where the settings know it.
+CALLBACK_TOKEN = "roles-test-callback-token-0123456789"
 #: OSS actions authorized on the bucket itself rather than on an object.
 BUCKET_ACTIONS = {"oss:ListObjects", "oss:GetBucketVersioning"}
 
@@ -272,7 +274,7 @@ def run_every_path(world: PushWorld, tracer: Tracer) -> dict[str, Any]:
     }
     with tracer.running("callback"):
         answers["callback"] = callback.handler(
-            http_event("GET", "/sca-callback", query), context_for("callback", FC_CREDS)
+            http_event("GET", f"/sca-callback/{CALLBACK_TOKEN}", query), context_for("callback", FC_CREDS)
         )
     # for harvest: a lost answer nobody calls back, and a task that runs for a while
     configure(replace(plain, faults=FaultOptions(lost_answer_rate=1.0, actions=frozenset({"UploadAudioData"}))))
@@ -309,6 +311,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Tracer, d
             options,
             QCFLOW_HARVEST_SETTLE_SECONDS="0",
             QCFLOW_HARVEST_START_SECONDS="3600",
+            QCFLOW_CALLBACK_TOKEN=CALLBACK_TOKEN,
         ) as world:
             tracer = Tracer(world)
             install(monkeypatch, tracer)
