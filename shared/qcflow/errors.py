@@ -263,7 +263,7 @@ def deployment_remedy(code: str | None, action: str | None = None) -> str:
     what = action or "this action"
     return (
         f"the RAM policy of this AccessKey's user (or the function's role) must allow {what} "
-        "(infra/policy/qcflow-fc.json lists what qcflow needs)"
+        "(infra/policy/qcflow-<function>.json lists what each function needs)"
     )
 
 
