@@ -17,7 +17,7 @@ import qcflow.harvest.records as records_module
 from qcflow.errors import ConfigError
 from qcflow.harvest.records import to_record, utc_now_text
 from qcflow.tools.report import register
-from qcflow.tools.report.ddl import DUCKDB_EXAMPLE, maxcompute_ddl, oss_location
+from qcflow.tools.report.ddl import DUCKDB_EXAMPLE, EXTRA_COLUMNS, maxcompute_ddl, oss_location
 
 from tests.conftest import load_fixture
 from tests.report import expected
@@ -95,7 +95,9 @@ def record_paths(value: Any, prefix: str) -> set[str]:
 def test_the_ddl_columns_are_the_documented_schema_in_order() -> None:
     columns, partitions = ddl_columns(maxcompute_ddl(location=LOCATION))
     schema = list(to_record({}, ZONE, utc_now_text()).keys())  # every key is always present, in this order
-    assert [name for name, _ in columns] == schema
+    extra = [name for name, _, _ in EXTRA_COLUMNS if name not in schema]
+    assert [name for name, _ in columns] == schema + extra, "the schema, then what the latest view needs"
+    assert {"vid", "review_type"} <= {name for name, _ in columns}
     documented = records_module.__doc__ or ""
     assert all(f"``{name}``" in documented for name in schema), "each column is in the records docstring"
     assert partitions == ["dt", "hour"]
@@ -184,3 +186,42 @@ def test_the_report_modules_stay_out_of_the_layer_and_the_cli_stays_light() -> N
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONPATH": str(root)}).stdout.strip()
     assert loaded == "[]", "DuckDB and Plotly are imported when a report is made, not with the CLI"
+
+
+def test_the_ddl_has_a_reviews_table_and_the_latest_view_over_both() -> None:
+    ddl = maxcompute_ddl(location=LOCATION, zone="Asia/Shanghai")
+    results_columns, _ = ddl_columns(ddl)
+    reviews_part = ddl[ddl.index("CREATE EXTERNAL TABLE IF NOT EXISTS `qcflow_reviews` ("):]
+    reviews_columns, partitions = ddl_columns(reviews_part)
+    assert reviews_columns == results_columns, "a review row is a result row"
+    assert partitions == ["dt", "hour"] and "review day in the SCA time zone" in reviews_part
+    assert "LOCATION 'oss://oss-cn-shanghai-internal.aliyuncs.com/qc-bucket/prod/reviews/';" in reviews_part
+    assert "MSCK REPAIR TABLE `qcflow_reviews` ADD PARTITIONS;" in reviews_part
+    view = ddl[ddl.index("CREATE OR REPLACE VIEW `qcflow_latest` AS"):]
+    names = [name for name, _ in results_columns]
+    assert view.splitlines()[1] == "SELECT " + ", ".join(f"`{n}`" for n in [*names, "dt", "hour"]) + ", `source`"
+    assert "FROM `qcflow_results`\n    UNION ALL\n" in view and view.count("FROM `qcflow_reviews`") == 1
+    assert "PARTITION BY u.`task_id`, COALESCE(u.`call_id`, u.`vid`, '')" in view
+    order = view[view.index("ORDER BY"):view.index(") AS `rn`")]
+    assert order.index("u.`instant` DESC") < order.index("u.`source_rank` DESC") < order.index("u.`harvested_at` DESC")
+    assert "'reviews' AS `source`, 1 AS `source_rank`" in view and "'results' AS `source`, 0 AS `source_rank`" in view
+    assert "ELSE 480 END" in view, "a review time without an offset is read in SCA's zone (UTC+8)"
+    assert "ELSE 0 END" in maxcompute_ddl(location=LOCATION, zone="UTC")
+    assert view.rstrip().endswith("WHERE `rn` = 1;")
+    with pytest.raises(ConfigError, match="must differ"):
+        maxcompute_ddl(location=LOCATION, view="qcflow_results")
+    with pytest.raises(ConfigError, match="--view"):
+        maxcompute_ddl(location=LOCATION, view="latest view")
+
+
+def test_qcflow_ddl_maxcompute_names_the_reviews_table_and_the_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QCFLOW_STORE", "oss://qc-bucket/prod")
+    monkeypatch.setenv("QCFLOW_REGION", "cn-shanghai")
+    monkeypatch.delenv("QCFLOW_OSS_ENDPOINT", raising=False)
+    done = CliRunner().invoke(cli(), ["ddl", "maxcompute", "--reviews-table", "qc_reviews", "--view", "qc_now",
+                                      "--reviews-location", "oss://oss-cn-shanghai-internal.aliyuncs.com/other/rv"])
+    assert done.exit_code == 0, done.output
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `qc_reviews` (" in done.output
+    assert "LOCATION 'oss://oss-cn-shanghai-internal.aliyuncs.com/other/rv/';" in done.output
+    assert "CREATE OR REPLACE VIEW `qc_now` AS" in done.output and "FROM `qc_reviews`" in done.output
+    assert "LOCATION 'oss://oss-cn-shanghai-internal.aliyuncs.com/qc-bucket/prod/results/';" in done.output

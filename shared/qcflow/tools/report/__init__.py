@@ -57,10 +57,15 @@ def build_data(
 ) -> tuple[ReportData, int]:
     """The page's figures for ``days`` (and how many bytes of JSONL were read)."""
     from qcflow.tools.report.query import aggregate
-    from qcflow.tools.report.source import list_parts, local_paths, markers
+    from qcflow.tools.report.source import REVIEWS, list_parts, local_paths, markers
 
     generated_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0).isoformat()
-    parts = list_parts(store, days, progress)
+    results = list_parts(store, days, progress)
+
+    def more(stage: str, done: int, total: int | None) -> None:
+        progress(stage, len(results) + done, None if total is None else len(results) + total)
+
+    parts = results + list_parts(store, days, more, prefix=REVIEWS)
     found = markers(store, zone, days, progress)
     range_ = {
         "since": days.since.isoformat() if days.since else None,
@@ -70,8 +75,10 @@ def build_data(
     with tempfile.TemporaryDirectory(prefix="qcflow-report-") as workdir:
         paths = local_paths(store, parts, Path(workdir), progress)
         data = aggregate(
-            paths,
+            paths[: len(results)],
             found,
+            reviews=paths[len(results) :],
+            zone=zone.key,
             range_=range_,
             generated_at=generated_at,
             store=store.url,

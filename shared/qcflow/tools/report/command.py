@@ -1,4 +1,4 @@
-"""The click commands ``qcflow report`` and ``qcflow ddl maxcompute`` (``register(main)``).
+"""The click commands ``qcflow report``, ``qcflow ddl maxcompute`` and ``qcflow ddl duckdb`` (``register(main)``).
 
 Importing this module costs click only: DuckDB and Plotly (extra ``qcflow[report]``) are
 imported when a command runs, so the rest of the CLI works without the extra, and a missing
@@ -113,27 +113,80 @@ def ddl_group() -> None:
 
 
 @ddl_group.command("maxcompute")
-@click.option("--table", default="qcflow_results", show_default=True, help="Table name.")
+@click.option("--table", default="qcflow_results", show_default=True, help="Table over results/.")
 @click.option(
     "--location",
     default=None,
     help="OSS location of results/ (default: from QCFLOW_STORE and the region, internal endpoint).",
 )
 @click.option("--role-arn", default=None, help="RAM role MaxCompute assumes to read OSS (odps.properties.rolearn).")
-def maxcompute_command(table: str, location: str | None, role_arn: str | None) -> None:
-    """An external table over results/ (JSON, partitions dt and hour) matching the JSONL schema."""
+@click.option("--reviews-table", default="qcflow_reviews", show_default=True, help="Table over reviews/.")
+@click.option(
+    "--reviews-location",
+    default=None,
+    help="OSS location of reviews/ (default: the folder reviews/ beside --location's).",
+)
+@click.option("--view", default="qcflow_latest", show_default=True, help="View of every task's current row.")
+def maxcompute_command(
+    table: str,
+    location: str | None,
+    role_arn: str | None,
+    reviews_table: str,
+    reviews_location: str | None,
+    view: str,
+) -> None:
+    """External tables over results/ and reviews/ (JSON, partitions dt and hour) matching the JSONL
+    schema, and the view of every task's current row (the latest of its rows: final scores)."""
     from qcflow.config import load_settings
     from qcflow.errors import QcflowError
     from qcflow.tools.report.ddl import maxcompute_ddl, oss_location
 
     try:
+        settings = load_settings()
         if location is None:
-            settings = load_settings()
             location = oss_location(settings.store.url, settings.store.region, settings.store.oss_endpoint)
-        click.echo(maxcompute_ddl(table=table, location=location, role_arn=role_arn), nl=False)
+        text = maxcompute_ddl(
+            table=table,
+            location=location,
+            role_arn=role_arn,
+            reviews_table=reviews_table,
+            reviews_location=reviews_location,
+            view=view,
+            zone=settings.zone.key,
+        )
+        click.echo(text, nl=False)
     except QcflowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+@ddl_group.command("duckdb")
+@click.option(
+    "--folder",
+    default=None,
+    help="The local store folder holding results/ and reviews/ (default: QCFLOW_STORE's, if local; else qcflow-data).",
+)
+def duckdb_command(folder: str | None) -> None:
+    """The DuckDB query of every task's current row (the latest of its results/ and reviews/ rows)."""
+    from qcflow.config import load_settings
+    from qcflow.errors import QcflowError
+    from qcflow.tools.report.latest import DEFAULT_FOLDER, duckdb_latest
+
+    try:
+        settings = load_settings()
+        if folder is None:
+            folder = _local_folder(settings.store.url) or DEFAULT_FOLDER
+        click.echo(duckdb_latest(folder, settings.zone.key), nl=False)
+    except QcflowError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _local_folder(url: str) -> str | None:
+    from qcflow.store import parse_store_url
+
+    kind, path, _ = parse_store_url(url)
+    return path if kind == "file" else None
 
 
 def register(main: click.Group) -> None:

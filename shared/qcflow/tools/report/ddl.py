@@ -1,4 +1,5 @@
-"""The analytics hand-off: a MaxCompute external table over ``results/``, and a DuckDB query.
+"""The analytics hand-off: MaxCompute external tables over ``results/`` and ``reviews/``, the
+``qcflow_latest`` view over both (``qcflow.tools.report.latest``), and DuckDB queries.
 
 The columns are the JSONL schema of ``qcflow.harvest.records`` (``schema_version`` 1), in
 its order. Nested columns are typed from the models the API client parses the same answers
@@ -58,7 +59,14 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("scheme_names", list[str], "inspection scheme names"),
     ("harvested_at", "STRING", "when qcflow wrote the line (UTC, ISO 8601)"),
 )
+#: Fields the service sends that the latest view needs (``vid`` identifies a result without a
+#: Recording; ``review_type`` is on every reviews/ row): declared after the schema's own.
+EXTRA_COLUMNS: tuple[tuple[str, Any, str], ...] = (
+    ("vid", "STRING", "Vid: identifies a result that has no Recording.Id"),
+    ("review_type", "BIGINT", "ReviewType: 1 automatic review, 2 by a person"),
+)
 PARTITIONS = (("dt", "upload day in the SCA time zone, YYYY-MM-DD (or unknown)"), ("hour", "upload hour there, HH"))
+REVIEW_PARTITIONS = (("dt", "review day in the SCA time zone, YYYY-MM-DD"), ("hour", "review hour there, HH"))
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 _SCALARS: dict[Any, str] = {str: "STRING", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN"}
@@ -107,9 +115,10 @@ def key_of(field_name: str) -> str:
 
 
 def column_types() -> list[tuple[str, str, str]]:
-    """(column, MaxCompute type, comment) of every top-level key."""
+    """(column, MaxCompute type, comment) of every top-level key, then the extra ones."""
     out = []
-    for name, annotation, comment in COLUMNS:
+    known = {name for name, _, _ in COLUMNS}
+    for name, annotation, comment in (*COLUMNS, *(c for c in EXTRA_COLUMNS if c[0] not in known)):
         kind = type_of(annotation)
         if kind is None:  # pragma: no cover - every top-level column has a type
             raise AssertionError(f"no MaxCompute type for {name}")
@@ -136,21 +145,80 @@ def oss_location(store_url: str, region: str, endpoint: str | None = None) -> st
     return f"oss://{host}/{path}/"
 
 
-def maxcompute_ddl(*, table: str = "qcflow_results", location: str, role_arn: str | None = None) -> str:
-    """``CREATE EXTERNAL TABLE`` over ``location`` and the statement that finds its partitions."""
-    if not _TABLE_NAME.match(table):
-        raise ConfigError(f"--table {table!r}: letters, digits and _ only, starting with a letter (at most 128)")
+def _name(option: str, name: str) -> str:
+    if not _TABLE_NAME.match(name):
+        raise ConfigError(f"{option} {name!r}: letters, digits and _ only, starting with a letter (at most 128)")
+    return name
+
+
+def _location(option: str, location: str) -> str:
     if not location.startswith("oss://"):
-        raise ConfigError(f"--location {location!r}: MaxCompute reads oss://<endpoint>/<bucket>/<path>/")
-    if not location.endswith("/"):
-        location += "/"
+        raise ConfigError(f"{option} {location!r}: MaxCompute reads oss://<endpoint>/<bucket>/<path>/")
+    return location if location.endswith("/") else location + "/"
+
+
+def reviews_location_of(location: str) -> str:
+    """``…/results/`` → ``…/reviews/``: the sibling folder (the harvest writes both trees side
+    by side under one store prefix)."""
+    base = location.rstrip("/")
+    parent = base.rsplit("/", 1)[0]
+    return f"{parent}/reviews/"
+
+
+def _external_table(table: str, location: str, role_arn: str | None, *, comment: str, partitions: Any) -> str:
     columns = column_types()
     width = max(len(quote(name)) for name, _, _ in columns)
-    lines = [f"  {quote(name).ljust(width)} {kind} COMMENT {_sql_text(comment)}" for name, kind, comment in columns]
-    partitions = ", ".join(f"{quote(name)} STRING COMMENT {_sql_text(comment)}" for name, comment in PARTITIONS)
-    serde = ""
-    if role_arn:
-        serde = f"WITH SERDEPROPERTIES ('odps.properties.rolearn' = {_sql_text(role_arn)})\n"
+    lines = [f"  {quote(name).ljust(width)} {kind} COMMENT {_sql_text(text)}" for name, kind, text in columns]
+    parts = ", ".join(f"{quote(name)} STRING COMMENT {_sql_text(text)}" for name, text in partitions)
+    serde = f"WITH SERDEPROPERTIES ('odps.properties.rolearn' = {_sql_text(role_arn)})\n" if role_arn else ""
+    return (
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS {quote(table)} (\n"
+        + ",\n".join(lines)
+        + f"\n)\nCOMMENT {_sql_text(comment)}\n"
+        f"PARTITIONED BY ({parts})\n"
+        "ROW FORMAT SERDE 'org.apache.hive.hcatalog.data.JsonSerDe'\n"
+        f"{serde}"
+        "STORED AS TEXTFILE\n"
+        f"LOCATION {_sql_text(location)};\n"
+    )
+
+
+def maxcompute_ddl(
+    *,
+    table: str = "qcflow_results",
+    location: str,
+    role_arn: str | None = None,
+    reviews_table: str = "qcflow_reviews",
+    reviews_location: str | None = None,
+    view: str = "qcflow_latest",
+    zone: str = "Asia/Shanghai",
+) -> str:
+    """``CREATE EXTERNAL TABLE`` over ``results/`` and ``reviews/``, the statements that find
+    their partitions, and the view of every task's current row over both."""
+    from qcflow.tools.report.latest import maxcompute_view
+
+    _name("--table", table)
+    _name("--reviews-table", reviews_table)
+    _name("--view", view)
+    if len({table, reviews_table, view}) < 3:
+        raise ConfigError(f"--table, --reviews-table and --view must differ: {table}, {reviews_table}, {view}")
+    location = _location("--location", location)
+    reviews_location = _location("--reviews-location", reviews_location or reviews_location_of(location))
+    results_ddl = _external_table(
+        table,
+        location,
+        role_arn,
+        comment="qcflow: Smart Conversation Analysis results harvested as JSONL",
+        partitions=PARTITIONS,
+    )
+    reviews_ddl = _external_table(
+        reviews_table,
+        reviews_location,
+        role_arn,
+        comment="qcflow: one row per review, the whole result as it stood after it",
+        partitions=REVIEW_PARTITIONS,
+    )
+    names = [name for name, _, _ in column_types()]
     return (
         "-- qcflow results (JSONL schema_version 1) as a MaxCompute external table.\n"
         "-- Objects: results/dt=YYYY-MM-DD/hour=HH/part-*.jsonl, one JSON object per line "
@@ -163,14 +231,11 @@ def maxcompute_ddl(*, table: str = "qcflow_results", location: str, role_arn: st
             else "-- Reading OSS with a RAM role: add WITH SERDEPROPERTIES ('odps.properties.rolearn' = "
             "'acs:ram::<uid>:role/<role>') (qcflow ddl maxcompute --role-arn …).\n"
         )
-        + f"CREATE EXTERNAL TABLE IF NOT EXISTS {quote(table)} (\n"
-        + ",\n".join(lines)
-        + "\n)\nCOMMENT 'qcflow: Smart Conversation Analysis results harvested as JSONL'\n"
-        f"PARTITIONED BY ({partitions})\n"
-        "ROW FORMAT SERDE 'org.apache.hive.hcatalog.data.JsonSerDe'\n"
-        f"{serde}"
-        "STORED AS TEXTFILE\n"
-        f"LOCATION {_sql_text(location)};\n"
-        "\n-- Register the dt=/hour= directories present now (run again as new hours land):\n"
+        + results_ddl
+        + "\n-- Register the dt=/hour= directories present now (run again as new hours land):\n"
         f"MSCK REPAIR TABLE {quote(table)} ADD PARTITIONS;\n"
+        "\n-- qcflow reviews: the same columns, one row per review (reviews/dt=YYYY-MM-DD/hour=HH: review time).\n"
+        + reviews_ddl
+        + f"MSCK REPAIR TABLE {quote(reviews_table)} ADD PARTITIONS;\n\n"
+        + maxcompute_view(view=view, results=table, reviews=reviews_table, columns=names, zone=zone)
     )

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qcflow.tools.report.latest import DEFAULT_ZONE, IDENTITY, instant_sql, order_sql
+from qcflow.tools.report.reviews import review_figures
 from qcflow.tools.report.source import Marker, Progress, ReportError, _no_progress
 
 #: The fields read from each line (everything else — transcripts, hit details — is skipped).
@@ -48,8 +50,14 @@ COLUMNS = {
     "score": "VARCHAR",
     "error_message": "VARCHAR",
     "review_status": "VARCHAR",
+    "review_result": "VARCHAR",
+    "reviewer": "VARCHAR",
+    "resolver": "VARCHAR",
+    "review_time": "VARCHAR",
+    "harvested_at": "VARCHAR",
     "agent": "JSON",
     "hit_result": "JSON",
+    "review_history": "JSON",
 }
 LOWEST = 20
 TOP_RULES = 15
@@ -57,8 +65,9 @@ TOP_FAILURES = 10
 NO_AGENT = "(no agent)"
 NO_SKILL_GROUP = "(no skill group)"
 NO_MESSAGE = "(no message)"
-#: ``ReviewStatus`` as SCA's GetResult documents it (0 not reviewed, 1 reviewed).
-REVIEW_LABELS = {0: "not reviewed", 1: "reviewed"}
+#: ``ReviewStatus`` as SCA's GetResult documents it (0 not reviewed, 1 reviewed; its query's
+#: ``reviewStatus`` adds 3 in appeal, 4 appeal upheld, 5 appeal rejected).
+REVIEW_LABELS = {0: "not reviewed", 1: "reviewed", 3: "in appeal", 4: "appeal upheld", 5: "appeal rejected"}
 _MAX_OBJECT_BYTES = 16 * 1024 * 1024
 
 
@@ -80,6 +89,8 @@ class ReportData:
     failures: list[dict[str, Any]] = field(default_factory=list)
     lowest: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: ``qcflow.tools.report.reviews.review_figures`` (empty until computed).
+    reviews: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,27 +100,53 @@ class ReportData:
         return self.counts["results"] == 0 and self.counts["running"] == 0 and self.counts["stuck"] == 0
 
 
-def _read_sql(files: bool) -> str:
+def _read_sql(source: str, files: bool) -> str:
+    """The lines of one tree (``results``/``reviews``), typed, each with its file and tree."""
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
     if not files:
         typed = ", ".join(f"NULL::{kind} AS {name}" for name, kind in COLUMNS.items())
-        return f"SELECT NULL::VARCHAR AS dt, {typed} WHERE false"
+        return f"SELECT NULL::VARCHAR AS dt, NULL::VARCHAR AS filename, '{source}' AS source, {typed} WHERE false"
     return (
-        f"SELECT * FROM read_json($files, format = 'newline_delimited', columns = {{{columns}}}, "
+        f"SELECT *, '{source}' AS source FROM read_json(${source}, format = 'newline_delimited', "
+        f"columns = {{{columns}}}, filename = true, "
         f"hive_partitioning = true, hive_types = {{'dt': 'VARCHAR', 'hour': 'VARCHAR'}}, "
         f"compression = 'auto_detect', maximum_object_size = {_MAX_OBJECT_BYTES})"
     )
 
 
-_RESULTS = """
-CREATE TEMP TABLE results AS
-WITH typed AS (
+#: Every line of both trees, typed, with ``current`` set on each task's current row
+#: (``latest``: the definition the docs' DuckDB query and the MaxCompute view share) and
+#: ``in_range`` on the rows of tasks uploaded in the range. ``results`` is the current rows in
+#: range: every figure of the page is over final scores.
+_ROWS = """
+CREATE TEMP TABLE rows AS
+WITH raw AS (
+  {read_results}
+  UNION ALL BY NAME
+  {read_reviews}
+), typed AS (
   SELECT *, TRY_CAST(status AS BIGINT) AS status_n, TRY_CAST(score AS DOUBLE) AS score_d,
-         CASE WHEN json_type(agent) = 'OBJECT' THEN agent END AS agent_o
-  FROM ({read})
+         CASE WHEN json_type(agent) = 'OBJECT' THEN agent END AS agent_o,
+         CASE WHEN source = 'results' THEN coalesce(dt, 'unknown')
+              ELSE coalesce(nullif(regexp_extract(upload_time, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})', 1), ''),
+                            'unknown') END AS day_
+  FROM raw
+), ranked AS (
+  SELECT *, row_number() OVER (PARTITION BY {identity} ORDER BY {order}) = 1 AS current
+  FROM typed
 )
 SELECT
-  coalesce(dt, 'unknown') AS day,
+  row_number() OVER () AS n,
+  current,
+  source,
+  day_ AS day,
+  day_ <> 'unknown' AND day_ >= $since AND day_ <= $until OR NOT $bounded AS in_range,
+  {instant} AS review_at,
+  TRY_CAST(upload_time AS TIMESTAMPTZ) AS upload_at,
+  review_time IS NOT NULL AS has_review_time,
+  TRY_CAST(review_result AS BIGINT) AS review_result,
+  coalesce(nullif(resolver, ''), nullif(reviewer, '')) AS review_by,
+  CASE WHEN json_type(review_history) = 'ARRAY' THEN review_history END AS review_history,
   CASE WHEN state IN ('finished', 'failed') THEN state
        WHEN status_n = 1 THEN 'finished'
        WHEN status_n IS NOT NULL AND status_n <> 0 THEN 'failed'
@@ -132,13 +169,14 @@ SELECT
                 'rule_name': nullif(json_extract_string(h, '$.name'), ''),
           'rule_type': nullif(json_extract_string(h, '$.type'), '')}}) END AS hits,
   hit_result IS NULL AS no_hit_result
-FROM typed
+FROM ranked
 """
+_RESULTS = "CREATE TEMP VIEW results AS SELECT * FROM rows WHERE current AND in_range"
 
 _HITS = """
 CREATE TEMP TABLE hits AS
 SELECT n, i, h.rule_id, h.rule_name, h.rule_type
-FROM (SELECT rowid AS n, unnest(hits) AS h, generate_subscripts(hits, 1) AS i
+FROM (SELECT n, unnest(hits) AS h, generate_subscripts(hits, 1) AS i
       FROM results WHERE state = 'finished' AND hits IS NOT NULL)
 WHERE coalesce(h.rule_id, h.rule_name) IS NOT NULL
 """
@@ -150,19 +188,30 @@ def _rows(con: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None = No
     return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
 
 
-def _load(con: Any, paths: list[Path], progress: Progress) -> None:
-    """Read the parts into ``results`` on a worker thread while this one reports DuckDB's own
+def _load(
+    con: Any, paths: list[Path], reviews: list[Path], range_: dict[str, str | None], zone: str, progress: Progress
+) -> None:
+    """Read the parts into ``rows`` on a worker thread while this one reports DuckDB's own
     progress (``query_progress`` is meant to be polled from another thread)."""
-    sql = _RESULTS.format(read=_read_sql(bool(paths)))
-    params = {"files": [str(p) for p in paths]} if paths else None
+    sql = _ROWS.format(
+        read_results=_read_sql("results", bool(paths)),
+        read_reviews=_read_sql("reviews", bool(reviews)),
+        identity=IDENTITY,
+        order=order_sql(zone),
+        instant=instant_sql("review_time", zone),
+    )
+    since, until = range_.get("since"), range_.get("until")
+    params: dict[str, Any] = {"since": since or "", "until": until or "\uffff", "bounded": bool(since or until)}
+    if paths:
+        params["results"] = [str(p) for p in paths]
+    if reviews:
+        params["reviews"] = [str(p) for p in reviews]
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
-            if params is None:
-                con.execute(sql)
-            else:
-                con.execute(sql, params)
+            con.execute(sql, params)
+            con.execute(_RESULTS)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             failure.append(exc)
 
@@ -195,6 +244,8 @@ def aggregate(
     paths: list[Path],
     markers: list[Marker],
     *,
+    reviews: Sequence[Path] = (),
+    zone: str = DEFAULT_ZONE,
     range_: dict[str, str | None],
     generated_at: str,
     store: str,
@@ -202,7 +253,8 @@ def aggregate(
     progress: Progress = _no_progress,
     threads: int | None = None,
 ) -> ReportData:
-    """Every figure of the page, computed by DuckDB from the parts at ``paths``."""
+    """Every figure of the page, computed by DuckDB from the parts at ``paths`` (``results/``)
+    and ``reviews`` (``reviews/``), over each task's current row."""
     import duckdb
 
     con = duckdb.connect(":memory:")
@@ -212,8 +264,8 @@ def aggregate(
         con.execute("SET preserve_insertion_order = false")  # measured: a fifth less peak memory on 100,000 results
         if threads:
             con.execute(f"SET threads = {int(threads)}")
-        _load(con, paths, progress)
-        row = con.execute("SELECT count(*) FROM results").fetchone()
+        _load(con, paths, list(reviews), range_, zone, progress)
+        row = con.execute("SELECT count(*) FROM rows").fetchone()
         loaded = row[0] if row else 0
         progress("records", loaded, loaded)
         con.execute(_HITS)
@@ -221,7 +273,7 @@ def aggregate(
         if markers:
             con.executemany("INSERT INTO markers VALUES (?, ?, ?)", [(m.result, m.day, m.stuck) for m in markers])
         con.execute(
-            "CREATE TEMP TABLE live AS SELECT * FROM markers WHERE result_id NOT IN (SELECT result_id FROM results)"
+            "CREATE TEMP TABLE live AS SELECT * FROM markers WHERE result_id NOT IN (SELECT result_id FROM rows)"
         )
         return _figures(con, range_=range_, generated_at=generated_at, store=store, files=files)
     finally:
@@ -242,6 +294,7 @@ def _figures(con: Any, *, range_: dict[str, str | None], generated_at: str, stor
     data.failures = _rows(con, _FAILURES)
     data.lowest = _lowest(con)
     data.notes = _notes(con, counts)
+    data.reviews = review_figures(con)
     _finite(data)
     return data
 
@@ -295,11 +348,11 @@ _FAILURES = f"""
     SELECT coalesce(error_message, '{NO_MESSAGE}') AS reason, count(*) AS calls
     FROM results WHERE state = 'failed' GROUP BY 1 ORDER BY calls DESC, reason"""
 _LOWEST = f"""
-    SELECT r.rowid AS n, r.contact_id, r.task_id,
+    SELECT r.n, r.contact_id, r.task_id,
            coalesce(r.agent_name, r.agent_id, '{NO_AGENT}') AS agent, r.skill_group,
            r.score, r.upload_time, r.day
     FROM results r WHERE r.state = 'finished' AND r.score IS NOT NULL
-    ORDER BY r.score, r.upload_time NULLS LAST, r.contact_id NULLS LAST, r.task_id NULLS LAST, r.rowid
+    ORDER BY r.score, r.upload_time NULLS LAST, r.contact_id NULLS LAST, r.task_id NULLS LAST, r.n
     LIMIT {LOWEST}"""
 _RULES_OF_CALLS = """
     SELECT n, list(coalesce(rule_name, rule_id) ORDER BY i) AS rules FROM hits

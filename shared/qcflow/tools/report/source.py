@@ -29,8 +29,10 @@ from qcflow.errors import QcflowError, ReportError
 from qcflow.store import LocalStore, ObjectStore
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
+#: The review feed's output (issue 21): one line per review, partitioned by review time.
+REVIEWS = "reviews/"
 #: ``results/dt=<day>/hour=<hh>/<name>``: anything else under ``results/`` is not a part.
-_PART = re.compile(rf"^{re.escape(layout.RESULTS)}dt=([^/]+)/hour=([^/]+)/([^/]+)$")
+_PART = re.compile(rf"^({re.escape(layout.RESULTS)}|{re.escape(REVIEWS)})dt=([^/]+)/hour=([^/]+)/([^/]+)$")
 _DOWNLOAD_THREADS = 8
 
 
@@ -104,19 +106,26 @@ class Part:
     hour: str
 
 
-def list_parts(store: ObjectStore, days: DayRange, progress: Progress = _no_progress) -> list[Part]:
-    """The JSONL parts of the range, in key order (one listing, pruned by the range)."""
-    start_after = f"{layout.RESULTS}dt={days.since.isoformat()}" if days.since else None
-    stop_after = f"{layout.RESULTS}dt={days.until.isoformat()}/\U0010ffff" if days.until else None
+def list_parts(
+    store: ObjectStore, days: DayRange, progress: Progress = _no_progress, *, prefix: str = layout.RESULTS
+) -> list[Part]:
+    """The JSONL parts of the range under ``prefix``, in key order (one listing, pruned by the range).
+
+    ``reviews/`` is partitioned by review time, and a task uploaded in the range may be reviewed
+    any day after it: its listing starts at ``since`` and has no end (``unknown`` included: a
+    review's upload day is read from its line, not from its path)."""
+    reviews = prefix == REVIEWS
+    start_after = f"{prefix}dt={days.since.isoformat()}" if days.since else None
+    stop_after = f"{prefix}dt={days.until.isoformat()}/\U0010ffff" if days.until and not reviews else None
     parts: list[Part] = []
-    for info in store.list(layout.RESULTS, start_after=start_after):
+    for info in store.list(prefix, start_after=start_after):
         if stop_after is not None and info.key > stop_after:
             break
         match = _PART.match(info.key)
-        if match is None or not info.key.endswith(SUFFIXES):
+        if match is None or not info.key.endswith(SUFFIXES) or match.group(1) != prefix:
             continue
-        day, hour, _ = match.groups()
-        if not days.holds(day):
+        _, day, hour, _ = match.groups()
+        if not reviews and not days.holds(day):
             continue
         parts.append(Part(info.key, info.size, day, hour))
         if len(parts) % 100 == 0:
