@@ -20,7 +20,7 @@ from qcflow.tools.report import DayRange, build_data, register
 from qcflow.tools.report.latest import DEFAULT_FOLDER, DUCKDB_LATEST, duckdb_latest
 
 from tests.report import expected
-from tests.report.reviewed import ZONE, Lake, write_lake
+from tests.report.reviewed import ZONE, Lake, tasks, write_lake
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,3 +151,73 @@ def test_the_docs_quote_the_query_as_the_code_has_it() -> None:
         pytest.skip("no docs page quotes the latest query yet (docs/harvest.md, once the README split lands)")
     for name, body in blocks:
         assert body == DUCKDB_LATEST, name
+
+
+REVIEW_CHARTS = ("review_change", "agreement", "appeals", "reviewers", "review_lag")
+REVIEW_STATE = """
+[...document.querySelectorAll('section.review-chart')].map(section => {
+  const marks = [...section.querySelectorAll('g.point path, g.slice path')].filter(p => {
+    const b = p.getBBox(); return b.width > 0 && b.height > 0; }).length;
+  return {id: section.dataset.chart, empty: section.dataset.empty, drawn: section.dataset.drawn || null, marks: marks};
+})
+"""
+
+
+def drawn(page: Any, chart: str) -> dict[str, list[Any]]:
+    return page.js(
+        f"(() => {{ const t = document.getElementById('plot-{chart}').data[0]; "
+        "return {x: Array.from(t.x || []), y: Array.from(t.y || []), labels: Array.from(t.labels || []), "
+        "values: Array.from(t.values || [])}; })()"
+    )
+
+
+def test_the_review_block_in_chromium_shows_what_the_jsonl_says(
+    lake: tuple[LocalStore, Lake], render: Any, tmp_path: Path
+) -> None:
+    from qcflow.tools.report import make_report
+    from qcflow.tools.report.reviews import CHANGE_BINS, change_bin
+
+    store, made = lake
+    out = tmp_path / "reviews.html"
+    make_report(store, out, zone=ZONE)
+    page = render(out)
+    assert page.errors() == [] and page.requests == [page.url]
+    assert page.js("document.getElementById('reviews').dataset.empty") == "false"
+    charts = {c["id"]: c for c in page.js(REVIEW_STATE)}
+    assert set(charts) == set(REVIEW_CHARTS)
+    for chart in charts.values():
+        assert chart["empty"] == "false" and chart["drawn"] == "true" and chart["marks"] > 0, chart
+    data = page.data
+    assert_review_figures(data, made)  # the figures embedded in the page…
+    oracle = expected.review_figures(made.results, made.reviews, ZONE)  # …and what Plotly drew
+    assert drawn(page, "review_change")["y"] == [
+        sum(1 for c in oracle["changes"] if change_bin(c) == i) for i in range(len(CHANGE_BINS))
+    ]
+    agreement = drawn(page, "agreement")
+    assert sorted(agreement["values"]) == sorted(oracle["agreement"].values())
+    assert sorted(drawn(page, "appeals")["y"]) == sorted(oracle["appeals"].values())
+    reviewers = drawn(page, "reviewers")
+    assert dict(zip(reviewers["y"], reviewers["x"], strict=True)) == {k: v[0] for k, v in oracle["reviewers"].items()}
+    assert sum(drawn(page, "review_lag")["y"]) == len(oracle["lags"])
+    counts = page.js(
+        "Object.fromEntries([...document.querySelectorAll('[data-review]')].map(e => [e.dataset.review, e.textContent]))"
+    )
+    assert counts["reviewed"] == f"{oracle['reviewed'] / oracle['finished']:.1%}"
+    assert counts["reviews"] == str(len(made.reviews)) and counts["appeals"] == "2"
+    finals = sorted(t.final for t in made.tasks if t.state == "finished")
+    assert [row["score"] for row in data["lowest"]] == finals, "the lowest table shows final scores"
+
+
+def test_a_page_without_reviews_says_so(lake: tuple[LocalStore, Lake], render: Any, tmp_path: Path) -> None:
+    from qcflow.tools.report import make_report
+
+    store = LocalStore(tmp_path / "plain")
+    made = write_lake(store, [t for t in tasks() if not t.reviews])
+    out = tmp_path / "plain.html"
+    make_report(store, out, zone=ZONE)
+    page = render(out)
+    assert page.errors() == []
+    text = page.js("document.getElementById('reviews').textContent")
+    finished = sum(1 for t in made.tasks if t.state == "finished")
+    assert f"No review yet: none of the {finished} finished inspections in this range has been reviewed" in text
+    assert page.js("document.querySelectorAll('section.review-chart').length") == 0

@@ -426,6 +426,10 @@ def render(data: ReportData, plotly_js: str | None = None) -> str:
         ),
     ]
     figures = {chart_id: figure for chart_id, _, figure in sections if figure is not None}
+    from qcflow.tools.report.page_reviews import review_block  # imports this module: import it here
+
+    reviews_html, review_figures = review_block(data.reviews)
+    figures.update(review_figures)
     banner = ""
     if data.empty:
         banner = (
@@ -459,6 +463,7 @@ def render(data: ReportData, plotly_js: str | None = None) -> str:
 <main>
 {banner}{notes}
 <div class="grid">{body}</div>
+{reviews_html}
 {_lowest_table(data)}
 </main>
 <footer>qcflow report · data as of {escape(data.generated_at)} ·
@@ -519,6 +524,8 @@ th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eceff1;
 vertical-align:top}th{color:#52606d;font-weight:600}td.num{text-align:right;font-weight:600}.mono{font-family:ui-monospace,
 SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}.small{color:#7b8794}
 footer{padding:10px 28px 24px;color:#7b8794;font-size:12px}
+.reviews{margin-top:16px}.reviews .count{background:#f1f5f6}.reviews .count dt{color:#52606d}
+.review-chart{box-shadow:none;border:1px solid #eceff1}
 """
 )
 
