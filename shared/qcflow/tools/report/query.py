@@ -114,10 +114,10 @@ def _read_sql(source: str, files: bool) -> str:
     )
 
 
-#: Every line of both trees, typed, with ``current`` set on each task's current row
-#: (``latest``: the definition the docs' DuckDB query and the MaxCompute view share) and
-#: ``in_range`` on the rows of tasks uploaded in the range. ``results`` is the current rows in
-#: range: every figure of the page is over final scores.
+#: Every line of both trees, typed, with ``in_range`` on the rows of tasks uploaded in the range.
+#: ``latest`` numbers each task's current row (the definition the docs' DuckDB query and the
+#: MaxCompute view share) and ``results`` is the current rows in range: every figure of the page
+#: is over final scores.
 _ROWS = """
 CREATE TEMP TABLE rows AS
 WITH raw AS (
@@ -131,14 +131,10 @@ WITH raw AS (
               ELSE coalesce(nullif(regexp_extract(upload_time, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})', 1), ''),
                             'unknown') END AS day_
   FROM raw
-), ranked AS (
-  SELECT *, row_number() OVER (PARTITION BY {identity} ORDER BY {order}) = 1 AS current
-  FROM typed
 )
 SELECT
-  row_number() OVER () AS n,
-  current,
   source,
+  call_id, vid, review_time, harvested_at, filename,
   day_ AS day,
   day_ <> 'unknown' AND day_ >= $since AND day_ <= $until OR NOT $bounded AS in_range,
   {instant} AS review_at,
@@ -169,9 +165,16 @@ SELECT
                 'rule_name': nullif(json_extract_string(h, '$.name'), ''),
           'rule_type': nullif(json_extract_string(h, '$.type'), '')}}) END AS hits,
   hit_result IS NULL AS no_hit_result
-FROM ranked
+FROM typed
 """
-_RESULTS = "CREATE TEMP VIEW results AS SELECT * FROM rows WHERE current AND in_range"
+#: Each task's current row, by its number: the window sorts a few narrow columns, not the rows.
+_LATEST = (
+    "CREATE TEMP TABLE latest AS SELECT rowid AS n FROM rows "
+    "QUALIFY row_number() OVER (PARTITION BY {identity} ORDER BY {order}) = 1"
+)
+_RESULTS = (
+    "CREATE TEMP VIEW results AS SELECT rowid AS n, * FROM rows WHERE in_range AND rowid IN (SELECT n FROM latest)"
+)
 
 _HITS = """
 CREATE TEMP TABLE hits AS
@@ -196,8 +199,6 @@ def _load(
     sql = _ROWS.format(
         read_results=_read_sql("results", bool(paths)),
         read_reviews=_read_sql("reviews", bool(reviews)),
-        identity=IDENTITY,
-        order=order_sql(zone),
         instant=instant_sql("review_time", zone),
     )
     since, until = range_.get("since"), range_.get("until")
@@ -211,6 +212,7 @@ def _load(
     def work() -> None:
         try:
             con.execute(sql, params)
+            con.execute(_LATEST.format(identity=IDENTITY, order=order_sql(zone)))
             con.execute(_RESULTS)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             failure.append(exc)
