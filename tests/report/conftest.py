@@ -29,7 +29,10 @@ pytest.importorskip("plotly", reason="the report extra (plotly) is not installed
 @dataclass
 class Demo:
     store: LocalStore
+    #: each task's current row (the latest of its results/ and reviews/ lines): what the report shows
     records: list[dict[str, Any]]
+    #: the results/ lines alone (machine scores, unless a review came before the harvest)
+    results: list[dict[str, Any]]
 
 
 def read_jsonl(store: ObjectStore, prefix: str = "results/") -> list[dict[str, Any]]:
@@ -53,7 +56,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     summary = run_demo(30, store_url=f"file:{root}", task_seconds=0.3, failure_rate=0.3)
     assert summary.harvested == 30 and summary.failed >= 1, summary
     store = LocalStore(root)
-    return Demo(store, read_jsonl(store))
+    from zoneinfo import ZoneInfo
+
+    from tests.report.expected import latest
+
+    results = read_jsonl(store)
+    current = latest(results, read_jsonl(store, "reviews/"), ZoneInfo("Asia/Shanghai"))
+    return Demo(store, list(current.values()), results)
 
 
 @dataclass

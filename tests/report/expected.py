@@ -153,7 +153,7 @@ def latest(results: list[dict[str, Any]], reviews: list[dict[str, Any]], zone: Z
             key = (at is not None, at or oldest, source == "reviews", line.get("harvested_at") or "")
             known = best.get(identity(line))
             if known is None or key > known[0]:
-                best[identity(line)] = (key, {**line, "_source": source})
+                best[identity(line)] = (key, line)
     return {result: row for result, (_, row) in best.items()}
 
 

@@ -74,7 +74,18 @@ def test_a_day_range_keeps_the_reviews_of_its_tasks_only(lake: tuple[LocalStore,
     assert before.counts["results"] == 0 and before.reviews["summary"]["reviews"] == 0
     day, _ = build_data(store, DayRange.parse("2026-11-20", "2026-11-20"), ZONE)
     assert day.counts["results"] == len(made.tasks), "reviews saved days later still count for their upload day"
-    assert day.reviews["summary"]["reviews"] == len(made.reviews) - 0
+    assert day.reviews["summary"]["reviews"] == len(made.reviews)
+
+
+def test_gzip_parts_give_the_same_latest_rows_and_figures(lake: tuple[LocalStore, Lake], tmp_path: Path) -> None:
+    store, made = lake
+    gz = LocalStore(tmp_path / "gz")
+    write_lake(gz, gz=True)
+    assert all(info.key.endswith(".jsonl.gz") for info in gz.list(""))
+    assert {r: row["score"] for r, row in run_latest(gz.root).items()} == {t.result_id: t.final for t in made.tasks}
+    plain, _ = build_data(store, DayRange(), ZONE)
+    packed, _ = build_data(gz, DayRange(), ZONE)
+    assert packed.reviews == plain.reviews and packed.lowest == plain.lowest
 
 
 def test_the_review_figures_equal_a_plain_computation(lake: tuple[LocalStore, Lake]) -> None:
