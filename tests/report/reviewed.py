@@ -192,7 +192,8 @@ def write_lake(store: ObjectStore, cases: list[Task] | None = None, *, gz: bool 
     for task in cases:
         if task.seen_at_finish is not None:
             seen = task.reviews[: task.seen_at_finish]
-            finished = max([task.upload + timedelta(minutes=5), *(r.at + timedelta(minutes=1) for r in seen)])
+            # a results/ row that already holds a review was written late: after that review's own row
+            finished = max([task.upload + timedelta(minutes=5), *(r.at + timedelta(hours=2) for r in seen)])
             row = to_record(item(task, seen), ZONE, _utc(finished))
             results.append(row)
             parts.setdefault(f"results/{partitioner.of_seconds(task.upload.timestamp())}", []).append(row)

@@ -225,3 +225,38 @@ def test_qcflow_ddl_maxcompute_names_the_reviews_table_and_the_view(monkeypatch:
     assert "LOCATION 'oss://oss-cn-shanghai-internal.aliyuncs.com/other/rv/';" in done.output
     assert "CREATE OR REPLACE VIEW `qc_now` AS" in done.output and "FROM `qc_reviews`" in done.output
     assert "LOCATION 'oss://oss-cn-shanghai-internal.aliyuncs.com/qc-bucket/prod/results/';" in done.output
+
+
+def test_the_maxcompute_view_picks_the_final_score_when_run_in_duckdb(tmp_path: Path) -> None:
+    """The view's SQL run as written, in DuckDB with the four MaxCompute functions it uses emulated
+    as MaxCompute documents them (TO_DATE with a format, DATEADD in minutes, RLIKE, SUBSTR from the
+    end), over the two tables made from a lake with reviews: every task gets its final score."""
+    import duckdb
+
+    from qcflow.store import LocalStore
+    from qcflow.tools.report.ddl import column_types
+
+    from tests.report.reviewed import write_lake
+
+    store = LocalStore(tmp_path / "lake")
+    made = write_lake(store)
+    ddl = maxcompute_ddl(location=LOCATION, zone="Asia/Shanghai")
+    view = ddl[ddl.index("CREATE OR REPLACE VIEW"):].replace("`", '"')
+    view = re.sub(r'("review_time") RLIKE (\'[^\']*\')', r"regexp_matches(\1, \2)", view)
+    con = duckdb.connect()
+    con.execute("CREATE MACRO to_date(s, f) AS try_strptime(s, '%Y-%m-%d %H:%M:%S')")
+    con.execute("CREATE MACRO dateadd(d, n, unit) AS d + to_minutes(CAST(n AS BIGINT))")
+    columns = ", ".join(f"'{name}': 'VARCHAR'" for name, _, _ in column_types())
+    for table, tree in (("qcflow_results", "results"), ("qcflow_reviews", "reviews")):
+        con.execute(
+            f"CREATE TABLE {table} AS SELECT * FROM read_json('{store.root}/{tree}/*/*/*.jsonl', columns = {{{columns}}}, "
+            "hive_partitioning = true, hive_types = {'dt': 'VARCHAR', 'hour': 'VARCHAR'})"
+        )
+    con.execute(view)
+    rows = con.execute("SELECT task_id, call_id, vid, score, source FROM qcflow_latest").fetchall()
+    got = {f"{task}|{call or vid}": (float(score) if score is not None else None) for task, call, vid, score, _ in rows}
+    assert got == {t.result_id: t.final for t in made.tasks}
+    assert len(rows) == len(made.tasks)
+    sources = {f"{task}|{call or vid}": source for task, call, vid, _, source in rows}
+    assert sources["T-early|c-early"] == "reviews", "a tie on review time goes to the reviews/ row"
+    assert sources["T-plain|c-plain"] == "results"
