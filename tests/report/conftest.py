@@ -26,6 +26,12 @@ pytest.importorskip("duckdb", reason="the report extra (duckdb) is not installed
 pytest.importorskip("plotly", reason="the report extra (plotly) is not installed")
 
 
+def part_keys(store: ObjectStore) -> list[str]:
+    """Every JSONL part the report reads: results/ and reviews/ (the review feed's)."""
+    return [info.key for prefix in ("results/", "reviews/") for info in store.list(prefix)
+            if info.key.endswith((".jsonl", ".jsonl.gz"))]
+
+
 @dataclass
 class Demo:
     store: LocalStore
@@ -33,6 +39,8 @@ class Demo:
     records: list[dict[str, Any]]
     #: the results/ lines alone (machine scores, unless a review came before the harvest)
     results: list[dict[str, Any]]
+    #: the reviews/ lines (one per review the feed saw)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_jsonl(store: ObjectStore, prefix: str = "results/") -> list[dict[str, Any]]:
@@ -60,9 +68,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
     from tests.report.expected import latest
 
-    results = read_jsonl(store)
-    current = latest(results, read_jsonl(store, "reviews/"), ZoneInfo("Asia/Shanghai"))
-    return Demo(store, list(current.values()), results)
+    results, reviews = read_jsonl(store), read_jsonl(store, "reviews/")
+    current = latest(results, reviews, ZoneInfo("Asia/Shanghai"))
+    return Demo(store, list(current.values()), results, reviews)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from qcflow.tools.report import DayRange, ReportError, build_data, make_report
 from qcflow.store import LocalStore
 
 from tests.report import expected
-from tests.report.conftest import Demo, PartWriter, record
+from tests.report.conftest import Demo, PartWriter, part_keys, record
 from tests.store.conftest import MotoOss, make_oss_store, moto_oss  # noqa: F401 - the session fixture
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -101,7 +101,7 @@ def _epoch(text: str) -> float:
 def test_an_oss_store_reads_through_the_store_api_with_the_same_figures(demo: Demo, moto_oss: MotoOss) -> None:
     moto_oss.injector.reset()
     oss = make_oss_store(moto_oss)
-    keys = [info.key for info in demo.store.list("results/")]
+    keys = part_keys(demo.store)
     for key in keys:
         oss.put(key, demo.store.get(key).body)
     oss.put("results/dt=2001-01-01/hour=00/part-0000000001-old.jsonl",
