@@ -1,16 +1,19 @@
 """FC handler: HTTP trigger (SCA's task-complete callback) → fetch that task, write it once.
 
-The callback is only a hint (its signature uses no secret); the data comes from GetResult.
+Only a request whose path ends in the callback token gets past the edge; the callback is a
+hint (its signature uses no secret) and the data comes from GetResult
+(``qcflow.callback_handler``).
 """
 
 from typing import Any
 
+from qcflow.callback_handler import CallbackEdge
 from qcflow.fc import FunctionApp
 from qcflow.services import build_services
-from qcflow.triggers import sca_callback
 
 app = FunctionApp(build_services)  # clients built once per instance, reused by warm invocations
+edge = CallbackEdge()  # this instance's GetResult bucket, shared by its invocations
 
 
 def handler(event: Any, context: Any) -> Any:
-    return app.invoke(context, lambda services, invocation: sca_callback(event, services, deadline=invocation.deadline))
+    return edge.serve(app, event, context)

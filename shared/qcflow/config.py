@@ -175,10 +175,29 @@ class QuotaSettings(_Slice):
         description="Client-side limit of CCC calls; CCC publishes no quota (UNCONFIRMED: 20/s assumed).",
     )
 
+    get_result_callback_share: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        alias="get_result_callback_share",
+        description="Share of the GetResult ceiling left to callbacks: the harvest's limiter runs at the rest, "
+        "the callback instances together at this share (0: every callback answers 503, the timer harvests).",
+    )
+
     @property
     def get_result_rate_per_second(self) -> float:
         """The GetResult ceiling: ``quota × (1 - headroom) / window`` calls/s (16.2/s by default)."""
         return self.get_result_quota * (1 - self.get_result_headroom) / self.get_result_window_seconds
+
+    @property
+    def harvest_rate_per_second(self) -> float:
+        """The harvest's ceiling: the GetResult ceiling less the callbacks' share (14.6/s by default)."""
+        return self.get_result_rate_per_second * (1 - self.get_result_callback_share)
+
+    @property
+    def callback_rate_per_second(self) -> float:
+        """What every callback instance together may spend on GetResult (1.6/s by default)."""
+        return self.get_result_rate_per_second * self.get_result_callback_share
 
 
 class CccSettings(_Slice):
@@ -326,7 +345,8 @@ class PushSettings(_Slice):
     callback_url: str | None = Field(
         default=None,
         alias="push_callback_url",
-        description="SCA calls it when a task finishes (the callback function's URL).",
+        description="The callback function's base URL (its HTTP trigger): push sends SCA "
+        "<this>/sca-callback/<QCFLOW_CALLBACK_TOKEN> as callbackUrl, called when a task finishes.",
     )
     claim_ttl_seconds: float = Field(
         default=900.0,
@@ -479,8 +499,13 @@ class HarvestSettings(_Slice):
     _fields = field_validator("required_fields", mode="before")(_comma_list)
 
 
+#: A callback token: at least 128 bits in the URL-safe Base64 alphabet (``secrets.token_urlsafe(16)``
+#: gives 22 characters; ``token_urlsafe(32)`` is what the docs suggest).
+_CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,256}")
+
+
 class CallbackSettings(_Slice):
-    """SCA's task-complete callback (the HTTP-triggered function)."""
+    """SCA's task-complete callback (the HTTP-triggered function), and the token push puts in its URL."""
 
     max_age_seconds: float = Field(
         default=600.0,
@@ -488,6 +513,50 @@ class CallbackSettings(_Slice):
         alias="callback_max_age_seconds",
         description="Callbacks with an older timestamp are refused.",
     )
+    token: SecretStr | None = Field(
+        default=None,
+        alias="callback_token",
+        description="Secret last path segment of callbackUrl (22 to 256 URL-safe characters, >= 128 bits): push "
+        "sends <QCFLOW_PUSH_CALLBACK_URL>/sca-callback/<token>, the callback answers 404 to any other. Unset: push "
+        "sends no callbackUrl and the callback refuses every request (the timer still harvests).",
+    )
+    previous_token: SecretStr | None = Field(
+        default=None,
+        alias="callback_previous_token",
+        description="The token before the last rotation, still accepted by the callback (tasks in flight carry it).",
+    )
+    expected_ali_uid: str | None = Field(
+        default=None,
+        alias="sca_ali_uid",
+        description="The account id (aliUid) SCA's callbacks must carry; callbacks for another are refused.",
+    )
+    get_result_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        alias="callback_get_result_seconds",
+        description="Deadline of the callback's one GetResult attempt (no retry: a throttled or slow one answers "
+        "503 and the timer pass harvests the task).",
+    )
+    max_instances: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        alias="callback_max_instances",
+        description="Instances the callback function may run (s.yaml's reservedConcurrency): each gets an equal part "
+        "of QCFLOW_GET_RESULT_CALLBACK_SHARE.",
+    )
+
+    @field_validator("token", "previous_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # the message must not quote the value: it is a secret (load_settings does not echo it either)
+        if value is not None and not _CALLBACK_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "must be 22 to 256 URL-safe characters (A-Z a-z 0-9 _ -), e.g. python -c "
+                "'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
 
 class SecretsSettings(_Slice):
@@ -571,6 +640,13 @@ def _variables() -> dict[str, tuple[str | None, str]]:
 
 
 VARIABLES = _variables()
+#: Variables whose values are secrets: never quoted in an error message.
+SECRET_VARIABLES = frozenset(
+    info.alias or name
+    for model in SLICES.values()
+    for name, info in model.model_fields.items()
+    if "SecretStr" in str(info.annotation)
+)
 
 
 def env_name(name: str) -> str:
@@ -614,5 +690,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         for err in exc.errors():
             # the location's last named step is the variable's short name (the alias)
             name = next((str(step) for step in reversed(err["loc"]) if str(step) in VARIABLES), "?")
-            problems.append(f"{ENV_PREFIX}{name.upper()}: {err['msg']} (got {err.get('input')!r})")
+            got = "a secret, not shown" if name in SECRET_VARIABLES else repr(err.get("input"))
+            problems.append(f"{ENV_PREFIX}{name.upper()}: {err['msg']} (got {got})")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -101,6 +101,11 @@ class DeadlineError(RetryableError):
     rate limiter): nothing was sent by that attempt, and a later invocation may succeed."""
 
 
+class LimitReachedError(RetryableError):
+    """A local limit refused a call without waiting (the callback's per-instance GetResult
+    bucket is empty): nothing was sent; the caller answers "later" instead of queueing."""
+
+
 class DeploymentError(PermanentError):
     """The service refused the caller, not the request: a wrong AccessKey or signature, an
     unknown key, a clock off by minutes, a RAM policy without the action. Retrying cannot help,

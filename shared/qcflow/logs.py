@@ -22,11 +22,14 @@ _SECRET_PARAMS = re.compile(
     r"(=|%3D|\":\s*\"|:\s*)([^&\s\"',;]+)"
 )
 _REDACTED = "***"
+#: The callback token is the last path segment of callbackUrl (``qcflow.callback_handler``).
+_CALLBACK_TOKEN = re.compile(r"(/sca-callback/)([A-Za-z0-9_-]+)")
 
 
 def redact(text: str) -> str:
-    """``text`` with the values of signature/credential parameters replaced by ``***``."""
-    return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
+    """``text`` with the values of signature/credential parameters and callback tokens replaced by ``***``."""
+    text = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
+    return _CALLBACK_TOKEN.sub(lambda m: f"{m.group(1)}{_REDACTED}", text)
 
 
 def _redact_value(value: Any) -> Any:

@@ -81,6 +81,7 @@ class Services:
                 recordings=recordings,
                 sign_url=sign_url,
                 sign_url_problem=problem,
+                callback_token=token.get_secret_value() if (token := self.settings.callback.token) else None,
             )
         return self._pushers[url]
 

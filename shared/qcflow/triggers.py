@@ -1,4 +1,5 @@
-"""From a trigger's event to a use case: OSS (push), timer (harvest) and HTTP (SCA callback).
+"""From a trigger's event to a use case: OSS (push) and timer (harvest); the HTTP trigger (SCA's
+callback) faces the internet and has a module of its own, ``qcflow.callback_handler``.
 
 No FC ``context`` here: a handler passes the services of its instance (or, for push, how to get
 the ``Pusher`` of a bucket) and the invocation's deadline. Each use case is imported inside its
@@ -9,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from qcflow.errors import ForeignBucketError, PushIncomplete, QcflowError, RetryableError
+from qcflow.errors import ForeignBucketError, PushIncomplete
 from qcflow.ledger import Ledger
 from qcflow.services import Services
 
@@ -85,64 +85,6 @@ async def harvest_timer(
         ledger=Ledger(services.store),
     )
     return _jsonable(report)
-
-
-def _http_answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
-
-
-async def sca_callback(
-    raw_event: bytes | str | dict[str, Any], services: Services, *, deadline: float, now_ms: int | None = None
-) -> dict[str, Any]:
-    """SCA's task-complete callback: verified, then *only a hint* — the task is fetched from
-    GetResult and written through harvest's exactly-once writer. Anyone can forge the
-    keyless signature; a forged hint costs one GetResult call and writes nothing new."""
-    from qcflow.callback import InvalidCallbackError, parse_callback, verify_callback
-    from qcflow.harvest import harvest_task_ids
-    from qcflow.models.events import InvalidEventError, parse_http_event
-
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    try:
-        event = parse_http_event(raw_event)
-        hint, signature = parse_callback(event.query, event.body, event.header("content-type"))
-        verify_callback(hint, signature, now_ms=now_ms, max_age_seconds=services.settings.callback.max_age_seconds)
-    except (InvalidEventError, InvalidCallbackError) as exc:
-        reason = getattr(exc, "reason", "malformed")
-        log.warning("callback refused: %s", exc, extra={"event": "callback_refused", "reason": reason})
-        return _http_answer(400, {"error": reason})
-    try:
-        report = await harvest_task_ids(
-            services.settings,
-            services.sca,
-            services.store,
-            [hint.task_id],
-            deadline=deadline,
-            ledger=Ledger(services.store),
-        )
-    except RetryableError as exc:
-        # SCA may call again; the timer's pass is the backstop either way
-        log.warning(
-            "callback for %s not harvested yet: %s",
-            hint.task_id,
-            exc,
-            extra={"event": "callback_deferred", "task_id": hint.task_id, "code": exc.code},
-        )
-        return _http_answer(503, {"error": "retry later"})
-    except QcflowError as exc:
-        log.error(
-            "callback for %s failed: %s",
-            hint.task_id,
-            exc,
-            extra={"event": "callback_failed", "task_id": hint.task_id, "code": exc.code},
-        )
-        return _http_answer(500, {"error": exc.code or "failed"})
-    log.info(
-        "callback for %s: %d written",
-        hint.task_id,
-        report.written,
-        extra={"event": "callback_harvested", "task_id": hint.task_id, "written": report.written},
-    )
-    return _http_answer(200, {"task_id": hint.task_id, "written": report.written})
 
 
 async def push_oss_event(

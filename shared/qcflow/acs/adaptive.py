@@ -89,13 +89,15 @@ class AdaptiveRateLimiter:
 
     @classmethod
     def from_settings(cls, quotas: QuotaSettings, **overrides: Any) -> AdaptiveRateLimiter:
-        """The GetResult limiter: ``quota × (1 - headroom) / window`` calls/s.
+        """The harvest's GetResult limiter: ``quota × (1 - headroom) / window`` calls/s, less the
+        share left to callbacks (``get_result_callback_share``: a callback flood then takes at
+        most that share, and the harvest never needs to back off for it).
 
         The burst is kept to half the headroom in calls (and at most one second's worth), so
         that this limiter alone never exceeds the service's sliding window.
         """
         quota = quotas.get_result_quota
-        rate = quotas.get_result_rate_per_second
+        rate = quotas.harvest_rate_per_second
         spare = int(quota * quotas.get_result_headroom / 2)
         burst = max(1, min(spare, max(2, int(rate))))
         options: dict[str, Any] = {"burst": burst}

@@ -91,6 +91,9 @@ class RetryPolicy:
     ``min_attempt_seconds``: a retry starts only if at least this much time is left after its
     sleep; an attempt squeezed into the last milliseconds would time out after sending, which
     for ``UploadAudioData`` turns a clean refusal into "may have landed".
+    ``retry_throttled``: False makes a throttled attempt final like any other failure (the
+    callback's cheap path: the timer pass is its backstop, and retrying would compete with it).
+    ``max_call_seconds``: when set, no call runs longer, whatever deadline its caller gives.
     """
 
     max_attempts: int = 5
@@ -100,6 +103,8 @@ class RetryPolicy:
     throttle_backoff_initial_seconds: float = 1.0
     throttle_backoff_max_seconds: float = 20.0
     min_attempt_seconds: float = 0.5
+    retry_throttled: bool = True
+    max_call_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,8 @@ class AcsClient:
         policy = self.retry
         if deadline is None:
             deadline = self.monotonic() + policy.deadline_seconds
+        if policy.max_call_seconds is not None:
+            deadline = min(deadline, self.monotonic() + policy.max_call_seconds)
         attempts = 0
         throttled = 0  # attempts refused by throttling: retried until the deadline
         failed = 0  # attempts failed otherwise: bounded by max_attempts
@@ -249,7 +256,7 @@ class AcsClient:
                     await _notify(limiter, "on_throttled")
                 if not exc.retryable or attempts >= ATTEMPT_CEILING:
                     raise
-                if isinstance(exc, ThrottledError):
+                if isinstance(exc, ThrottledError) and policy.retry_throttled:
                     throttled += 1
                     delay = _full_jitter(
                         self.rng,

@@ -1,8 +1,14 @@
-"""Client-side rate limits that keep a whole run just under an API's quota."""
+"""Client-side rate limits that keep a whole run just under an API's quota, and the callback's
+bucket that refuses instead of waiting."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from aiolimiter import AsyncLimiter
+
+from qcflow.errors import LimitReachedError
 
 
 class CountingLimiter(AsyncLimiter):
@@ -30,3 +36,54 @@ def rate_limiter(rate_per_second: float) -> CountingLimiter:
     if rate_per_second >= 1:
         return CountingLimiter(rate_per_second, 1.0)
     return CountingLimiter(1, 1.0 / rate_per_second)
+
+
+class TokenBucket:
+    """A bucket that never waits: a call takes a token or is refused (``LimitReachedError``).
+
+    For the callback function: a flood of callbacks must not queue behind a limiter (each
+    queued invocation holds an instance, and SCA would time out and call again) nor spend more
+    than its share of the GetResult quota, so a call over the rate is answered "later" at once.
+    ``rate_per_second`` tokens are added continuously up to ``capacity``; the bucket starts full.
+    ``async with bucket:`` takes one (the ``RateLimiter`` shape ``AcsClient`` expects). Not
+    thread-safe: one per event loop (FC's instance loop serves every invocation of the instance).
+    """
+
+    def __init__(self, rate_per_second: float, capacity: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate_per_second < 0 or capacity < 1:
+            raise ValueError("rate_per_second must not be negative and capacity must be at least 1")
+        self.rate = float(rate_per_second)
+        self.capacity = int(capacity)
+        self.max_rate = self.rate  # the name progress reports read
+        self._clock = clock
+        self._tokens = float(capacity) if self.rate > 0 else 0.0
+        self._at = clock()
+        #: Tokens taken (calls let through) and calls refused, for reports and tests.
+        self.acquired = 0
+        self.refused = 0
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(float(self.capacity), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def available(self) -> bool:
+        """Would a call be let through now? (Nothing is taken.)"""
+        self._refill()
+        return self._tokens >= 1.0
+
+    def take(self) -> None:
+        """Take a token, or raise ``LimitReachedError``."""
+        self._refill()
+        if self._tokens < 1.0:
+            self.refused += 1
+            raise LimitReachedError("the callback's share of the GetResult quota is spent for now", action="GetResult")
+        self._tokens -= 1.0
+        self.acquired += 1
+
+    async def __aenter__(self) -> TokenBucket:
+        self.take()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

@@ -218,6 +218,7 @@ class _Pass:
         now: Callable[[], datetime],
         progress: Callable[[HarvestProgress], None] | None,
         ledger: TaskIdLedger | None,
+        limiter: AdaptiveRateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -230,7 +231,7 @@ class _Pass:
         harvest = settings.harvest
         zone = settings.zone
         self.grace_seconds = recovery_grace_seconds(settings.http)
-        self.limiter = AdaptiveRateLimiter.from_settings(settings.quotas)
+        self.limiter = limiter or AdaptiveRateLimiter.from_settings(settings.quotas)
         reader = WindowReader(sca, self.limiter, zone=zone, required_fields=required_fields(harvest))
         self.join = TaskIdJoin(ledger)
         max_age = harvest.unfinished_max_age_seconds
@@ -447,12 +448,16 @@ async def harvest_task_ids(
     deadline: float,
     now: Callable[[], datetime] = _utc_now,
     ledger: TaskIdLedger | None = None,
+    limiter: Any = None,
 ) -> HarvestReport:
     """The callback fast path: fetch ``task_ids`` and write the finished ones, exactly once
     (no lease: the commit records make it exact against concurrent timer runs). The
     remembered unfinished results are not listed: a committed result's marker, if any, is
-    deleted all the same."""
-    run = _Pass(settings, sca, store, mode="tasks", deadline=deadline, now=now, progress=None, ledger=ledger)
+    deleted all the same. ``limiter``: the GetResult limiter to use (the callback's
+    per-instance bucket); by default a fresh one at the harvest's ceiling."""
+    run = _Pass(
+        settings, sca, store, mode="tasks", deadline=deadline, now=now, progress=None, ledger=ledger, limiter=limiter
+    )
     try:
         await run.join.load()
         wanted = list(dict.fromkeys(task_ids))

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from qcflow.callback import CALLBACK_PATH
 from qcflow.ccc import CccClient
 from qcflow.config import CLAIM_MARGIN_SECONDS, PushSettings, env_name
 from qcflow.errors import DeploymentError, DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
@@ -50,6 +51,26 @@ log = logging.getLogger("qcflow.push")
 #: time-zone offset, since the zone SCA reads startTime/endTime in is UNCONFIRMED (the callId
 #: filter keeps the answer small whatever the window).
 LOOKUP_SLACK_SECONDS = 86400.0
+
+
+def _callback_url(base: str | None, token: str | None) -> str | None:
+    """The callbackUrl sent to SCA: ``<base>/sca-callback/<token>`` (``qcflow.callback_handler``
+    reads the token back). Without a token there is none: the callback function would refuse
+    every call, so tasks are left to the timer's harvest (said once, as a warning)."""
+    if not base:
+        return None
+    if not token:
+        log.warning(
+            "push: %s is set but %s is not: tasks are sent without a callbackUrl (the timer harvests them)",
+            env_name("push_callback_url"),
+            env_name("callback_token"),
+            extra={"event": "push_callback_disabled"},
+        )
+        return None
+    base = base.rstrip("/")
+    if base.endswith(CALLBACK_PATH):  # a base given with the path already
+        base = base[: -len(CALLBACK_PATH)]
+    return f"{base}{CALLBACK_PATH}/{token}"
 
 
 # _Claimed and _Ready are NamedTuples, not dataclasses: defining a dataclass costs the cold start ~0.5-1 ms.
@@ -91,6 +112,7 @@ class Pusher:
         recordings: ObjectStore | None,
         sign_url: Callable[[str], str] | None = None,
         sign_url_problem: str | None = None,
+        callback_token: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -107,6 +129,7 @@ class Pusher:
         self.monotonic = monotonic
         self.finder = RecordingFinder(settings, recordings, store_url=store.url)
         self._rule_ids: list[int | str] | None = list(settings.rule_ids) or None
+        self.callback_url = _callback_url(settings.callback_url, callback_token)
 
     # ------------------------------------------------------------------ which recordings (RecordingFinder)
 
@@ -505,7 +528,7 @@ class Pusher:
     async def _send(self, batch: list[_Ready], *, deadline: float, held: HeldClaims | None = None) -> list[PushResult]:
         first = batch[0]
         request = upload_request(
-            [r.item for r in batch], callback_url=self.settings.callback_url, rule_ids=self._rule_ids
+            [r.item for r in batch], callback_url=self.callback_url, rule_ids=self._rule_ids
         )
         if held is not None:
             for one in batch:
