@@ -34,8 +34,11 @@ ACCESS_KEY_SECRET = "hostile-secret-0123456789abcdef"
 STS_TOKEN = "CAIS-hostile-sts-token-0123456789"
 URL_SIGNATURE = "hostileUrlSignatureAbC123xyz%3D"
 URL_SIGNATURE_DECODED = "hostileUrlSignatureAbC123xyz="
+CALLBACK_TOKEN = "hostile-callback-token-0123456789abcdefXYZ"
+#: The path SCA calls back on (push puts the token there).
+CALLBACK_PATH = f"/sca-callback/{CALLBACK_TOKEN}"
 #: What may appear nowhere: no log line, error, answer or stored object.
-SECRETS = (ACCESS_KEY_SECRET, STS_TOKEN, URL_SIGNATURE, URL_SIGNATURE_DECODED)
+SECRETS = (ACCESS_KEY_SECRET, STS_TOKEN, URL_SIGNATURE, URL_SIGNATURE_DECODED, CALLBACK_TOKEN)
 FC_CREDS = FcCredentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET, STS_TOKEN)
 BUCKET = "recordings"
 #: Where a store may write (its own bookkeeping starts with ``.qcflow``).
@@ -316,6 +319,7 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.Captu
             "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
             "QCFLOW_HARVEST_START_SECONDS": "3600",
             "QCFLOW_GET_RESULT_QUOTA": "60000",
+            "QCFLOW_CALLBACK_TOKEN": CALLBACK_TOKEN,
             "ALIBABA_CLOUD_ACCESS_KEY_ID": ACCESS_KEY_ID,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ACCESS_KEY_SECRET,
             "ALIBABA_CLOUD_SECURITY_TOKEN": STS_TOKEN,

@@ -23,6 +23,7 @@ from qcflow.push import object_location
 from tests.hostile.conftest import (
     ACCESS_KEY_ID,
     BUCKET,
+    CALLBACK_PATH,
     STS_TOKEN,
     URL_SIGNATURE,
     Answer,
@@ -265,7 +266,7 @@ def test_a_junk_result_page_ends_the_timer_pass_cleanly_and_writes_nothing(hosti
 @pytest.mark.parametrize("answer", list(GET_RESULT_JUNK.values()), ids=list(GET_RESULT_JUNK))
 def test_a_junk_result_page_answers_the_callback_with_an_error_status(hostile: Hostile, answer: Answer) -> None:
     hostile.service.script["GetResult"] = answer
-    outcome = hostile.invoke("callback", http_event("GET", "/sca-callback", _signed(RUNNING_TASK)), timeout=10)
+    outcome = hostile.invoke("callback", http_event("GET", CALLBACK_PATH, _signed(RUNNING_TASK)), timeout=10)
     hostile.check(outcome)
     assert outcome.error is None and outcome.value["statusCode"] in (500, 503)
     assert not (hostile.store_root / "results").exists()

@@ -19,7 +19,7 @@ import pytest
 
 from qcflow.callback import callback_signature
 from qcflow.tools.fc_local import http_event, oss_event, timer_event
-from tests.hostile.conftest import BUCKET, Hostile, unique_tmp_name
+from tests.hostile.conftest import BUCKET, CALLBACK_PATH, Hostile, unique_tmp_name
 
 GOOD_KEY = "ccc/2026/11/20/job-1001.mkv"
 
@@ -204,7 +204,7 @@ def _signed(task_id: str = "T-1", timestamp: str | None = None, ali_uid: str = "
 
 
 def _http(**overrides: Any) -> bytes:
-    event = json.loads(http_event("GET", "/sca-callback", _signed()))
+    event = json.loads(http_event("GET", CALLBACK_PATH, _signed()))
     for path, value in overrides.items():
         target = event
         *parents, last = path.split("__")
@@ -250,19 +250,35 @@ JUNK_CALLBACKS = {
 }
 
 
-@pytest.mark.parametrize("raw", list(JUNK_CALLBACKS.values()), ids=list(JUNK_CALLBACKS))
-def test_a_junk_callback_is_answered_400_and_fetches_nothing(hostile: Hostile, raw: bytes) -> None:
+#: Events FC itself would never make: no path (so no token) can be read from them.
+UNREADABLE_EVENTS = {"not JSON", "invalid UTF-8", "a list", "no request context", "method missing", "method a script",
+                     "headers a list", "query a list", "query values numbers", "body a number",
+                     "isBase64Encoded a word", "bad Base64"}
+
+
+@pytest.mark.parametrize(("name", "raw"), list(JUNK_CALLBACKS.items()), ids=list(JUNK_CALLBACKS))
+def test_a_junk_callback_is_answered_400_and_fetches_nothing(hostile: Hostile, name: str, raw: bytes) -> None:
+    """With the token (the caller is SCA, or has the URL) a junk callback is a 400 with its reason;
+    an event no path can be read from is a 404 like any request without the token."""
     outcome = hostile.invoke("callback", raw)
     hostile.check(outcome, expect_events={"callback_refused"})
-    assert outcome.error is None and outcome.value["statusCode"] == 400
+    assert outcome.error is None and outcome.value["statusCode"] == (404 if name in UNREADABLE_EVENTS else 400)
     body = json.loads(outcome.value["body"])
     assert set(body) == {"error"} and len(body["error"]) < 40, "a short stable reason, nothing echoed"
     assert hostile.service.requests == [], "a refused hint costs no GetResult"
     assert not (hostile.store_root / "results").exists()
 
 
+@pytest.mark.parametrize("path", ["/sca-callback", "/sca-callback/not-the-token-0123456789abcdef", "/"])
+def test_a_well_signed_hint_without_the_token_is_a_404_that_costs_no_lookup(hostile: Hostile, path: str) -> None:
+    outcome = hostile.invoke("callback", http_event("GET", path, _signed("T-1")))
+    hostile.check(outcome, expect_events={"callback_refused"})
+    assert outcome.value["statusCode"] == 404 and json.loads(outcome.value["body"]) == {"error": "not found"}
+    assert hostile.service.requests == []
+
+
 def test_a_well_signed_hint_for_an_unknown_task_costs_one_lookup_and_writes_nothing(hostile: Hostile) -> None:
-    outcome = hostile.invoke("callback", http_event("POST", "/sca-callback", _signed("NO-SUCH-TASK")))
+    outcome = hostile.invoke("callback", http_event("POST", CALLBACK_PATH, _signed("NO-SUCH-TASK")))
     hostile.check(outcome, expect_events={"callback_harvested"})
     assert outcome.value["statusCode"] == 200 and json.loads(outcome.value["body"])["written"] == 0
     assert hostile.service.count("GetResult") == 1
