@@ -80,7 +80,8 @@ def run(spec: dict[str, Any]) -> Any:
         stamp = str(int(time.time() * 1000))
         query = {"taskId": task_id, "timestamp": stamp, "aliUid": DEFAULT_ALI_UID,
                  "signature": callback_signature(task_id, stamp, DEFAULT_ALI_UID), "event": "TaskComplete"}
-        return module.handler(http_event("GET", "/sca-callback", query), context)
+        path = f"/sca-callback/{os.environ['QCFLOW_CALLBACK_TOKEN']}"  # the token push put in callbackUrl
+        return module.handler(http_event("GET", path, query), context)
     finally:
         module.app.close()
 
@@ -91,7 +92,7 @@ async def _push_shifted(spec: dict[str, Any], killer: Killer, timeout: int) -> A
     try:
         base = services.pusher(spec["bucket"])
         pusher = Pusher(services.settings.push, zone=services.settings.zone, ccc=services.ccc, sca=services.sca, store=services.store,
-                        recordings=base.recordings, clock=lambda: time.time() + shift)
+                        recordings=base.recordings, clock=lambda: time.time() + shift, callback_token=os.environ.get("QCFLOW_CALLBACK_TOKEN"))
         deadline = time.monotonic() + timeout - min(5.0, timeout * 0.1)
         return await push_oss_event(oss_event(spec["bucket"], *spec["keys"]), lambda bucket: pusher,
                                     token=f"fc-{spec['request_id']}", deadline=deadline)

@@ -73,6 +73,9 @@ SECRETS = (DEFAULT_ACCESS_KEY_SECRET, STS_TOKEN)
 PUSH_TIMEOUT = 15
 HARVEST_TIMEOUT = 30
 CALLBACK_TIMEOUT = 10
+#: The callback token push puts in callbackUrl's path (the relay forwards the path as it came).
+CALLBACK_TOKEN = "chaos-callback-token-0123456789abcdef"
+CALLBACK_PATH = f"/sca-callback/{CALLBACK_TOKEN}"
 #: FC retries a failed async invocation this many times (then the dead-letter queue).
 FC_RETRIES = 3
 #: How far behind a crashing child's clock runs when its claim must have expired.
@@ -111,6 +114,7 @@ def world_env(store_url: str, recordings_url: str, sandbox_url: str, callback_ur
         "QCFLOW_HARVEST_LEASE_SECONDS": str(LEASE_SECONDS),
         "QCFLOW_HARVEST_PART_MAX_RECORDS": "7",
         "QCFLOW_PUSH_CALLBACK_URL": callback_url,
+        "QCFLOW_CALLBACK_TOKEN": CALLBACK_TOKEN,
         "QCFLOW_LOG_LEVEL": "INFO",
         "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
@@ -145,23 +149,25 @@ class CallbackRelay:
         self._rng = random.Random(seed)
         self.lost = 0
         self.hold = False
-        self.held: list[tuple[str, dict[str, str]]] = []
-        self.seen: list[tuple[str, dict[str, str]]] = []
+        self.held: list[tuple[str, str, dict[str, str]]] = []
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
         self.in_flight = 0
 
         class _Handler(http.server.BaseHTTPRequestHandler):
             def _serve(self) -> None:
-                query = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query, keep_blank_values=True))
+                path = parts.path or "/"  # forwarded as it came: the callback token is its last segment
                 length = min(int(self.headers.get("content-length") or 0), 1 << 16)
                 if length:
                     self.rfile.read(length)
                 with relay.lock:
-                    relay.seen.append((self.command, query))
+                    relay.seen.append((self.command, path, query))
                     holding = relay.hold
                     lost = not holding and relay._rng.random() < relay.loss_rate
                     if holding:
-                        relay.held.append((self.command, query))
+                        relay.held.append((self.command, path, query))
                     elif lost:
                         relay.lost += 1
                     else:
@@ -169,7 +175,7 @@ class CallbackRelay:
                 status = 200
                 if not holding and not lost:
                     try:
-                        status = relay._deliver(self.command, query)
+                        status = relay._deliver(self.command, path, query)
                     finally:
                         with relay.lock:
                             relay.in_flight -= 1
@@ -197,7 +203,7 @@ class CallbackRelay:
         self._server.server_close()
         self._thread.join(5)
 
-    def take_held(self) -> list[tuple[str, dict[str, str]]]:
+    def take_held(self) -> list[tuple[str, str, dict[str, str]]]:
         with self.lock:
             held, self.held = self.held, []
             return held
@@ -268,7 +274,7 @@ class ChaosWorld:
             store_url = f"file:{root / 'store'}"
         assert store_url is not None
         world_ref: list[ChaosWorld] = []
-        relay = CallbackRelay(lambda method, query: world_ref[0].deliver_callback(method, query),
+        relay = CallbackRelay(lambda method, path, query: world_ref[0].deliver_callback(method, query, path),
                               loss_rate=plan.callback_loss_rate, seed=plan.seed)
         with SandboxServer(sandbox_options(plan)) as server:
             relay.start()
@@ -417,12 +423,12 @@ class ChaosWorld:
         return reports
 
     # ---------------------------------------------------------------- callbacks
-    def deliver_callback(self, method: str, query: dict[str, str]) -> int:
+    def deliver_callback(self, method: str, query: dict[str, str], path: str = CALLBACK_PATH) -> int:
         index = next(self._round_robin) % 2
         module = self.instance("callback", index)
         self._count("callbacks.delivered")
         try:
-            answer = module.handler(http_event(method, "/sca-callback", query),
+            answer = module.handler(http_event(method, path, query),
                                     context_for("callback", FC_CREDS, timeout=CALLBACK_TIMEOUT))
         except Exception as exc:  # noqa: BLE001 - the handler must answer, never raise
             self.problems.append(f"callback handler raised {type(exc).__name__}: {exc!r}"[:400])
@@ -433,12 +439,12 @@ class ChaosWorld:
 
     def callbacks(self, step: p.Callbacks) -> None:
         held = self.relay.take_held()
-        for method, query in held:
-            self.deliver_callback(method, query)
+        for method, path, query in held:
+            self.deliver_callback(method, query, path)
         seen = list(self.relay.seen)
-        for method, query in self._rng.sample(seen, min(step.duplicates, len(seen))):
+        for method, path, query in self._rng.sample(seen, min(step.duplicates, len(seen))):
             self._count("callbacks.duplicated")
-            self.deliver_callback(method, query)
+            self.deliver_callback(method, query, path)
         now_ms = int(time.time() * 1000)
         running = self._running_task_ids()
         for i in range(step.forged):
@@ -446,7 +452,11 @@ class ChaosWorld:
             query = {"taskId": task_id, "timestamp": str(now_ms), "aliUid": DEFAULT_ALI_UID,
                      "signature": callback_signature(task_id, str(now_ms), DEFAULT_ALI_UID), "event": "TaskComplete"}
             self._count("callbacks.forged")
-            self.deliver_callback("GET", query)
+            if i % 4 == 3:  # without the token (the URL did not leak): refused before any lookup
+                if self.deliver_callback("GET", query, "/sca-callback/forged-token-0123456789abcdef") != 404:
+                    self.problems.append(f"a callback without the token was not answered 404: {query}")
+            else:  # with it (the URL leaked): a well-signed hint, checked against GetResult
+                self.deliver_callback("GET", query)
         for i in range(step.refused):
             task_id = running[0] if running else "T-unknown"
             kind = i % 3
@@ -642,7 +652,7 @@ class ChaosWorld:
             try:
                 base = services.pusher()
                 pusher = Pusher(services.settings.push, zone=services.settings.zone, ccc=services.ccc, sca=services.sca, store=services.store,
-                                recordings=base.recordings, clock=lambda: time.time() + 3600)
+                                recordings=base.recordings, clock=lambda: time.time() + 3600, callback_token=CALLBACK_TOKEN)
                 return await pusher.replay(token=f"replay-{uuid.uuid4().hex[:8]}", deadline=time.monotonic() + 30)
             finally:
                 await services.aclose()
@@ -655,8 +665,8 @@ class ChaosWorld:
         end = time.monotonic() + limit
         callbacks = self.server.app.callbacks
         while time.monotonic() < end:
-            for method, query in self.relay.take_held():
-                self.deliver_callback(method, query)
+            for method, path, query in self.relay.take_held():
+                self.deliver_callback(method, query, path)
             if callbacks.snapshot()["pending"] == 0 and self.relay.idle() and not self.relay.held:
                 return
             time.sleep(0.05)
