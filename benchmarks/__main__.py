@@ -73,6 +73,15 @@ BENCHES = (
         Goal("freshness_p95_s", "freshness p95 (callback path)", "< 10 s",
              lambda v: v["freshness_p95_s"] < 10, lambda v: f"{v['freshness_p95_s']:.2f} s"),
     ), timeout=1200),
+    Bench("callback_flood", [PY, "benchmarks/callback_flood.py"], (
+        Goal("forged_ratio", "harvest under 1,000 forged callbacks (time ÷ alone)", "≤ 1.1, 0 GetResult",
+             lambda v: v["forged_ratio"] <= 1.1 and v["forged_get_results"] == 0,
+             lambda v: f"{v['forged_ratio']:.3f} ({v['forged_get_results']:.0f} GetResult)"),
+        Goal("valid_flood_harvest_s", "harvest under 1,000 callbacks with the token (time ÷ its budget)", "≤ 1",
+             lambda v: v["valid_flood_harvest_s"] <= v["budget_s"],
+             lambda v: f"{v['valid_flood_harvest_s']:.1f} s of {v['budget_s']:.0f} s "
+                       f"({v['callback_get_results']:.0f} callback GetResults)"),
+    ), timeout=600),
     Bench("push", [PY, "benchmarks/push.py"], (
         Goal("push_time_ratio", "push burst: 3,000 recordings, 32 instances (time ÷ 60 s)", "≤ 1.15",
              lambda v: v["push_time_ratio"] <= 1.15, lambda v: f"{v['push_time_ratio']:.3f}"),

@@ -225,8 +225,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget", type=float, default=60.0, help="the harvest function's timeout, s (default 60)")
     args = parser.parse_args(argv)
     print(
-        f"== callback flood: {args.callbacks:,} callbacks over {INSTANCES} callback instances during a harvest of "
-        f"{args.results:,} results, GetResult quota {QUOTA_CALLS}/{QUOTA_WINDOW:.0f} s, {LATENCY * 1000:.0f} ms latency =="
+        f"== callback flood: {args.callbacks:,} callbacks over {INSTANCES} callback instances during a harvest "
+        f"of {args.results:,} results,\n   GetResult quota {QUOTA_CALLS}/{QUOTA_WINDOW:.0f} s, "
+        f"{LATENCY * 1000:.0f} ms latency =="
     )
     out = run(args.results, args.callbacks, args.budget)
     for name in ("baseline", "forged", "valid"):

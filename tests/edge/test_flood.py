@@ -14,7 +14,6 @@ runs the same scenarios, larger, for ``benchmarks/RESULTS.md``):
 from __future__ import annotations
 
 import pytest
-
 from benchmarks.callback_flood import run
 
 RESULTS = 10_000

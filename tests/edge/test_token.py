@@ -17,7 +17,7 @@ PREVIOUS = "previous-callback-token-0123456789ab"
 
 
 def _logged(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
-    return [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith("{")]
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_only_the_current_or_the_previous_token_gets_past_the_edge(
         else:
             assert answer["statusCode"] == 404 and json.loads(answer["body"]) == {"error": "not found"}
             assert get_results == 0, "a refused token costs no GetResult"
-            assert any(l.get("event") == "callback_refused" and l.get("reason") == "token" for l in logged)
+            assert any(line.get("event") == "callback_refused" and line.get("reason") == "token" for line in logged)
         text = json.dumps(logged)
         assert TOKEN not in text and PREVIOUS not in text, "no token in the logs"
 
@@ -67,11 +67,11 @@ def test_without_a_token_every_callback_is_refused_and_push_sends_no_callback_ur
             http_event("GET", PATH, _query("T-1", int(time.time() * 1000))), context_for("callback", FC_CREDS)
         )
         assert answer["statusCode"] == 404
-        refused = [l for l in _logged(capsys) if l.get("event") == "callback_refused"]
+        refused = [line for line in _logged(capsys) if line.get("event") == "callback_refused"]
         assert refused and refused[0]["reason"] == "token_unset" and refused[0]["level"] == "ERROR"
         world.put_recording(KEY)
         assert world.deliver(world.instance(), KEY) == {"records": 1, "submitted": 1}
-        assert "push_callback_disabled" in {l.get("event") for l in _logged(capsys)}
+        assert "push_callback_disabled" in {line.get("event") for line in _logged(capsys)}
         assert world.server.app.callbacks.snapshot()["scheduled"] == 0, "no callbackUrl was sent"
 
 
