@@ -9,9 +9,10 @@ every answer:
 2. **qcflow, 10,000 results** the same way: memory must not grow with the volume;
 3. **naive baseline**: sequential pages of 10 parsed into models and appended to a file, as
    a first script does, on a 5,000-record subset (rates are compared, not times);
-4. **freshness**: tasks uploaded with a ``callbackUrl`` pointing at a loopback receiver that
-   checks the callback (``qcflow.callback``) and calls ``harvest_task_ids``, as the callback
-   function does; freshness is the time from the callback's timestamp (the task's finish)
+4. **freshness**: tasks uploaded with a ``callbackUrl`` (its token in the path) pointing at a
+   loopback receiver that checks the token and the callback (``qcflow.callback``) and calls
+   ``harvest_task_ids``, as the callback function does (without its per-instance bucket: this
+   measures the path's latency, not its rate cap); freshness is the time from the callback's timestamp (the task's finish)
    to the result committed in the store.
 
 Each scenario gets a sandbox of its own, so that one's calls never count against another's
@@ -39,6 +40,7 @@ import json
 import math
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -248,6 +250,7 @@ async def naive(url: str, out: Path) -> tuple[int, float]:
 async def freshness(url: str, store_dir: Path) -> dict[str, Any]:
     """Tasks with a callbackUrl; the receiver writes each through ``harvest_task_ids``."""
     from qcflow.callback import InvalidCallbackError, parse_callback, verify_callback
+    from qcflow.callback_handler import token_matches
     from qcflow.harvest.run import harvest_task_ids
     from qcflow.models.sca import UploadAudioDataJson
     from qcflow.store import LocalStore
@@ -258,6 +261,7 @@ async def freshness(url: str, store_dir: Path) -> dict[str, Any]:
     delays: list[float] = []
     written: dict[str, int] = {}
     refused: list[str] = []
+    token = secrets.token_urlsafe(32)  # in callbackUrl's path, as push sends it
 
     async def receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         status = b"200 OK"
@@ -269,6 +273,8 @@ async def freshness(url: str, store_dir: Path) -> dict[str, Any]:
             length = int(headers.get("content-length") or 0)
             body = await reader.readexactly(length) if length else b""
             query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+            if not token_matches(urlsplit(target).path, (token,)):
+                raise ValueError("no valid token")  # answered 400 below; the real edge answers 404
             try:
                 hint, signature = parse_callback(query, body if method == "POST" else None, headers.get("content-type"))
                 verify_callback(hint, signature, now_ms=int(time.time() * 1000), max_age_seconds=settings.callback.max_age_seconds)
@@ -288,7 +294,7 @@ async def freshness(url: str, store_dir: Path) -> dict[str, Any]:
 
     server = await asyncio.start_server(receive, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    callback_url = f"http://127.0.0.1:{port}/sca-callback"
+    callback_url = f"http://127.0.0.1:{port}/sca-callback/{token}"
     uploaded: list[str] = []
     try:
         for index in range(FRESH_TASKS):

@@ -20,6 +20,7 @@ import contextlib
 import gzip
 import json
 import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -196,6 +197,8 @@ def _demo_environment(store_url: str, sandbox_url: str, callback_url: str) -> di
         "QCFLOW_SCA_ENDPOINT": sandbox_url,
         "QCFLOW_CCC_INSTANCE_ID": "ccc-demo",
         "QCFLOW_PUSH_CALLBACK_URL": callback_url,
+        # a fresh token per run, as a deployment generates one (push puts it in callbackUrl's path)
+        "QCFLOW_CALLBACK_TOKEN": secrets.token_urlsafe(32),
         "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
         "QCFLOW_HARVEST_LOOKBACK_SECONDS": "600",
         "QCFLOW_HARVEST_START_SECONDS": "3600",
