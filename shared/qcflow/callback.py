@@ -32,8 +32,6 @@ from urllib.parse import parse_qsl, unquote
 
 from qcflow.errors import InvalidCallbackError
 
-#: The path push puts before the callback token in callbackUrl (the receiver reads only the last segment).
-CALLBACK_PATH = "/sca-callback"
 #: The parameters SCA sends (and the only ones read).
 FIELDS = ("taskId", "timestamp", "aliUid", "signature", "event")
 #: Bounds: a hint is a few short ids; anything larger is junk or an attack.

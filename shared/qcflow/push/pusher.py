@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from qcflow.callback import CALLBACK_PATH
 from qcflow.ccc import CccClient
 from qcflow.config import CLAIM_MARGIN_SECONDS, PushSettings, env_name
 from qcflow.errors import DeploymentError, DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
@@ -51,6 +50,11 @@ log = logging.getLogger("qcflow.push")
 #: time-zone offset, since the zone SCA reads startTime/endTime in is UNCONFIRMED (the callId
 #: filter keeps the answer small whatever the window).
 LOOKUP_SLACK_SECONDS = 86400.0
+
+
+#: The path push puts before the callback token in callbackUrl (``qcflow.callback_handler`` reads
+#: only the last segment). Here, not in ``qcflow.callback``: push's cold start does not load that.
+CALLBACK_PATH = "/sca-callback"
 
 
 def _callback_url(base: str | None, token: str | None) -> str | None:
