@@ -100,3 +100,21 @@ def test_an_unexpected_failure_answers_a_plain_500(tmp_path: Path, monkeypatch: 
             http_event("GET", PATH, _query("T-1", int(time.time() * 1000))), context_for("callback", FC_CREDS)
         )
         assert answer["statusCode"] == 500 and json.loads(answer["body"]) == {"error": "internal error"}
+
+
+def test_the_sandbox_calls_back_on_the_token_path_push_sent() -> None:
+    """SCA appends its parameters to callbackUrl; the path (the token) must come back as sent."""
+    from urllib.parse import urlsplit
+
+    from qcflow.tools.sandbox.callbacks import callback_url
+
+    url = callback_url(f"https://cb.example{PATH}", "T-1", 1_700_000_000_000, "1688000000000001", "sig")
+    assert urlsplit(url).path == PATH and "taskId=T-1" in urlsplit(url).query
+
+
+def test_push_builds_the_callback_url_from_the_base_and_the_token() -> None:
+    from qcflow.push.pusher import _callback_url
+
+    assert _callback_url("https://fn.example", TOKEN) == f"https://fn.example/sca-callback/{TOKEN}"
+    assert _callback_url("https://fn.example/sca-callback/", TOKEN) == f"https://fn.example/sca-callback/{TOKEN}"
+    assert _callback_url("https://fn.example", None) is None and _callback_url(None, TOKEN) is None
