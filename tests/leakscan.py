@@ -29,6 +29,9 @@ UNMASKED_PARAMETER = re.compile(
     r"(=|%3D|\":\s*\")(?!\*\*\*)([^&\s\"',;]{6,})"
 )
 
+#: A callback token (the last path segment of callbackUrl, issue 25) that is not the mask.
+UNMASKED_CALLBACK_TOKEN = re.compile(r"/sca-callback/(?!\*\*\*)([A-Za-z0-9_-]{22,})")
+
 
 @dataclass
 class LeakScan:
@@ -42,6 +45,9 @@ class LeakScan:
             match = UNMASKED_PARAMETER.search(line)
             if match:
                 found.append(f"{match.group(1)}={match.group(3)[:6]}…")
+            token = UNMASKED_CALLBACK_TOKEN.search(line)
+            if token:
+                found.append(f"/sca-callback/{token.group(1)[:6]}…")
             if found:
                 self.leaks.append(f"{where}: {', '.join(found)} in {line[:200]!r}")
 

@@ -25,3 +25,17 @@ def test_the_scan_passes_what_qcflow_logs_masked() -> None:
     scan = LeakScan()
     scan.scan("t", stream.getvalue())
     assert scan.lines_scanned == 1 and scan.leaks == []
+
+
+def test_the_scan_flags_a_callback_token_that_qcflow_logs_mask() -> None:
+    url = "https://fn.example/sca-callback/Abcdefghijklmnopqrstuvwxyz0123456789_-"
+    scan = LeakScan()
+    scan.scan("t", f"sending {url}")
+    assert len(scan.leaks) == 1
+    stream = io.StringIO()
+    logger = configure_logging("INFO", stream)
+    logger.getChild("t").info("callbackUrl %s", url)
+    logging.getLogger("qcflow").handlers.clear()
+    scan = LeakScan()
+    scan.scan("t", stream.getvalue())
+    assert scan.lines_scanned == 1 and scan.leaks == [], stream.getvalue()
