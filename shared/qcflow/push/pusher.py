@@ -531,9 +531,7 @@ class Pusher:
 
     async def _send(self, batch: list[_Ready], *, deadline: float, held: HeldClaims | None = None) -> list[PushResult]:
         first = batch[0]
-        request = upload_request(
-            [r.item for r in batch], callback_url=self.callback_url, rule_ids=self._rule_ids
-        )
+        request = upload_request([r.item for r in batch], callback_url=self.callback_url, rule_ids=self._rule_ids)
         if held is not None:
             for one in batch:
                 held.sent(one.recording.location)  # before the request: it may leave, whatever follows
