@@ -28,10 +28,12 @@ def flood() -> dict:
 
 def test_forged_callbacks_cost_no_get_result_and_do_not_slow_the_harvest(flood: dict) -> None:
     base, forged = flood["baseline"], flood["forged"]
-    assert forged["statuses"] == {404: CALLBACKS}, "every callback without the token is a 404"
-    assert forged["callback_get_results"] == 0 and forged["get_results"] == forged["calls"]
-    assert base["written"] == forged["written"] == RESULTS
-    assert flood["forged_ratio"] <= 1.1, (base["seconds"], forged["seconds"])
+    assert forged["statuses"] == {404: CALLBACKS}, f"every callback without the token is a 404: {forged}"
+    assert forged["callback_get_results"] == 0 and forged["get_results"] == forged["calls"], forged
+    assert base["written"] == forged["written"] == RESULTS, (base, forged)
+    # the pass is paced by its limiter, so the ratio is about CPU: a machine loaded by other work can
+    # push it up (the benchmark, benchmarks/callback_flood.py, measured 0.999 at 20,000 results)
+    assert flood["forged_ratio"] <= 1.1, (base, forged)
 
 
 def test_a_valid_token_flood_leaves_the_harvest_within_its_budget(flood: dict) -> None:
