@@ -2,8 +2,8 @@
 
 ``python benchmarks/callback_flood.py`` runs three scenarios, each against a sandbox of its own
 (in its own process, at the real GetResult quota of 1000 calls / 60 s, 50 ms added to every
-answer) and a store of its own, with the real handlers (``functions/harvest`` and four
-``functions/callback`` instances, loaded as FC loads them):
+answer) and a store of its own, with the real handlers (``functions/harvest``, and four
+``functions/callback`` instances loaded as FC loads them, in a process of their own):
 
 1. **baseline**: one harvest pass (a backfill of the preloaded results) alone;
 2. **forged**: the same pass while ``--callbacks`` well-signed callbacks *without* the token
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -136,6 +137,46 @@ class Flood:
         self._thread.join(self.spread + 120)
 
 
+class FloodProcess:
+    """The callback instances and their flood in a process of their own, as FC runs them apart
+    from the harvest (in one process they would share its GIL, which no deployment does). It loads
+    the instances, says ``ready``, waits for ``go`` on stdin, and prints the answers' statuses."""
+
+    def __init__(self, count: int, spread: float, *, valid: bool) -> None:
+        command = [sys.executable, os.path.abspath(__file__), "_flood", str(count), str(spread), str(int(valid))]
+        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        line = self._proc.stdout.readline()
+        if line.strip() != "ready":
+            self._proc.kill()
+            raise RuntimeError(f"the flood process did not start: {line!r}")
+        self.statuses: dict[int, int] = {}
+
+    def start(self) -> FloodProcess:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("go\n")
+        self._proc.stdin.flush()
+        return self
+
+    def join(self) -> None:
+        out, _ = self._proc.communicate(timeout=600)
+        self.statuses = {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+
+
+def flood_main(count: int, spread: float, valid: bool) -> None:
+    """The child: ``INSTANCES`` callback instances (the environment is the parent's), the flood."""
+    from qcflow.tools.fc_local import load_handler_module
+
+    modules = [load_handler_module("callback") for _ in range(INSTANCES)]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    flood = Flood(modules, count, spread, valid=valid).start()
+    flood.join()
+    for module in modules:
+        module.app.close()
+    print(json.dumps(flood.statuses), flush=True)
+
+
 def scenario(kind: str, *, results: int, callbacks: int, spread: float, budget: float, root: Path) -> dict[str, Any]:
     """One harvest pass under ``kind`` ("none", "forged", "valid"): its report and what it cost."""
     from qcflow.tools.fc_local import FcCredentials, context_for, load_handler_module, timer_event
@@ -163,9 +204,8 @@ def scenario(kind: str, *, results: int, callbacks: int, spread: float, budget: 
     try:
         os.environ.update(_environment(url, root / f"store-{kind}"))
         harvest = load_handler_module("harvest")
-        callbacks_ = [load_handler_module("callback") for _ in range(INSTANCES)]
-        modules = [harvest, *callbacks_]
-        flood = Flood(callbacks_, callbacks, spread, valid=kind == "valid") if kind != "none" else None
+        modules = [harvest]
+        flood = FloodProcess(callbacks, spread, valid=kind == "valid") if kind != "none" else None
         creds = FcCredentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)
         if flood:
             flood.start()
@@ -187,7 +227,7 @@ def scenario(kind: str, *, results: int, callbacks: int, spread: float, budget: 
             "get_results": total,
             "callback_get_results": total - report["calls"],
             "throttled": throttled,
-            "statuses": dict(flood.statuses) if flood else {},
+            "statuses": flood.statuses if flood else {},
         }
     finally:
         for module in modules:
@@ -247,4 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if len(sys.argv) > 1 and sys.argv[1] == "_flood":
+        flood_main(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1")
+    else:
+        main(sys.argv[1:])

@@ -1,8 +1,9 @@
 """Issue 25's must-show: a callback flood through the real callback handler cannot slow the harvest.
 
 Against sandboxes in their own processes at the real GetResult quota (1000 / 60 s), with the
-real ``functions/harvest`` and four ``functions/callback`` instances (``benchmarks/callback_flood.py``
-runs the same scenarios, larger, for ``benchmarks/RESULTS.md``):
+real ``functions/harvest`` and four ``functions/callback`` instances, those in a process of their
+own as FC runs them (``benchmarks/callback_flood.py`` runs the same scenarios, larger, for
+``benchmarks/RESULTS.md``):
 
 - 1,000 well-signed callbacks without the token (a wrong one, or none) → 0 GetResult calls,
   and a concurrent harvest pass takes as long as alone (ratio ≤ 1.1);
@@ -32,7 +33,7 @@ def test_forged_callbacks_cost_no_get_result_and_do_not_slow_the_harvest(flood: 
     assert forged["callback_get_results"] == 0 and forged["get_results"] == forged["calls"], forged
     assert base["written"] == forged["written"] == RESULTS, (base, forged)
     # the pass is paced by its limiter, so the ratio is about CPU: a machine loaded by other work can
-    # push it up (the benchmark, benchmarks/callback_flood.py, measured 0.999 at 20,000 results)
+    # push it up (the benchmark, benchmarks/callback_flood.py, measured 1.009 at 20,000 results)
     assert flood["forged_ratio"] <= 1.1, (base, forged)
 
 
