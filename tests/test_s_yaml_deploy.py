@@ -1,0 +1,223 @@
+"""How `s` commands behave on s.yaml (issue 22 #10-#12, issue 25's s.yaml part): which commands need
+what, and the pre-deploy check (scripts/check_deploy.py) that names what is missing in one line.
+
+The structure tests read s.yaml as text/YAML and run in any CI. The tests that run the real
+Serverless Devs `s` (3.1.10, with fc3 installed in its ~/.s) skip unless ``QCFLOW_S_BIN`` names
+it; they never reach a cloud (``s preview`` and ``s verify`` only resolve and validate).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CALLBACK_URL = "${resources.callback.info.url.system_url}"
+TOKEN = "a" * 43
+
+
+def _check_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_deploy", ROOT / "scripts" / "check_deploy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CHECK = _check_module()
+
+
+def raw() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "s.yaml").read_text())
+
+
+def actions(resource: str | None) -> list[dict[str, str]]:
+    document = raw()
+    owner = document if resource is None else document["resources"][resource]
+    return list(owner["actions"]["pre-deploy"])
+
+
+def built(tmp_path: Path) -> Path:
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "layer.zip").write_bytes(b"PK")
+    (build / "layer.id").write_text("0123456789abcdef")
+    return build
+
+
+def run_check(argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = CHECK.main(argv, environ=environ)
+    return code, capsys.readouterr().err.splitlines()
+
+
+# --------------------------------------------------------------------------- the check script
+
+
+def test_a_complete_deploy_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "--layer",
+        "--build",
+        str(built(tmp_path)),
+        "--ccc",
+        "--token",
+        "--callback-url",
+        "https://cb-1.cn-shanghai.fcapp.run",
+    ]
+    assert run_check(argv, {"QCFLOW_CCC_INSTANCE_ID": "inst-1", "QCFLOW_CALLBACK_TOKEN": TOKEN}, capsys) == (0, [])
+
+
+def test_fresh_checkout_without_a_build_says_make_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = run_check(["--layer", "--build", str(tmp_path / "build")], {}, capsys)
+    assert code == 1 and len(lines) == 1
+    assert "build/layer.zip is missing" in lines[0] and "run `make layer`" in lines[0]
+    build = built(tmp_path)
+    (build / "layer.id").unlink()
+    code, lines = run_check(["--layer", "--build", str(build)], {}, capsys)
+    assert code == 1 and "build/layer.id is missing: run `make layer`" in lines[0]
+
+
+def test_missing_ccc_instance_id_names_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    for environ in ({}, {"QCFLOW_CCC_INSTANCE_ID": ""}, {"QCFLOW_CCC_INSTANCE_ID": "  "}):
+        code, lines = run_check(["--ccc"], environ, capsys)
+        assert code == 1 and len(lines) == 1
+        assert "QCFLOW_CCC_INSTANCE_ID is not set: export QCFLOW_CCC_INSTANCE_ID=" in lines[0]
+    assert run_check(["--ccc"], {"QCFLOW_CCC_INSTANCE_ID": "inst-1"}, capsys) == (0, [])
+
+
+def test_a_deploy_without_a_callback_token_says_how_to_generate_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = run_check(["--token"], {}, capsys)
+    assert code == 1 and len(lines) == 1
+    assert "QCFLOW_CALLBACK_TOKEN is not set" in lines[0]
+    assert 'python -c "import secrets; print(secrets.token_urlsafe(32))"' in lines[0]
+
+
+def test_a_weak_token_is_refused_without_echoing_it(capsys: pytest.CaptureFixture[str]) -> None:
+    for name, environ in (
+        ("QCFLOW_CALLBACK_TOKEN", {"QCFLOW_CALLBACK_TOKEN": "short-secret"}),
+        ("QCFLOW_CALLBACK_TOKEN", {"QCFLOW_CALLBACK_TOKEN": "x" * 30 + "/?&"}),
+        ("QCFLOW_CALLBACK_PREVIOUS_TOKEN", {"QCFLOW_CALLBACK_TOKEN": TOKEN, "QCFLOW_CALLBACK_PREVIOUS_TOKEN": "old"}),
+    ):
+        code, lines = run_check(["--token"], environ, capsys)
+        assert code == 1 and len(lines) == 1 and lines[0].startswith(f"qcflow deploy check: {name} must be 22 to 256")
+        assert not any(value in lines[0] for value in environ.values() if value != TOKEN)
+    previous = {"QCFLOW_CALLBACK_TOKEN": TOKEN, "QCFLOW_CALLBACK_PREVIOUS_TOKEN": "b" * 22}
+    assert run_check(["--token"], previous, capsys) == (0, [])
+
+
+def test_callback_url_must_be_https(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = run_check(["--callback-url", "http://cb.cn-shanghai.fcapp.run"], {}, capsys)
+    assert code == 1 and len(lines) == 1 and "is not an https URL" in lines[0]
+    assert run_check(["--callback-url", "https://cb.cn-shanghai.fcapp.run/"], {}, capsys) == (0, [])
+
+
+def test_push_before_callback_exists_is_told_to_deploy_callback_first(capsys: pytest.CaptureFixture[str]) -> None:
+    """s leaves an info reference it cannot resolve as its own text (callback without a URL)."""
+    for unresolved in (CALLBACK_URL, ""):
+        code, lines = run_check(["--callback-url", unresolved], {}, capsys)
+        assert code == 1 and len(lines) == 1
+        assert "run `s callback deploy -y`" in lines[0]
+
+
+def test_every_problem_is_one_line_and_the_script_exits_1(tmp_path: Path) -> None:
+    script = str(ROOT / "scripts" / "check_deploy.py")
+    done = subprocess.run(
+        [sys.executable, script, "--layer", "--build", str(tmp_path), "--ccc", "--token"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "")},
+        check=False,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3 and all(line.startswith("qcflow deploy check: ") for line in lines)
+
+
+# --------------------------------------------------------------------------- s.yaml wiring
+
+
+def test_only_deploy_needs_the_deployers_settings() -> None:
+    """`${env('X')}` without a default stops every command (info, remove, preview) when X is unset."""
+    text = (ROOT / "s.yaml").read_text()
+    references = re.findall(r"\$\{env\(([^)]*)\)\}", text)
+    assert references
+    for arguments in references:
+        assert re.fullmatch(r"'QCFLOW_\w+',\s*''", arguments), f"${{env({arguments})}} has no default"
+
+
+def test_the_checks_run_before_anything_is_deployed() -> None:
+    first, second = actions(None)[:2]
+    assert first == {"run": "python3 scripts/check_deploy.py --layer", "path": "./"}
+    assert second == {"run": "python3 scripts/build_layer.py --check", "path": "./"}
+    push, callback, harvest = actions("push"), actions("callback"), actions("harvest")
+    # the check comes before the layer publish of that resource
+    check_push = f"python3 scripts/check_deploy.py --ccc --token --callback-url '{CALLBACK_URL}'"
+    assert push[0] == {"run": check_push, "path": "./"}
+    assert callback[0] == {"run": "python3 scripts/check_deploy.py --token", "path": "./"}
+    assert [a for a in harvest if "run" in a] == []
+    for resource in (push, callback, harvest):
+        assert resource[-1]["component"].startswith("fc3 layer publish ")
+    # the URL the check sees is the one push is given
+    env = raw()["resources"]["push"]["props"]["environmentVariables"]
+    assert env["QCFLOW_PUSH_CALLBACK_URL"] == CALLBACK_URL
+
+
+def test_no_output_reference_left() -> None:
+    """An `output` reference exists only when its resource deploys in the same run (issue 22 #10)."""
+    assert ".output." not in (ROOT / "s.yaml").read_text()
+
+
+def test_deploy_flow_is_serial_with_callback_before_push() -> None:
+    flow = raw()["flow"]["deploy"]
+    assert all(len(group) == 1 for group in flow), "parallel deploys would publish the layer twice"
+    assert [group[0] for group in flow] == ["callback", "harvest", "push"]
+
+
+def test_callback_concurrency_is_capped() -> None:
+    props = raw()["resources"]["callback"]["props"]
+    assert props["concurrencyConfig"] == {"reservedConcurrency": 4}
+    for name in ("push", "harvest"):
+        assert "concurrencyConfig" not in raw()["resources"][name]["props"], name
+
+
+# --------------------------------------------------------------------------- the real `s` (optional)
+
+S_BIN = os.environ.get("QCFLOW_S_BIN", "")
+needs_s = pytest.mark.skipif(
+    not (S_BIN and shutil.which(S_BIN) and shutil.which("node")),
+    reason="QCFLOW_S_BIN (Serverless Devs s 3.1.10 with fc3 and an `s config` access) is not set",
+)
+
+
+def _project(tmp_path: Path, *, with_build: bool) -> Path:
+    project = tmp_path / "p"
+    skipped = shutil.ignore_patterns(".git", ".venv*", "build", "__pycache__", "*.egg-info")
+    shutil.copytree(ROOT, project, ignore=skipped)
+    if with_build:
+        built(project)
+    return project
+
+
+def _s(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("QCFLOW_")}
+    command = [S_BIN, *args]
+    return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=240, env=environ, check=False)
+
+
+@needs_s
+def test_real_s_previews_and_verifies_without_the_deployers_settings(tmp_path: Path) -> None:
+    project = _project(tmp_path, with_build=True)
+    for args in (("verify",), ("preview",)):
+        done = _s(project, *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "not found" not in done.stdout + done.stderr
