@@ -16,6 +16,9 @@ there is any. What is checked, and why here:
 - ``--token``: ``QCFLOW_CALLBACK_TOKEN`` is set and long enough (>= 128 bits): push puts it in
   the callback URL it gives SCA and callback refuses calls without it, so a deploy without one
   would send (or accept) callbacks anyone can forge.
+- ``--layer-arn ARN``: the layer ARN that s resolved for a function (``${resources.layer.info.arn}``,
+  the latest version of this build's layer): unresolved when that layer was never published (a
+  function deployed alone before the layer resource).
 - ``--callback-url URL``: the callback URL that s resolved for push is an https URL. s leaves
   ``${resources.callback.info...}`` unresolved when the callback function does not exist yet
   (or has no HTTP trigger): then callback must be deployed first.
@@ -83,6 +86,12 @@ def callback_url_problems(url: str) -> list[str]:
     return []
 
 
+def layer_arn_problems(arn: str) -> list[str]:
+    if "${" in arn or not arn.strip():
+        return ["this build's layer is not published yet: run `s layer deploy -y` (or a whole `s deploy -y`)"]
+    return []
+
+
 def problems(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
     found: list[str] = []
     if args.layer:
@@ -91,6 +100,8 @@ def problems(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
         found += ccc_problems(environ)
     if args.token:
         found += token_problems(environ)
+    if args.layer_arn is not None:
+        found += layer_arn_problems(args.layer_arn)
     if args.callback_url is not None:
         found += callback_url_problems(args.callback_url)
     return found
@@ -101,6 +112,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--layer", action="store_true", help="build/layer.zip and build/layer.id exist")
     parser.add_argument("--ccc", action="store_true", help="QCFLOW_CCC_INSTANCE_ID is set")
     parser.add_argument("--token", action="store_true", help="QCFLOW_CALLBACK_TOKEN is set and long enough")
+    parser.add_argument("--layer-arn", help="the layer ARN s resolved for a function: must be resolved")
     parser.add_argument("--callback-url", help="the callback URL s resolved for push: must be https")
     parser.add_argument("--build", type=Path, default=ROOT / "build", help="build folder (default: build/)")
     args = parser.parse_args(argv)

@@ -55,7 +55,18 @@ def resolve(value: Any, variables: dict[str, Any]) -> Any:
     return value
 
 
+#: The layer as a resource: a local Serverless Devs component (publishes build/, exposes the ARN).
+LAYER_COMPONENT = "./sdevs/qcflow-layer"
+
+
 def raw() -> dict[str, Any]:
+    """s.yaml's functions: the fc3 resources (the layer resource is checked on its own)."""
+    document = yaml.safe_load((ROOT / "s.yaml").read_text())
+    document["resources"] = {n: r for n, r in document["resources"].items() if r["component"] != LAYER_COMPONENT}
+    return document
+
+
+def raw_with_layer() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "s.yaml").read_text())
 
 
@@ -237,17 +248,24 @@ def test_runtime_is_the_layer_python() -> None:
 
 
 def test_every_function_uses_this_build_of_the_layer() -> None:
-    """No pinned version: the layer name is the build's content id (version 1 of that name)."""
-    layer_name = f"{LAYER.LAYER_PREFIX}-${{file('./{LAYER.Paths(Path('build')).id_file.as_posix()}')}}"
-    document = raw()
-    for name, resource in document["resources"].items():
-        layers = resource["props"]["layers"]
-        assert layers == [f"acs:fc:${{vars.region}}:${{config('AccountID')}}:layers/{layer_name}/versions/1"], name
-        publish = [a["component"] for a in resource["actions"]["pre-deploy"] if "component" in a]
-        assert publish == [
-            f"fc3 layer publish --layer-name {layer_name} --code ./{LAYER.Paths(Path('build')).zip.as_posix()} "
-            f"--compatible-runtime {LAYER.RUNTIME}"
-        ], name
+    """The layer resource publishes build/ and gives the ARN of its latest version (issue 22 #12): no
+    ${file()} (every command failed without build/) and no assumed version 1."""
+    document = raw_with_layer()
+    assert "${file(" not in (ROOT / "s.yaml").read_text()
+    layer = document["resources"]["layer"]
+    assert layer["component"] == LAYER_COMPONENT and (ROOT / LAYER_COMPONENT / "index.js").is_file()
+    build = LAYER.Paths(Path("build"))
+    assert layer["props"] == {
+        "region": "${vars.region}",
+        "build": f"./{build.zip.parent.as_posix()}",
+        "compatibleRuntime": LAYER.RUNTIME,
+    }
+    component = (ROOT / LAYER_COMPONENT / "index.js").read_text()
+    assert f"const PREFIX = '{LAYER.LAYER_PREFIX}';" in component
+    assert f"'{build.zip.name}'" in component and f"'{build.id_file.name}'" in component
+    for name, resource in raw()["resources"].items():
+        assert resource["props"]["layers"] == ["${resources.layer.info.arn}"], name
+        assert not [a for a in resource["actions"]["pre-deploy"] if "component" in a], name
     # a build older than its sources stops the deploy before anything is published
     assert {"run": "python3 scripts/build_layer.py --check", "path": "./"} in document["actions"]["pre-deploy"]
 

@@ -23,6 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLBACK_URL = "${resources.callback.info.url.system_url}"
+LAYER_ARN = "${resources.layer.info.arn}"
 TOKEN = "a" * 43
 
 
@@ -38,7 +39,10 @@ CHECK = _check_module()
 
 
 def raw() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "s.yaml").read_text())
+    """s.yaml; its ``functions``: the fc3 resources (not the layer)."""
+    document = yaml.safe_load((ROOT / "s.yaml").read_text())
+    document["functions"] = {n: r for n, r in document["resources"].items() if r["component"] == "fc3"}
+    return document
 
 
 def actions(resource: str | None) -> list[dict[str, str]]:
@@ -159,17 +163,19 @@ def test_the_checks_run_before_anything_is_deployed() -> None:
     first, second = actions(None)[:2]
     assert first == {"run": "python3 scripts/check_deploy.py --layer", "path": "./"}
     assert second == {"run": "python3 scripts/build_layer.py --check", "path": "./"}
-    push, callback, harvest = actions("push"), actions("callback"), actions("harvest")
-    # the check comes before the layer publish of that resource
-    check_push = f"python3 scripts/check_deploy.py --ccc --token --callback-url '{CALLBACK_URL}'"
-    assert push[0] == {"run": check_push, "path": "./"}
-    assert callback[0] == {"run": "python3 scripts/check_deploy.py --token", "path": "./"}
-    assert [a for a in harvest if "run" in a] == []
-    for resource in (push, callback, harvest):
-        assert resource[-1]["component"].startswith("fc3 layer publish ")
-    # the URL the check sees is the one push is given
-    env = raw()["resources"]["push"]["props"]["environmentVariables"]
-    assert env["QCFLOW_PUSH_CALLBACK_URL"] == CALLBACK_URL
+    layer = f"--layer-arn '{LAYER_ARN}'"
+    expected = {
+        "push": f"python3 scripts/check_deploy.py --ccc --token {layer} --callback-url '{CALLBACK_URL}'",
+        "callback": f"python3 scripts/check_deploy.py --token {layer}",
+        "harvest": f"python3 scripts/check_deploy.py {layer}",
+    }
+    for name, command in expected.items():
+        assert actions(name) == [{"run": command, "path": "./"}], name
+    # the URL and the ARN the check sees are the ones the functions are given
+    resources = raw()["resources"]
+    assert resources["push"]["props"]["environmentVariables"]["QCFLOW_PUSH_CALLBACK_URL"] == CALLBACK_URL
+    for name in expected:
+        assert resources[name]["props"]["layers"] == [LAYER_ARN], name
 
 
 def test_no_output_reference_left() -> None:
@@ -178,9 +184,22 @@ def test_no_output_reference_left() -> None:
 
 
 def test_deploy_flow_is_serial_with_callback_before_push() -> None:
-    flow = raw()["flow"]["deploy"]
-    assert all(len(group) == 1 for group in flow), "parallel deploys would publish the layer twice"
-    assert [group[0] for group in flow] == ["callback", "harvest", "push"]
+    """Info references do not order s's steps (output ones do): the flow does."""
+    flow = raw()["flow"]
+    assert all(len(group) == 1 for group in flow["deploy"]), "parallel deploys would publish the layer twice"
+    assert [group[0] for group in flow["deploy"]] == ["layer", "callback", "harvest", "push"]
+    # push's props read callback's info: remove push while callback is still there
+    assert [group[0] for group in flow["remove"]] == ["push", "harvest", "callback", "layer"]
+
+
+def test_push_and_layer_checks_name_the_resource_to_deploy(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = run_check(["--layer-arn", LAYER_ARN], {}, capsys)
+    assert code == 1 and lines == [
+        "qcflow deploy check: this build's layer is not published yet: "
+        "run `s layer deploy -y` (or a whole `s deploy -y`)"
+    ]
+    arn = "acs:fc:cn-shanghai:1234567890123456:layers/qcflow-0123456789abcdef/versions/3"
+    assert run_check(["--layer-arn", arn], {}, capsys) == (0, [])
 
 
 def test_callback_concurrency_is_capped() -> None:
@@ -191,6 +210,28 @@ def test_callback_concurrency_is_capped() -> None:
 
 
 # --------------------------------------------------------------------------- the real `s` (optional)
+
+needs_node = pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
+
+
+@needs_node
+def test_layer_component_without_a_build(tmp_path: Path) -> None:
+    """info gives nothing (the functions' other commands work), deploy says what to run."""
+    script = (
+        "const C = require(process.argv[1]); const c = new C({logger: console});"
+        "const inputs = {cwd: process.argv[2], props: {region: 'cn-shanghai', build: './build'}};"
+        "c.info(inputs).then((i) => { console.log(JSON.stringify(i)); return c.deploy(inputs); })"
+        ".then(() => console.log('deployed'), (e) => console.log(e.message));"
+    )
+    component = str(ROOT / "sdevs" / "qcflow-layer")
+    done = subprocess.run(
+        ["node", "-e", script, component, str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.splitlines() == [
+        "{}",
+        "build/layer.zip or build/layer.id is missing: run `make layer`, then deploy again",
+    ], done.stderr
+
 
 S_BIN = os.environ.get("QCFLOW_S_BIN", "")
 needs_s = pytest.mark.skipif(
@@ -208,8 +249,8 @@ def _project(tmp_path: Path, *, with_build: bool) -> Path:
     return project
 
 
-def _s(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("QCFLOW_")}
+def _s(project: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("QCFLOW_")} | extra
     command = [S_BIN, *args]
     return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=240, env=environ, check=False)
 
@@ -221,3 +262,16 @@ def test_real_s_previews_and_verifies_without_the_deployers_settings(tmp_path: P
         done = _s(project, *args)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "not found" not in done.stdout + done.stderr
+
+
+@needs_s
+def test_real_s_in_a_fresh_checkout(tmp_path: Path) -> None:
+    """No build/, no QCFLOW_*: preview and verify work; deploy stops in one line before any request
+    (FC's endpoint is a closed loopback port, so a broken check could not reach a cloud)."""
+    project = _project(tmp_path, with_build=False)
+    for args in (("verify",), ("preview",)):
+        done = _s(project, *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = _s(project, "deploy", "-y", FC_CLIENT_CUSTOM_ENDPOINT="http://127.0.0.1:9")
+    assert done.returncode != 0
+    assert "qcflow deploy check: build/layer.zip is missing: run `make layer`" in done.stdout + done.stderr
