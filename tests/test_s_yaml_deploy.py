@@ -209,6 +209,18 @@ def test_callback_concurrency_is_capped() -> None:
         assert "concurrencyConfig" not in raw()["resources"][name]["props"], name
 
 
+def test_callback_token_and_account_reach_the_functions_that_use_them() -> None:
+    resources = raw()["functions"]
+    env = {name: resource["props"]["environmentVariables"] for name, resource in resources.items()}
+    token = "${env('QCFLOW_CALLBACK_TOKEN', '')}"
+    assert env["push"]["QCFLOW_CALLBACK_TOKEN"] == token
+    assert env["callback"]["QCFLOW_CALLBACK_TOKEN"] == token
+    assert env["callback"]["QCFLOW_CALLBACK_PREVIOUS_TOKEN"] == "${env('QCFLOW_CALLBACK_PREVIOUS_TOKEN', '')}"
+    assert env["callback"]["QCFLOW_SCA_ALI_UID"] == "${config('AccountID')}"
+    assert not {"QCFLOW_CALLBACK_TOKEN", "QCFLOW_CALLBACK_PREVIOUS_TOKEN", "QCFLOW_SCA_ALI_UID"} & set(env["harvest"])
+    assert not {"QCFLOW_CALLBACK_PREVIOUS_TOKEN", "QCFLOW_SCA_ALI_UID"} & set(env["push"])
+
+
 # --------------------------------------------------------------------------- the real `s` (optional)
 
 needs_node = pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
