@@ -161,7 +161,8 @@ def test_only_deploy_needs_the_deployers_settings() -> None:
 
 def test_the_checks_run_before_anything_is_deployed() -> None:
     first, second = actions(None)[:2]
-    assert first == {"run": "python3 scripts/check_deploy.py --layer", "path": "./"}
+    # everything a whole deploy needs, before the first resource is deployed (nothing half-deployed)
+    assert first == {"run": "python3 scripts/check_deploy.py --layer --ccc --token", "path": "./"}
     assert second == {"run": "python3 scripts/build_layer.py --check", "path": "./"}
     layer = f"--layer-arn '{LAYER_ARN}'"
     expected = {
