@@ -28,8 +28,9 @@ Why each step:
   same bytes, hence the same CRC64, and ``fc3 layer publish`` skips an unchanged layer. (pip
   takes the newest release each specifier allows: a new release is a new layer, on purpose.)
 - **Content-addressed name.** ``build/layer.id`` (no newline) is the zip's sha256 prefix;
-  ``s.yaml`` names the layer ``qcflow-<id>`` (version 1 of a new name), so a function can
-  never point at a stale layer version. ``build/layer.inputs`` fingerprints what the layer
+  ``s.yaml``'s ``layer`` resource (``sdevs/qcflow-layer``) publishes it as ``qcflow-<id>`` and
+  gives the functions that layer's latest version as FC numbers it, so a function can never
+  point at another build's layer. ``build/layer.inputs`` fingerprints what the layer
   was built from; ``--check`` (run by ``s deploy``) refuses a build older than its sources.
 
 Usage::
@@ -455,7 +456,7 @@ def describe(report: Report) -> str:
         f"layer {where}  ({RUNTIME}, {PLATFORM})",
         f"  unzipped {report.unzipped_mb:.1f} MB (goal <= {MAX_UNZIPPED_MB:g} MB), zipped {report.zipped_mb:.1f} MB, "
         f"{report.files} files",
-        f"  FC layer name {layer_name(report.layer_id)} (version 1)",
+        f"  FC layer name {layer_name(report.layer_id)} (published by `s deploy`, or `s layer deploy -y`)",
         "  " + ", ".join(report.distributions),
     ])
 

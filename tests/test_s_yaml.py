@@ -24,6 +24,8 @@ SCHEMA = json.loads((ROOT / "tests" / "fixtures" / "fc3" / "schema.json").read_t
 TRIGGER_DEFINITIONS = {"oss": "IOssTriggerConfig", "timer": "ITimerTriggerConfig", "http": "IHttpTriggerConfig"}
 #: A reference resolved at deploy time (`${env(...)}`, `${config(...)}`, `${file(...)}`, outputs).
 PLACEHOLDER = "1234567890"
+#: A deploy-time callback token: scripts/check_deploy.py refuses a deploy without a well-formed one.
+TOKEN_PLACEHOLDER = "t" * 43
 KNOWN_ENV = {env_name(name) for name in VARIABLES}
 STANDARD_RUNTIMES = re.compile(r"^(python|nodejs|java|php|go|dotnetcore)")
 
@@ -48,11 +50,23 @@ def resolve(value: Any, variables: dict[str, Any]) -> Any:
         return [resolve(v, variables) for v in value]
     if isinstance(value, str):
         value = re.sub(r"\$\{vars\.(\w+)\}", lambda m: str(variables[m.group(1)]), value)
+        value = re.sub(r"\$\{env\('QCFLOW_CALLBACK_\w*TOKEN'[^}]*\}", TOKEN_PLACEHOLDER, value)
         return re.sub(r"\$\{[^}]+\}", PLACEHOLDER, value)
     return value
 
 
+#: The layer as a resource: a local Serverless Devs component (publishes build/, exposes the ARN).
+LAYER_COMPONENT = "./sdevs/qcflow-layer"
+
+
 def raw() -> dict[str, Any]:
+    """s.yaml's functions: the fc3 resources (the layer resource is checked on its own)."""
+    document = yaml.safe_load((ROOT / "s.yaml").read_text())
+    document["resources"] = {n: r for n, r in document["resources"].items() if r["component"] != LAYER_COMPONENT}
+    return document
+
+
+def raw_with_layer() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "s.yaml").read_text())
 
 
@@ -84,7 +98,10 @@ def test_every_resource_validates_against_the_fc3_schema() -> None:
         jsonschema.Draft7Validator(SCHEMA).validate(resource["props"])
         # the schema takes any trigger config for any trigger type (anyOf): check each against its own
         for trigger in resource["props"].get("triggers", []):
-            definition = {"$ref": f"#/definitions/{TRIGGER_DEFINITIONS[trigger['triggerType']]}", "definitions": SCHEMA["definitions"]}
+            definition = {
+                "$ref": f"#/definitions/{TRIGGER_DEFINITIONS[trigger['triggerType']]}",
+                "definitions": SCHEMA["definitions"],
+            }
             jsonschema.Draft7Validator(definition).validate(trigger["triggerConfig"])
 
 
@@ -92,7 +109,9 @@ def test_triggers_are_the_ones_the_handlers_translate() -> None:
     document = raw()
     triggers = {name: resource["props"]["triggers"] for name, resource in document["resources"].items()}
     assert {name: [t["triggerType"] for t in ts] for name, ts in triggers.items()} == {
-        "push": ["oss"], "harvest": ["timer"], "callback": ["http"],
+        "push": ["oss"],
+        "harvest": ["timer"],
+        "callback": ["http"],
     }
     oss = triggers["push"][0]["triggerConfig"]
     assert sorted(oss["events"]) == sorted(
@@ -131,8 +150,14 @@ def test_every_handler_exists_and_its_module_imports() -> None:
         "    found[name] = [n for n in names if callable(getattr(module, n, None))]\n"
         "print(json.dumps(found))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT / "shared"), "PATH": "/usr/bin:/bin"}, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT / "shared"), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {name: names for name, _, names in wanted}
 
@@ -171,9 +196,13 @@ def test_no_secret_in_the_file() -> None:
     assert not re.search(r"LTAI[0-9A-Za-z]{8,}", text), "an AccessKey id literal"
     assert not re.search(r"(?i)ALIBABA_CLOUD_ACCESS_KEY_(ID|SECRET)|SECURITY_TOKEN", text)
     assert not re.search(r"(?i)access_?key_?secret\s*:\s*\S", text)
-    for name, props in functions().items():
-        for key in props.get("environmentVariables", {}):
-            # a secret in FC's environment is readable by anyone who can read the function's config
+    for name, resource in raw()["resources"].items():
+        for key, value in resource["props"].get("environmentVariables", {}).items():
+            # a secret in FC's environment is readable by anyone who can read the function's config;
+            # the callback token (issue 25) is the exception: from the deployer's shell, never a literal
+            if key in ("QCFLOW_CALLBACK_TOKEN", "QCFLOW_CALLBACK_PREVIOUS_TOKEN"):
+                assert value == f"${{env('{key}', '')}}", f"{name}: {key} must come from the deployer's shell"
+                continue
             assert not re.search(r"SECRET|PASSWORD|TOKEN", key), f"{name}: {key} belongs in a secret store"
 
 
@@ -184,9 +213,14 @@ def test_harvest_lease_outlives_its_timeout() -> None:
 
 
 def test_push_sends_the_callback_function_url_to_sca() -> None:
-    env = raw()["resources"]["push"]["props"]["environmentVariables"]
-    # fc3's deploy output carries the HTTP trigger's URL as url.system_url (src/subCommands/info)
-    assert env["QCFLOW_PUSH_CALLBACK_URL"] == "${resources.callback.output.url.system_url}"
+    document = raw()
+    env = document["resources"]["push"]["props"]["environmentVariables"]
+    # fc3's info carries the HTTP trigger's URL as url.system_url (src/subCommands/info); `info`, not
+    # `output`: s runs callback's info before push, so `s push deploy` alone resolves it too (issue 22 #10)
+    assert env["QCFLOW_PUSH_CALLBACK_URL"] == "${resources.callback.info.url.system_url}"
+    # an info reference does not order the steps (only output ones do): the flow deploys callback first
+    order = [group for group in document["flow"]["deploy"]]
+    assert order.index(["callback"]) < order.index(["push"])
 
 
 def test_recordings_are_not_under_qcflow_own_prefix() -> None:
@@ -214,17 +248,24 @@ def test_runtime_is_the_layer_python() -> None:
 
 
 def test_every_function_uses_this_build_of_the_layer() -> None:
-    """No pinned version: the layer name is the build's content id (version 1 of that name)."""
-    layer_name = f"{LAYER.LAYER_PREFIX}-${{file('./{LAYER.Paths(Path('build')).id_file.as_posix()}')}}"
-    document = raw()
-    for name, resource in document["resources"].items():
-        layers = resource["props"]["layers"]
-        assert layers == [f"acs:fc:${{vars.region}}:${{config('AccountID')}}:layers/{layer_name}/versions/1"], name
-        publish = [a["component"] for a in resource["actions"]["pre-deploy"] if "component" in a]
-        assert publish == [
-            f"fc3 layer publish --layer-name {layer_name} --code ./{LAYER.Paths(Path('build')).zip.as_posix()} "
-            f"--compatible-runtime {LAYER.RUNTIME}"
-        ], name
+    """The layer resource publishes build/ and gives the ARN of its latest version (issue 22 #12): no
+    ${file()} (every command failed without build/) and no assumed version 1."""
+    document = raw_with_layer()
+    assert "${file(" not in (ROOT / "s.yaml").read_text()
+    layer = document["resources"]["layer"]
+    assert layer["component"] == LAYER_COMPONENT and (ROOT / LAYER_COMPONENT / "index.js").is_file()
+    build = LAYER.Paths(Path("build"))
+    assert layer["props"] == {
+        "region": "${vars.region}",
+        "build": f"./{build.zip.parent.as_posix()}",
+        "compatibleRuntime": LAYER.RUNTIME,
+    }
+    component = (ROOT / LAYER_COMPONENT / "index.js").read_text()
+    assert f"const PREFIX = '{LAYER.LAYER_PREFIX}';" in component
+    assert f"'{build.zip.name}'" in component and f"'{build.id_file.name}'" in component
+    for name, resource in raw()["resources"].items():
+        assert resource["props"]["layers"] == ["${resources.layer.info.arn}"], name
+        assert not [a for a in resource["actions"]["pre-deploy"] if "component" in a], name
     # a build older than its sources stops the deploy before anything is published
     assert {"run": "python3 scripts/build_layer.py --check", "path": "./"} in document["actions"]["pre-deploy"]
 

@@ -163,3 +163,10 @@ def test_the_sandbox_answers_getsecretvalue_as_kms_does(kms: SandboxServer) -> N
     body = asyncio.run(call(SECRET_NAME))
     assert body["SecretName"] == SECRET_NAME and body["SecretData"] == VALUE and body["SecretDataType"] == "text"
     assert json.dumps(body).count(VALUE) == 1
+
+
+def test_the_callback_token_can_come_from_kms_too(kms: SandboxServer, tmp_path: Path) -> None:
+    # push and callback read the token through services.settings: the secret fills it like any other
+    services = asyncio.run(_build(settings_for(kms, tmp_path, QCFLOW_CALLBACK_TOKEN_KMS_NAME=SECRET_NAME)))
+    assert services.settings.callback.token.get_secret_value() == VALUE
+    assert secret_reads(kms) == {"GetSecretValue 200": 1}

@@ -547,6 +547,12 @@ class CallbackSettings(_Slice):
         "of QCFLOW_GET_RESULT_CALLBACK_SHARE.",
     )
 
+    @field_validator("token", "previous_token", "expected_ali_uid", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # s.yaml passes ${env('QCFLOW_CALLBACK_TOKEN','')}: an empty value outside a rotation means "none"
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("token", "previous_token")
     @classmethod
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -578,6 +584,12 @@ class SecretsSettings(_Slice):
         default=None,
         alias="audio_url_access_key_secret_kms_name",
         description="Name of the KMS secret holding QCFLOW_AUDIO_URL_ACCESS_KEY_SECRET (instead of the variable).",
+    )
+    callback_token_kms_name: str | None = Field(
+        default=None,
+        alias="callback_token_kms_name",
+        description="Name of the KMS secret holding QCFLOW_CALLBACK_TOKEN (instead of the variable; push and callback "
+        "both need it, so both roles must be allowed to read it).",
     )
 
     def kms_names(self) -> dict[str, str]:

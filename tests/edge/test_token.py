@@ -118,3 +118,13 @@ def test_push_builds_the_callback_url_from_the_base_and_the_token() -> None:
     assert _callback_url("https://fn.example", TOKEN) == f"https://fn.example/sca-callback/{TOKEN}"
     assert _callback_url("https://fn.example/sca-callback/", TOKEN) == f"https://fn.example/sca-callback/{TOKEN}"
     assert _callback_url("https://fn.example", None) is None and _callback_url(None, TOKEN) is None
+
+
+def test_empty_values_from_s_yaml_mean_unset() -> None:
+    # s.yaml passes ${env('QCFLOW_CALLBACK_PREVIOUS_TOKEN','')} outside a rotation: "" must not be a bad token
+    from qcflow.config import load_settings
+
+    settings = load_settings(callback_token="", callback_previous_token=" ", sca_ali_uid="")
+    assert settings.callback.token is None
+    assert settings.callback.previous_token is None
+    assert settings.callback.expected_ali_uid is None
