@@ -47,6 +47,7 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("review_result", "BIGINT", "review result"),
     ("reviewer", "STRING", "reviewer"),
     ("review_time", "STRING", "review time, ISO 8601 (or as SCA sent it)"),
+    ("review_type", "BIGINT", "1 automatic, 2 manual review"),
     ("comments", "STRING", "review comments"),
     ("resolver", "STRING", "resolver"),
     ("agent", Agent, "the agent: id, name, skill_group"),
