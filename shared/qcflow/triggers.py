@@ -136,13 +136,20 @@ async def sca_callback(
             extra={"event": "callback_failed", "task_id": hint.task_id, "code": exc.code},
         )
         return _http_answer(500, {"error": exc.code or "failed"})
+    reviews = int(report.reviews.get("reviews_written", 0))
     log.info(
-        "callback for %s: %d written",
+        "callback for %s: %d written, %d review(s)",
         hint.task_id,
         report.written,
-        extra={"event": "callback_harvested", "task_id": hint.task_id, "written": report.written},
+        reviews,
+        extra={
+            "event": "callback_harvested",
+            "task_id": hint.task_id,
+            "written": report.written,
+            "reviews_written": reviews,
+        },
     )
-    return _http_answer(200, {"task_id": hint.task_id, "written": report.written})
+    return _http_answer(200, {"task_id": hint.task_id, "written": report.written, "reviews_written": reviews})
 
 
 async def push_oss_event(

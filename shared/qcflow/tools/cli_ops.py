@@ -246,11 +246,19 @@ async def _replay_dry_run() -> None:
     help="…up to this upload time (a date includes that whole day; default: now minus the settle delay).",
 )
 @click.option(
+    "--reviews",
+    is_flag=True,
+    help="Backfill the reviews saved between --since and --until instead (own lease; the review checkpoint stays).",
+)
+@click.option(
     "--max-seconds", default=None, type=click.FloatRange(1), help="Time budget (default QCFLOW_HARVEST_MAX_SECONDS)."
 )
 @click.option("--json", "as_json", is_flag=True, help="The pass's report as JSON on stdout (the range included).")
-def harvest_command(since: str | None, until: str | None, max_seconds: float | None, as_json: bool) -> None:
-    """One harvest pass from the checkpoint (plus remembered unfinished tasks), or a backfill of a range.
+def harvest_command(
+    since: str | None, until: str | None, reviews: bool, max_seconds: float | None, as_json: bool
+) -> None:
+    """One harvest pass from the checkpoint (plus remembered unfinished tasks, then the review
+    feed), or a backfill of a range (of upload times; with --reviews, of review times).
 
     A time without an offset, and a date alone (midnight), are in SCA's zone (QCFLOW_SCA_TIME_ZONE),
     as for `qcflow report`; the summary says which range was read."""
@@ -263,6 +271,9 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
     def bad_range(text: str) -> NoReturn:
         console.print(Text.assemble(("error: ", "red"), text), soft_wrap=True)
         sys.exit(2)
+
+    if reviews and since is None:
+        bad_range("--reviews needs --since (each pass reads new reviews already)")
 
     try:
         zone = load_settings().zone
@@ -305,6 +316,7 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
                     deadline=time.monotonic() + budget,
                     progress=on_progress,
                     ledger=Ledger(services.store),
+                    reviews=reviews,
                 )
                 seen["calls"] = report.calls
                 bar.finish(
@@ -347,7 +359,7 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
     help="Count harvested results of the last N days.",
 )
 def status_command(as_json: bool, days: int) -> None:
-    """Pushed, failed (top reasons), in flight, harvested, unfinished, stuck, harvest lag, last run."""
+    """Pushed, failed (top reasons), in flight, harvested, unfinished, stuck, harvest lag, last run, reviews."""
     from qcflow.config import load_settings
     from qcflow.store import open_store
     from qcflow.tools.status import as_json as dumps
@@ -368,6 +380,7 @@ def status_command(as_json: bool, days: int) -> None:
         click.echo(dumps(report))
         return
     push, harvest, inspections = report["push"], report["harvest"], report["inspections"]
+    reviews = report["reviews"]
     table = Table(title=f"qcflow status — {report['store']} at {report['at']}")
     table.add_column("")
     table.add_column("value", justify="right")
@@ -386,6 +399,9 @@ def status_command(as_json: bool, days: int) -> None:
         ("checkpoint", harvest["checkpoint"] or "-"),
         ("harvest lag", f"{harvest['lag_seconds']} s" if harvest["lag_seconds"] is not None else "-"),
         ("last run", (harvest["last_run"] or {}).get("finished_at") or "-"),
+        (f"reviews (last {days} days)", reviews[f"reviews_last_{days}_days"]),
+        ("review checkpoint", reviews["checkpoint"] or "-"),
+        ("review lag", f"{reviews['lag_seconds']} s" if reviews["lag_seconds"] is not None else "-"),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
