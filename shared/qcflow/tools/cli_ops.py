@@ -443,14 +443,18 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
     except KeyboardInterrupt:
         console.print("interrupted: everything the demo started was stopped")
         sys.exit(130)
-    unexpected = not summary.exactly_once or summary.harvested != summary.pushed
+    unexpected = (
+        not summary.exactly_once
+        or summary.harvested != summary.pushed
+        or summary.reviews != summary.reviews_saved
+    )
     if as_json:
         import json
 
         click.echo(json.dumps(summary.to_json(), indent=2))
     else:
         table = Table(title=f"qcflow demo: {recordings} recordings in {summary.seconds:.1f} s (this run)")
-        for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks"):
+        for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks", "reviews"):
             table.add_column(column, justify="right")
         table.add_row(
             *(
@@ -463,12 +467,14 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
                     summary.harvested,
                     summary.files,
                     summary.callbacks,
+                    summary.reviews,
                 )
             )
         )
         Console().print(table)
         click.echo(f"store: {summary.store}")
         click.echo(f"JSONL results: {summary.results_at}")
+        click.echo(f"JSONL reviews: {summary.reviews_at} ({summary.reviews} reviews, one line each)")
     if summary.ignored_store:
         console.print(
             f"note: QCFLOW_STORE={summary.ignored_store} was ignored; the demo writes only where --store says",
@@ -478,7 +484,7 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
     if unexpected:
         console.print(
             f"[red]unexpected:[/red] {summary.harvested} lines for {summary.distinct_tasks} tasks, "
-            f"{summary.pushed} pushed"
+            f"{summary.pushed} pushed; {summary.reviews} review lines for {summary.reviews_saved} reviews saved"
         )
         sys.exit(1)
 

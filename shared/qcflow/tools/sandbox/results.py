@@ -280,6 +280,18 @@ class ScaState:
             self._generation += 1
             return states
 
+    def finished_task_ids(self, limit: int) -> list[str]:
+        """The first ``limit`` distinct taskIds with a finished result (for demos: whom to review)."""
+        with self._lock:
+            self._advance()
+            found: list[str] = []
+            for task in self._tasks:
+                if task.status == 1 and task.task_id not in found:
+                    found.append(task.task_id)
+                    if len(found) >= limit:
+                        break
+            return found
+
     def preload(self, count: int, start: datetime, end: datetime, failed_rate: float = 0.0) -> None:
         """``count`` finished results with upload times spread evenly over [start, end)."""
         if count <= 0:
