@@ -186,3 +186,13 @@ def test_review_endpoint_refuses_an_unknown_task() -> None:
     with running_sandbox(SandboxOptions()) as server:
         assert httpx.post(f"{server.url}/__sandbox/review", json={"taskId": "nope"}).status_code == 404
         assert httpx.post(f"{server.url}/__sandbox/review", content=b"{").status_code == 400
+
+
+def test_a_preloaded_backlog_of_reviews() -> None:
+    clock = FakeClock(START.timestamp())
+    options = replace(_sandbox(clock, count=1_000), preload=PreloadOptions(count=1_000, start=START - timedelta(days=1), end=START, reviews=300))
+    with running_sandbox(options, clock) as server:
+        body = _by_review(server, START - timedelta(days=1), START, size=1)
+        assert body["Count"] == 300 and server.app.snapshot()["reviews"]["saved"] == 300
+        item = body["Data"]["ResultInfo"][0]
+        assert int(item["ReviewTimeLong"]) >= int(item["CreateTimeLong"])

@@ -126,6 +126,13 @@ if click is not None:
     @click.option("--preload-start", default=None, help="ISO time of the first pre-loaded upload (default: a day ago).")
     @click.option("--preload-end", default=None, help="ISO time after the last pre-loaded upload (default: now).")
     @click.option(
+        "--preload-reviews",
+        default=0,
+        show_default=True,
+        type=int,
+        help="Pre-loaded tasks already reviewed (saved between upload and --preload-end).",
+    )
+    @click.option(
         "--loose-deep-paging",
         is_flag=True,
         help="Only pages starting at record 10,000 need lastDataId (default: any page reaching past it).",
@@ -239,6 +246,7 @@ if click is not None:
                 count=int(opts["preload"]),
                 start=parse_iso(opts["preload_start"]),
                 end=parse_iso(opts["preload_end"]),
+                reviews=int(opts["preload_reviews"]),
             ),
             reviews=ReviewOptions(
                 share=float(opts["review_share"]),

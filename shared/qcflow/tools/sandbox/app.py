@@ -92,6 +92,7 @@ class SandboxApp:
             end = preload.end or datetime.fromtimestamp(clock(), timezone.utc)
             start = preload.start or end - timedelta(days=1)
             self.sca.preload(preload.count, start, end, preload.failed_rate)
+            self.sca.preload_reviews(preload.reviews, end)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -69,6 +69,9 @@ class PreloadOptions:
     start: datetime | None = None
     end: datetime | None = None
     failed_rate: float = 0.0  # share of pre-loaded tasks that failed (status 6)
+    #: Pre-loaded tasks already reviewed (a backlog of reviews: every k-th finished one), each
+    #: saved at a random time between its upload and ``end``.
+    reviews: int = 0
 
 
 @dataclass(frozen=True)

@@ -312,6 +312,22 @@ class ScaState:
             self._keys = [t.sort_key for t in merged]
             self._generation += 1
 
+    def preload_reviews(self, count: int, end: datetime) -> None:
+        """``count`` of the finished tasks (spread evenly) reviewed once, each at a random
+        time between its upload and ``end``: a backlog of reviews, for benchmarks."""
+        with self._lock:
+            finished = [t for t in self._tasks if t.status == 1]
+            if count <= 0 or not finished:
+                return
+            step = max(1, len(finished) // count)
+            chosen = finished[::step][:count]
+            rng = random.Random(self.options.seed + 2)
+            end_ms = int(end.timestamp() * 1000)
+            timed = sorted((rng.randint(t.upload_ms, max(t.upload_ms, end_ms - 1)), t.seq, t) for t in chosen)
+            for at_ms, _, task in timed:  # in time order: the review index only appends
+                self.reviews.review(task, at_ms, self._machine_score(task))
+            self._generation += 1
+
     def task_count(self) -> int:
         with self._lock:
             return len(self._tasks)
