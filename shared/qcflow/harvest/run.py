@@ -488,6 +488,7 @@ async def run_harvest(
                 feed = run.review_feed(deadline)
                 await feed.recover()
                 extra = await feed.backfill(since, until, lease_holds)
+                run._range(since, datetime.fromisoformat(extra["reviews_until"]), None)  # review times
             else:
                 await run.prepare()
                 extra = await (

@@ -343,6 +343,13 @@ def harvest_command(
         f"{report.duplicates_skipped:,} already written) in {len(report.files)} files, {report.calls:,} GetResult "
         f"calls, {report.elapsed:.1f} s; range {used}"
     )
+    if report.reviews:
+        counts = report.reviews
+        click.echo(
+            f"reviews: {counts.get('reviews_written', 0):,} written ({counts.get('reviews_seen', 0):,} seen, "
+            f"{counts.get('reviews_duplicates_skipped', 0):,} already written) in {len(report.review_files)} files; "
+            f"review checkpoint {counts.get('review_checkpoint') or '-'}"
+        )
     if note := report.settle_note():
         click.echo(note)
     if report.stopped_by_deadline:
@@ -444,9 +451,7 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
         console.print("interrupted: everything the demo started was stopped")
         sys.exit(130)
     unexpected = (
-        not summary.exactly_once
-        or summary.harvested != summary.pushed
-        or summary.reviews != summary.reviews_saved
+        not summary.exactly_once or summary.harvested != summary.pushed or summary.reviews != summary.reviews_saved
     )
     if as_json:
         import json
