@@ -438,6 +438,8 @@ class HarvestSettings(_Slice):
             "schemeNameList",
             "reviewer",
             "reviewTime",
+            "reviewTimeLong",
+            "reviewType",
             "resolver",
         ),
         alias="harvest_required_fields",
