@@ -82,6 +82,13 @@ BENCHES = (
              lambda v: f"{v['valid_flood_harvest_s']:.1f} s of {v['budget_s']:.0f} s "
                        f"({v['callback_get_results']:.0f} callback GetResults)"),
     ), timeout=600),
+    Bench("reviews", [PY, "benchmarks/reviews.py"], (
+        Goal("joint_efficiency", "results + reviews backlog: joint efficiency (records read ÷ quota × 99)", "≥ 0.93",
+             lambda v: v["joint_efficiency"] >= 0.93, lambda v: f"{v['joint_efficiency']:.3f}"),
+        Goal("review_freshness_p95_s", "review freshness p95 (saved → line in reviews/)", "≤ timer period + settle",
+             lambda v: v["review_freshness_p95_s"] <= v["timer_period_s"] + v["settle_s"],
+             lambda v: f"{v['review_freshness_p95_s']:.1f} s (period {v['timer_period_s']:.0f} s + settle {v['settle_s']:.0f} s)"),
+    ), timeout=1200),
     Bench("push", [PY, "benchmarks/push.py"], (
         Goal("push_time_ratio", "push burst: 3,000 recordings, 32 instances (time ÷ 60 s)", "≤ 1.15",
              lambda v: v["push_time_ratio"] <= 1.15, lambda v: f"{v['push_time_ratio']:.3f}"),

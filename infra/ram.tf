@@ -47,13 +47,14 @@
 #     manifests, unfinished) and qcflow.ledger (state/push/records/<rid>/task-id.json: a
 #     taskId learnt for a submission whose answer was lost).
 #  3. oss:DeleteObject on state/push/unknown-task/*, state/harvest/{lease,backfill-lease,
-#     checkpoint,pending,unfinished}/*
+#     checkpoint,pending,unfinished}/*, state/reviews/{checkpoint,pending}/*
 #     superseded leases and checkpoints are pruned, pending-part and unfinished-result
 #     markers retired, unknown-task markers retired once their taskId is known. Commit
 #     records, manifests and the ledger's records are never deleted.
 #  4. oss:ListObjects on <bucket>, only for prefixes under state/
 #     the harvest state and the ledger's unknown-task markers are listed.
 #  5. oss:GetObject, oss:PutObject, oss:AbortMultipartUpload on <bucket>/<store_prefix>/results/*
+#     and reviews/* (the review feed's rows)
 #     qcflow.harvest.output writes each JSONL part once: one PutObject, or a multipart upload
 #     (Initiate/UploadPart/Complete are all oss:PutObject) that is aborted on failure; a lost
 #     Complete answer and crash recovery are settled with HeadObject (oss:GetObject). Results
@@ -71,11 +72,13 @@
 #  2. oss:GetObject, oss:PutObject on state/*
 #     the exactly-once writer's commit records, pending markers and manifests
 #     (state/harvest/...) and task-id.json notes in the ledger, as harvest's 2.
-#  3. oss:DeleteObject on state/push/unknown-task/*, state/harvest/{pending,unfinished}/*
-#     the three markers its path retires; no lease, checkpoint, commit record or ledger record.
+#  3. oss:DeleteObject on state/push/unknown-task/*, state/harvest/{pending,unfinished}/*,
+#     state/reviews/pending/*
+#     the markers its path retires; no lease, checkpoint, commit record or ledger record.
 #  4. oss:ListObjects on <bucket>, only for prefixes under state/
 #     commit records of a partition and the unknown-task markers are listed.
 #  5. oss:GetObject, oss:PutObject, oss:AbortMultipartUpload on <bucket>/<store_prefix>/results/*
+#     and reviews/* (a task already reviewed when its callback comes)
 #     as harvest's 5: the callback writes through the same exactly-once writer.
 #  6. oss:GetBucketVersioning on <bucket>
 #     as push's 6.

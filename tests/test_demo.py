@@ -30,3 +30,10 @@ def test_qcflow_demo_command_exits_0_and_says_where_the_jsonl_is(tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"JSONL results: {tmp_path}/qcflow-data/results" in done.stdout
     assert list((tmp_path / "qcflow-data" / "results").rglob("part-*.jsonl"))
+
+
+def test_the_demo_has_people_review_and_an_agent_appeal_and_counts_each_review_once(tmp_path: Path) -> None:
+    summary = run_demo(6, store_url=f"file:{tmp_path}/data", task_seconds=0.5, failure_rate=0.0)
+    assert summary.reviews_saved == 4, "three reviews, then an appeal settled by a fourth"
+    assert summary.reviews == summary.distinct_reviews == 4 and summary.exactly_once
+    assert summary.reviews_at.endswith("reviews")

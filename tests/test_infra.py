@@ -452,6 +452,7 @@ def test_each_prefix_gets_only_what_each_function_needs() -> None:
     bucket = f"acs:oss:*:{ACCOUNT}:{BUCKET}"
     state = f"{bucket}/{STORE_ROOT}state/"
     results = f"{bucket}/{STORE_ROOT}results/*"
+    reviews = f"{bucket}/{STORE_ROOT}reviews/*"
     sca, rw, writer = (
         "*",
         {"oss:GetObject", "oss:PutObject"},
@@ -478,16 +479,23 @@ def test_each_prefix_gets_only_what_each_function_needs() -> None:
                     "harvest/checkpoint",
                     "harvest/pending",
                     "harvest/unfinished",
+                    "reviews/checkpoint",
+                    "reviews/pending",
                 )
             },
             results: writer,
+            reviews: writer,
             bucket: {"oss:GetBucketVersioning"},
         },
         "callback": {
             sca: {"sca:GetResult"},
             f"{state}*": rw,
-            **{f"{state}{p}/*": delete for p in ("push/unknown-task", "harvest/pending", "harvest/unfinished")},
+            **{
+                f"{state}{p}/*": delete
+                for p in ("push/unknown-task", "harvest/pending", "harvest/unfinished", "reviews/pending")
+            },
             results: writer,
+            reviews: writer,
             bucket: {"oss:GetBucketVersioning"},
         },
     }

@@ -140,12 +140,16 @@ def _prefixes() -> dict[str, str]:
     return {name: value for name, value in vars(layout).items() if name.isupper() and isinstance(value, str)}
 
 
+def test_every_tree_is_named_once() -> None:
+    assert layout.TREES == (layout.STATE, layout.RESULTS, layout.REVIEWS)
+
+
 def test_every_prefix_is_under_state_or_results_and_named_once() -> None:
     prefixes = _prefixes()
     assert all(value.endswith("/") for value in prefixes.values()), prefixes
-    assert all(value.startswith((layout.STATE, layout.RESULTS)) for value in prefixes.values()), prefixes
+    assert all(value.startswith(layout.TREES) for value in prefixes.values()), prefixes
     assert len(set(prefixes.values())) == len(prefixes), "two names for one prefix"
-    for value in set(prefixes.values()) - {layout.STATE, layout.RESULTS}:  # one tree: each parent is named too
+    for value in set(prefixes.values()) - set(layout.TREES):  # one tree: each parent is named too
         assert value.rstrip("/").rsplit("/", 1)[0] + "/" in prefixes.values(), value
 
 

@@ -196,13 +196,20 @@ class CallbackEdge:
             return answer(500, INTERNAL)
         if report.stopped_by_deadline:
             return self._deferred(task_id, "deadline", "the invocation's time ran out before the task was read")
+        reviews = int(report.reviews.get("reviews_written", 0))  # the task may come back reviewed
         log.info(
-            "callback for %s: %d written",
+            "callback for %s: %d written, %d review(s)",
             task_id,
             report.written,
-            extra={"event": "callback_harvested", "task_id": task_id, "written": report.written},
+            reviews,
+            extra={
+                "event": "callback_harvested",
+                "task_id": task_id,
+                "written": report.written,
+                "reviews_written": reviews,
+            },
         )
-        return answer(200, {"task_id": task_id, "written": report.written})
+        return answer(200, {"task_id": task_id, "written": report.written, "reviews_written": reviews})
 
     def _deferred(self, task_id: str, why: str, message: str) -> dict[str, Any]:
         # SCA may call again; the timer's pass is the backstop either way

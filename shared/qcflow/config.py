@@ -458,6 +458,8 @@ class HarvestSettings(_Slice):
             "schemeNameList",
             "reviewer",
             "reviewTime",
+            "reviewTimeLong",
+            "reviewType",
             "resolver",
         ),
         alias="harvest_required_fields",
@@ -482,6 +484,19 @@ class HarvestSettings(_Slice):
         gt=0,
         alias="harvest_unfinished_max_age_seconds",
         description="A task still running after this long is reported stuck and no longer polled.",
+    )
+    reviews: bool = Field(
+        default=True,
+        alias="harvest_reviews",
+        description="Each pass also reads GetResult by last-review time into reviews/ (the review feed).",
+    )
+    reviews_min_share: float = Field(
+        default=0.25,
+        ge=0,
+        le=0.9,
+        alias="harvest_reviews_min_share",
+        description="Share of a pass's time kept for the review feed when results have a backlog "
+        "(results are read first).",
     )
     lease_seconds: float = Field(
         default=900.0,

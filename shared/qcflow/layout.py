@@ -1,8 +1,9 @@
 """Every prefix qcflow writes under its store, named once.
 
-A store (``QCFLOW_STORE``) holds two trees: ``state/`` (the bookkeeping that makes push and
-harvest exactly-once: only qcflow reads it) and ``results/`` (the harvest's output, which
-reports and MaxCompute read). Objects under either are the store's own: an OSS event for one
+A store (``QCFLOW_STORE``) holds three trees: ``state/`` (the bookkeeping that makes push and
+harvest exactly-once: only qcflow reads it), ``results/`` (the harvest's output, which
+reports and MaxCompute read) and ``reviews/`` (the review feed's output: one line per review
+saved, beside the results). Objects under either are the store's own: an OSS event for one
 of them is not a recording. The whole tree, with the module that owns each part (its
 docstring says why each object exists)::
 
@@ -25,25 +26,34 @@ docstring says why each object exists)::
         commits/dt=…/hour=…/0000000012.json     the exactly-once writer's commit records
         pending/dt=…/hour=…/0000000012-<run>.json   intent, until the part exists
         manifests/dt=<day>/<run>.json           one per harvest run: its files and counts
+      reviews/                                  the review feed's state (qcflow.harvest.reviews)
+        checkpoint/000000000009.json            every review saved before ``through`` was read
+        backfill-lease/000000000002.json        ``qcflow harvest --reviews --since``'s own lease
+        commits/dt=…/hour=…/0000000003.json     commit records of ``reviews/`` (review hour)
+        pending/dt=…/hour=…/0000000003-<run>.json   intent, until the part exists
     results/
       dt=<day>/hour=<hh>/part-0000000012-<run>.jsonl[.gz]   the lines of one commit record
                                                 (qcflow.harvest.output; read by qcflow.tools.report)
+    reviews/
+      dt=<day>/hour=<hh>/part-0000000003-<run>.jsonl[.gz]   one line per review, by review hour
 
 Every object under ``state/`` is written once (``qcflow.journal``) and never overwritten;
 only markers their owner is done with are deleted. ``<rid>`` is a hash of the recording's
 location, ``<contact>`` and ``<result>`` are ``journal`` key segments.
 
-Room for what comes next (not used by any code yet, so not named here): a ``reviews/`` output
-beside ``results/`` with a checkpoint of its own under ``state/``, and the hidden ``_live/``
+Room for what comes next (not used by any code yet, so not named here): the hidden ``_live/``
 area compaction will write before it publishes. Name them here when their code lands, so the
 tree stays drawn once.
 """
 
 from __future__ import annotations
 
-#: The bookkeeping tree, and the output tree.
+#: The bookkeeping tree, and the output trees (results; reviews).
 STATE = "state/"
 RESULTS = "results/"
+REVIEWS = "reviews/"
+#: Every tree qcflow writes itself (an object event under one of them is not a recording).
+TREES = (STATE, RESULTS, REVIEWS)
 
 #: The push ledger (``qcflow.ledger``).
 PUSH = f"{STATE}push/"
@@ -65,3 +75,10 @@ HARVEST_STUCK = f"{HARVEST}stuck/"
 HARVEST_COMMITS = f"{HARVEST}commits/"
 HARVEST_PENDING = f"{HARVEST}pending/"
 HARVEST_MANIFESTS = f"{HARVEST}manifests/"
+
+#: The review feed's state (``qcflow.harvest.reviews``) and its writer's records.
+REVIEW_STATE = f"{STATE}reviews/"
+REVIEW_CHECKPOINT = f"{REVIEW_STATE}checkpoint/"
+REVIEW_BACKFILL_LEASE = f"{REVIEW_STATE}backfill-lease/"
+REVIEW_COMMITS = f"{REVIEW_STATE}commits/"
+REVIEW_PENDING = f"{REVIEW_STATE}pending/"

@@ -20,7 +20,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 HARVESTED = "2026-11-20T12:00:00+00:00"
 KNOWN = [
     "schema_version", "task_id", "status", "state", "call_id", "contact_id", "object_key", "upload_time", "score",
-    "error_message", "review_status", "review_result", "reviewer", "review_time", "comments", "resolver", "agent",
+    "error_message", "review_status", "review_result", "reviewer", "review_time", "review_type", "comments", "resolver", "agent",
     "recording", "hit_result", "hit_score", "asr_result", "review_history", "scheme_ids", "scheme_names", "harvested_at",
 ]
 

@@ -80,3 +80,23 @@ async def test_deny_action_from_the_command_line() -> None:
             await sca.upload_audio_data(batch)
         assert info.value.code == "Forbidden.RAM" and info.value.http_status == 403
         await sca.aclose()
+
+
+async def test_review_options_from_the_command_line() -> None:
+    import asyncio
+    import time
+
+    with serve("--review-share", "1", "--review-delay", "0.2", "--review-time-unit", "ms") as url:
+        sca = client(url)
+        batch = UploadAudioDataJson(call_list=[{"voice_file_url": "http://127.0.0.1/rv.mkv", "call_uuid": "cli-rv"}])
+        task_id = (await sca.upload_audio_data(batch)).task_id
+        query = {**WINDOW, "taskId": task_id, "requiredFields": "taskId,reviewStatus,reviewTimeLong"}
+        deadline = time.monotonic() + 10
+        while True:
+            answer = await sca.acs.call("GetResult", {"JsonStr": json.dumps(query)}, is_success=None)
+            items = answer.body["Data"]["ResultInfo"]
+            if (items and items[0].get("ReviewStatus") == 1) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        await sca.aclose()
+        assert items[0]["ReviewStatus"] == 1 and int(items[0]["ReviewTimeLong"]) > 10**11  # milliseconds

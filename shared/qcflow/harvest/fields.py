@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 IDENTITY_FIELDS = ("status", "taskId")
 #: What the reader and the writer need together (see the module docstring).
 ALWAYS_REQUIRED = (*IDENTITY_FIELDS, "createTimeLong", "createTime", "recording")
+#: What a review row needs besides: the review's identity and partition (``reviewTimeLong``)
+#: and every field a review changes, whatever ``QCFLOW_HARVEST_REQUIRED_FIELDS`` says.
+REVIEW_REQUIRED = (
+    "reviewTimeLong",
+    "reviewTime",
+    "reviewType",
+    "reviewStatus",
+    "reviewResult",
+    "reviewHistoryList",
+    "score",
+    "reviewer",
+    "resolver",
+    "comments",
+)
 
 
 def with_fields(first: Iterable[str], then: str | Iterable[str], last: Iterable[str] = ()) -> str:
@@ -47,6 +61,10 @@ def required_fields_with_identity(requested: str) -> str:
     return with_fields(IDENTITY_FIELDS, requested)
 
 
-def required_fields(settings: HarvestSettings) -> str:
-    """``QCFLOW_HARVEST_REQUIRED_FIELDS`` plus what the reader and the writer cannot do without."""
-    return with_fields(IDENTITY_FIELDS, settings.required_fields, ALWAYS_REQUIRED)
+def required_fields(settings: HarvestSettings, *, reviews: bool = False) -> str:
+    """``QCFLOW_HARVEST_REQUIRED_FIELDS`` plus what the reader and the writer cannot do without
+    (with ``reviews``: what a review row needs too — the review feed, and a callback's fetch
+    that may meet a reviewed result)."""
+    return with_fields(
+        IDENTITY_FIELDS, settings.required_fields, ALWAYS_REQUIRED + (REVIEW_REQUIRED if reviews else ())
+    )

@@ -32,6 +32,11 @@ twice (a slow writer and a recovery) replaces it with the same set of results, n
 one. Commit records are never deleted: they are what makes a backfill of an old range, or
 a late finisher, exact.
 
+A *room* (``Room``) is where one feed's parts and records live: the harvest's results
+(``results/``, records under ``state/harvest/``) or the review feed's reviews (``reviews/``,
+records under ``state/reviews/``). The protocol is the same in both; only the prefixes differ,
+so a review and a result never share a commit sequence.
+
 Why ~560 lines: the commit protocol (intent, commit record, spill, upload, recovery of
 what a crash left) is one mechanism; its invariants are easier to check in one place.
 """
@@ -65,16 +70,32 @@ _READ_CHUNK = 1024 * 1024
 _LOAD_THREADS = 16
 
 
-def commit_key(partition: str, seq: int) -> str:
-    return f"{layout.HARVEST_COMMITS}{partition}/{seq:010d}.json"
+@dataclass(frozen=True)
+class Room:
+    """Where a feed's parts go (``output``) and where their commit records and pending
+    markers live (``commits``, ``pending``): see the module docstring."""
+
+    name: str
+    output: str
+    commits: str
+    pending: str
 
 
-def part_key(partition: str, seq: int, run_id: str, gzip: bool) -> str:
-    return f"{layout.RESULTS}{partition}/part-{seq:010d}-{run_id}.jsonl" + (".gz" if gzip else "")
+#: The harvest's results, and the review feed's reviews.
+RESULTS_ROOM = Room("results", layout.RESULTS, layout.HARVEST_COMMITS, layout.HARVEST_PENDING)
+REVIEWS_ROOM = Room("reviews", layout.REVIEWS, layout.REVIEW_COMMITS, layout.REVIEW_PENDING)
 
 
-def pending_key(partition: str, seq: int, run_id: str) -> str:
-    return f"{layout.HARVEST_PENDING}{partition}/{seq:010d}-{run_id}.json"
+def commit_key(partition: str, seq: int, room: Room = RESULTS_ROOM) -> str:
+    return f"{room.commits}{partition}/{seq:010d}.json"
+
+
+def part_key(partition: str, seq: int, run_id: str, gzip: bool, room: Room = RESULTS_ROOM) -> str:
+    return f"{room.output}{partition}/part-{seq:010d}-{run_id}.jsonl" + (".gz" if gzip else "")
+
+
+def pending_key(partition: str, seq: int, run_id: str, room: Room = RESULTS_ROOM) -> str:
+    return f"{room.pending}{partition}/{seq:010d}-{run_id}.json"
 
 
 @dataclass(frozen=True)
@@ -99,16 +120,17 @@ class CommitLog:
     committed result ids. ``lock`` serializes this process's writers of the partition (the
     store serializes everyone else)."""
 
-    def __init__(self, partition: str) -> None:
+    def __init__(self, partition: str, room: Room = RESULTS_ROOM) -> None:
         self.partition = partition
+        self.room = room
         self.last_seq = 0
         self.committed: set[str] = set()
         self.lock = threading.Lock()
 
     def refresh(self, store: ObjectStore) -> list[str]:
         """Read the records created since the last refresh; returns the result ids they add."""
-        prefix = f"{layout.HARVEST_COMMITS}{self.partition}/"
-        start_after = commit_key(self.partition, self.last_seq) if self.last_seq else None
+        prefix = f"{self.room.commits}{self.partition}/"
+        start_after = commit_key(self.partition, self.last_seq, self.room) if self.last_seq else None
         new: list[tuple[int, str]] = []
         for info in store.list(prefix, start_after=start_after):
             name = info.key[len(prefix) :]
@@ -149,7 +171,7 @@ class CommitLogs:
 
     def __init__(self, limit: int = CACHED_PARTITIONS) -> None:
         self.limit = limit
-        self._logs: OrderedDict[str, CommitLog] = OrderedDict()
+        self._logs: OrderedDict[tuple[str, str], CommitLog] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -160,12 +182,13 @@ class CommitLogs:
                 logs = cls._by_store[store] = CommitLogs()
             return logs
 
-    def get(self, partition: str) -> CommitLog:
+    def get(self, partition: str, room: Room = RESULTS_ROOM) -> CommitLog:
         with self._lock:
-            found = self._logs.get(partition)
+            name = (room.name, partition)
+            found = self._logs.get(name)
             if found is None:
-                found = self._logs[partition] = CommitLog(partition)
-            self._logs.move_to_end(partition)
+                found = self._logs[name] = CommitLog(partition, room)
+            self._logs.move_to_end(name)
             while len(self._logs) > self.limit:
                 oldest, evicted = next(iter(self._logs.items()))
                 if evicted.lock.locked():  # in use right now: keep it (and stay over the limit)
@@ -306,8 +329,10 @@ class ResultWriter:
         wall: Callable[[], float] = time.time,
         on_committed: Callable[[Spill], None] | None = None,
         spill_dir: str | None = None,
+        room: Room = RESULTS_ROOM,
     ) -> None:
         self.store = store
+        self.room = room
         self.run_id = run_id
         self.gzip = gzip
         self.max_records = max_records
@@ -329,7 +354,7 @@ class ResultWriter:
         """Read the partition's commit records once per run before routing to it, so that
         results committed earlier are skipped before they cost a conversion."""
         if partition not in self._logs:
-            log_ = self.logs.get(partition)
+            log_ = self.logs.get(partition, self.room)
             await asyncio.to_thread(_locked_refresh, log_, self.store)
             self._logs[partition] = log_
 
@@ -364,7 +389,7 @@ class ResultWriter:
     # ---------------------------------------------------------------- commits
     def _schedule(self, spill: Spill) -> None:
         spill.seal()
-        log_ = self._logs.get(spill.partition) or self.logs.get(spill.partition)
+        log_ = self._logs.get(spill.partition) or self.logs.get(spill.partition, self.room)
         self._tasks.append(asyncio.get_running_loop().create_task(asyncio.to_thread(self._commit, spill, log_)))
 
     def seal(self) -> asyncio.Future[list[WrittenFile | None]]:
@@ -437,8 +462,9 @@ def commit_spill(
             if not spill.ids:
                 return None
             seq = log_.last_seq + 1
-            key = part_key(spill.partition, seq, run_id, gzip)
-            marker = pending_key(spill.partition, seq, run_id)
+            room = log_.room
+            key = part_key(spill.partition, seq, run_id, gzip, room)
+            marker = pending_key(spill.partition, seq, run_id, room)
             started = time.monotonic()
             journal.write_once(
                 store,
@@ -455,7 +481,9 @@ def commit_spill(
                 "count": len(spill.ids),
                 "results": spill.ids,
             }
-            if not journal.write_once(store, commit_key(spill.partition, seq), record, token=f"commit-{run_id}-{seq}"):
+            if not journal.write_once(
+                store, commit_key(spill.partition, seq, room), record, token=f"commit-{run_id}-{seq}"
+            ):
                 store.delete(marker)
                 log_.refresh(store)
                 continue
@@ -473,6 +501,7 @@ def commit_spill(
                 "harvest part written",
                 extra={
                     "event": "harvest_part",
+                    "room": room.name,
                     "key": key,
                     "records": len(spill.ids),
                     "bytes": size,
@@ -496,12 +525,13 @@ class Intent:
     run: str
     part: str
     created_at: float
+    room: Room = RESULTS_ROOM
 
 
-def pending_intents(store: ObjectStore) -> list[Intent]:
-    """Every pending marker (usually none, or the few writes in flight right now)."""
+def pending_intents(store: ObjectStore, room: Room = RESULTS_ROOM) -> list[Intent]:
+    """Every pending marker of ``room`` (usually none, or the few writes in flight right now)."""
     found: list[Intent] = []
-    for info in store.list(layout.HARVEST_PENDING):
+    for info in store.list(room.pending):
         record = journal.read(store, info.key)
         if record is None:
             continue
@@ -513,6 +543,7 @@ def pending_intents(store: ObjectStore) -> list[Intent]:
                 str(record["run"]),
                 str(record["part"]),
                 float(record.get("created_at", 0)),
+                room,
             )
         )
     return found
@@ -521,7 +552,7 @@ def pending_intents(store: ObjectStore) -> list[Intent]:
 def intent_results(store: ObjectStore, intent: Intent) -> list[str] | None:
     """The result ids a stale intent must write, or ``None`` if there is nothing to recover
     (the race was lost, or the part exists: the writer died just before the cleanup)."""
-    record = journal.read(store, commit_key(intent.partition, intent.seq))
+    record = journal.read(store, commit_key(intent.partition, intent.seq, intent.room))
     if record is None or record.get("run") != intent.run or record.get("part") != intent.part:
         return None
     try:
@@ -553,7 +584,10 @@ __all__ = [
     "CommitLog",
     "CommitLogs",
     "Intent",
+    "REVIEWS_ROOM",
+    "RESULTS_ROOM",
     "ResultWriter",
+    "Room",
     "Spill",
     "WrittenFile",
     "commit_key",

@@ -137,8 +137,12 @@ class Pipeline:
         now: Callable[[], datetime],
         budget: Budget,
         progress: Callable[[HarvestProgress], None] | None = None,
+        identity: Callable[[Item], str | None] = rec.result_id,
     ) -> None:
         self.source = source
+        #: An item's exactly-once identity: ``records.result_id`` (a result), or a review's
+        #: ``reviews.review_id`` (``<TaskId>|<Recording.Id>|<review ms>``).
+        self.identity = identity
         self.limiter = limiter
         self.placement = placement
         self.hooks = hooks
@@ -168,7 +172,7 @@ class Pipeline:
     async def _route(self, item: Item, harvested_at: str) -> None:
         """One item: to the writer, to the hooks (unfinished), or skipped (written already, or
         unconvertible)."""
-        result = rec.result_id(item)
+        result = self.identity(item)
         if result is None:
             log.warning("harvest: a result without TaskId was skipped", extra={"event": "harvest_no_task_id"})
             return
@@ -266,13 +270,17 @@ class Pipeline:
             await asyncio.gather(*pending, return_exceptions=True)
 
     # ------------------------------------------------------------------ reading
-    async def read_tasks(self, task_ids: Iterable[str]) -> bool:
-        """Fetch ``task_ids`` by taskId, route every result, and commit: ``False`` when the
-        read deadline cut the fetch short (what was routed is committed all the same)."""
+    async def read_tasks(self, task_ids: Iterable[str], also: Callable[[Item], Awaitable[None]] | None = None) -> bool:
+        """Fetch ``task_ids`` by taskId, route every result (and hand it to ``also``: another
+        feed's pipeline, e.g. the reviews'), and commit: ``False`` when the read deadline cut
+        the fetch short (what was routed is committed all the same; ``also``'s committing is
+        its owner's)."""
         complete = True
         try:
             async for item in self.source.tasks(task_ids, deadline=self.budget.read_deadline):
                 await self.handle([item], page=False)
+                if also is not None:
+                    await also(item)
         except DeadlineReached:
             self.budget.stopped = True
             complete = False

@@ -1,4 +1,8 @@
-"""Read every GetResult item of an upload-time window, as fast as the quota allows.
+"""Read every GetResult item of a time window, as fast as the quota allows.
+
+The time is the task's upload time (``startTime``/``endTime``: the harvest) or the time its
+last review was saved (``reviewStartTime``/``reviewEndTime``: the review feed), chosen by
+``WindowReader(by=...)``; paging, splitting and the 10,000 rule are the same for both.
 
 GetResult pages by offset (``pageNumber`` × ``pageSize``), and the service lets a caller
 jump to any page only within its first 10,000 records; past that, each page must carry the
@@ -39,7 +43,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from qcflow.errors import DeadlineReached, PermanentError, RetryableError
@@ -54,6 +58,10 @@ MAX_PAGE_SIZE = 99
 DEEP_PAGING_LIMIT = 10_000
 #: A part of a split window aims at this share of the free range (uneven spread tolerated).
 SPLIT_FILL = 0.7
+
+#: Which time selects a window: the upload (``startTime``/``endTime``) or the last review
+#: (``reviewStartTime``/``reviewEndTime``).
+TimeSelector = Literal["upload", "review"]
 
 
 class _Page(Protocol):
@@ -150,7 +158,7 @@ class _Job:
 
 
 class WindowReader:
-    """Pages of GetResult items for upload-time windows, under one shared rate limiter.
+    """Pages of GetResult items for time windows (``by``: upload or last review), under one shared rate limiter.
 
     ``sca`` offers ``get_result_page(query, *, deadline, limiter)`` (``qcflow.sca.ScaClient``);
     ``limiter`` is the run's one GetResult limiter (``AdaptiveRateLimiter``), passed to every
@@ -168,6 +176,7 @@ class WindowReader:
         page_size: int = MAX_PAGE_SIZE,
         max_concurrency: int = 16,
         deep_paging_limit: int = DEEP_PAGING_LIMIT,
+        by: TimeSelector = "upload",
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
@@ -175,6 +184,9 @@ class WindowReader:
             raise ValueError("max_concurrency must be at least 1")
         if deep_paging_limit < page_size:
             raise ValueError("deep_paging_limit must hold at least one page")
+        if by not in ("upload", "review"):
+            raise ValueError(f"by must be 'upload' or 'review', got {by!r}")
+        self.by = by
         self.sca = sca
         self.limiter = limiter
         self.zone = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)
@@ -386,12 +398,15 @@ class WindowReader:
         start_time = end_time = None
         if window is not None:
             start_time, end_time = window.query_times(self.zone)
+        by_review = self.by == "review"
         return GetResultQuery(
             page_number=number,
             page_size=self.page_size,
             required_fields=self.required_fields,
-            start_time=start_time,
-            end_time=end_time,
+            start_time=None if by_review else start_time,
+            end_time=None if by_review else end_time,
+            review_start_time=start_time if by_review else None,
+            review_end_time=end_time if by_review else None,
             last_data_id=cursor,
             task_id=task_id,
         )

@@ -19,17 +19,21 @@ The schema, one object per finished (``status`` 1) or failed (any status but 0/1
   UNCONFIRMED, so it is told by magnitude) or else ``CreateTime`` (read in the same zone);
 - ``score``, ``error_message``, ``review_status``, ``review_result``, ``reviewer``,
   ``review_time`` (from ``ReviewTimeLong`` like ``upload_time``, else ``ReviewTime`` as
-  sent), ``comments``, ``resolver``;
+  sent), ``review_type`` (``ReviewType``: 1 automatic, 2 manual), ``comments``, ``resolver``;
 - ``agent`` {id, name, skill_group}, ``recording`` {id, call_id, name, url, duration, …,
   remark1…} with the URL's query string removed (a pre-signed URL's signature is a secret);
 - ``hit_result`` [{type, name, rid, review_result, score, scheme_id, scheme_version,
   hits: [{key_words: [{from, to, val, cid}], cid: [...], phrase: {...}}], conditions}],
   ``hit_score``, ``asr_result`` [{role, identity, words, begin, end, emotion_value,
-  speech_rate}], ``review_history`` (``ReviewHistoryList``), ``scheme_ids``,
+  speech_rate}], ``review_history`` (``ReviewHistoryList``: each review's ``old_score``,
+  ``score``, ``review_result``, ``complain_result`` for an appeal's, ``time`` (ms)…), ``scheme_ids``,
   ``scheme_names``;
 - ``harvested_at`` (UTC, ISO 8601);
 - then every other field the service sent, under its snake_case name (never dropped
-  silently), e.g. ``task_name``, ``vid``, ``assignment_time``, ``review_type``.
+  silently), e.g. ``task_name``, ``vid``, ``assignment_time``.
+
+A line under ``reviews/`` (the review feed, ``qcflow.harvest.reviews``) is the very same
+record, written once per review saved: its ``review_time`` is always set.
 
 Every key above is always present (``null`` when the service did not send it), so columns
 are stable. Nested keys are snake_case too (``KeyWords`` → ``key_words``, ``Check_range`` →
@@ -72,6 +76,7 @@ _CONSUMED = frozenset(
         "Reviewer",
         "ReviewTime",
         "ReviewTimeLong",
+        "ReviewType",
         "Comments",
         "Resolver",
         "Agent",
@@ -324,6 +329,7 @@ def to_record(item: dict[str, Any], zone: ZoneInfo, harvested_at: str) -> dict[s
         record[name] = item.get(field)
     record["error_message"] = _strip_url_queries(record["error_message"])
     record["review_time"] = review_time
+    record["review_type"] = item.get("ReviewType")
     record["comments"] = item.get("Comments")
     record["resolver"] = item.get("Resolver")
     for name, field in _NESTED:

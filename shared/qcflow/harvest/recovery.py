@@ -18,8 +18,16 @@ from zoneinfo import ZoneInfo
 
 from qcflow.config import HttpSettings
 from qcflow.harvest import records as rec
-from qcflow.harvest.feed import Budget, ResultSource
-from qcflow.harvest.output import Intent, WrittenFile, intent_results, pending_intents, write_recovered
+from qcflow.harvest.feed import Budget, Item, ResultSource
+from qcflow.harvest.output import (
+    RESULTS_ROOM,
+    Intent,
+    Room,
+    WrittenFile,
+    intent_results,
+    pending_intents,
+    write_recovered,
+)
 from qcflow.harvest.reader import DeadlineReached
 from qcflow.store import ObjectStore
 
@@ -49,10 +57,16 @@ async def recover(
     zone: ZoneInfo,
     now: Callable[[], datetime],
     budget: Budget,
+    room: Room = RESULTS_ROOM,
+    identity: Callable[[Item], str | None] = rec.result_id,
 ) -> list[WrittenFile]:
-    """Redo every stale pending write; the parts written, in order. Stops at the read deadline
-    (``budget.stopped``): the markers left stay for the next run."""
-    intents = await asyncio.to_thread(pending_intents, store)
+    """Redo every stale pending write of ``room``; the parts written, in order. Stops at the
+    read deadline (``budget.stopped``): the markers left stay for the next run.
+
+    ``identity`` names what a fetched item is (a result; for the reviews' room, a review: a task
+    reviewed again since then is a *different* review, so its old one is logged missing, and
+    the new one comes in its own window)."""
+    intents = await asyncio.to_thread(pending_intents, store, room)
     wall = now().timestamp()
     recovered: list[WrittenFile] = []
     for intent in intents:
@@ -63,7 +77,7 @@ async def recover(
             await asyncio.to_thread(store.delete, intent.key)
             continue
         try:
-            lines = await _fetch_again(source, intent, results, zone=zone, now=now, budget=budget)
+            lines = await _fetch_again(source, intent, results, zone=zone, now=now, budget=budget, identity=identity)
         except DeadlineReached:
             budget.stopped = True
             break  # the marker stays: the next run recovers it
@@ -87,6 +101,7 @@ async def _fetch_again(
     zone: ZoneInfo,
     now: Callable[[], datetime],
     budget: Budget,
+    identity: Callable[[Item], str | None],
 ) -> list[tuple[str, bytes]]:
     """The lines of ``results`` as GetResult gives them now; the ones it no longer gives are
     logged (the part is written without them)."""
@@ -94,7 +109,7 @@ async def _fetch_again(
     wanted = set(results)
     lines: list[tuple[str, bytes]] = []
     async for item in source.tasks(sorted({rec.task_of(r) for r in results}), deadline=budget.read_deadline):
-        result = rec.result_id(item)
+        result = identity(item)
         if result in wanted:
             wanted.discard(result)
             lines.append((result, rec.encode_line(rec.to_record(item, zone, harvested_at))))

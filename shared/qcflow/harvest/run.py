@@ -15,8 +15,16 @@
 4. polls the remembered unfinished results the windows did not meet, by taskId: finished
    ones are written, ones running past ``harvest_unfinished_max_age_seconds`` are reported
    stuck (``state/harvest/stuck/``) and polled no more;
-5. writes the run's manifest (``state/harvest/manifests/dt=<day>/<run>.json``: its files and
+5. reads the review feed (``reviews.py``: windows by last-review time into ``reviews/``, its
+   own checkpoint) on the same limiter, with the time the results left — at least
+   ``QCFLOW_HARVEST_REVIEWS_MIN_SHARE`` of the pass (the results stop reading before that);
+   ``QCFLOW_HARVEST_REVIEWS=false`` turns it off;
+6. writes the run's manifest (``state/harvest/manifests/dt=<day>/<run>.json``: its files and
    counts), releases the lease.
+
+With ``reviews=True`` and ``since``/``until`` it is a backfill of the *reviews* saved in that
+range (``qcflow harvest --reviews``): a lease of its own (``state/reviews/backfill-lease/``),
+no results read, no checkpoint moved.
 
 A *result* is one recording's inspection, ``<TaskId>|<Recording.Id>`` (``records.result_id``):
 one upload of several recordings shares a taskId, so the taskId alone cannot be the unit of
@@ -29,7 +37,9 @@ starve the timer; the two may overlap safely, the writer is exact without any le
 checkpoint moved, no polling of old unfinished tasks (the next timer pass does that).
 
 ``harvest_task_ids`` (the callback fast path) fetches the given tasks and writes the
-finished ones through the same writer, without a lease: exactness never relied on it.
+finished ones through the same writer, without a lease: exactness never relied on it; a
+fetched result that has been reviewed is written to ``reviews/`` too (the review feed's
+writer: the timer meeting the same review later drops it).
 
 Every pass stops cleanly before ``deadline`` (a ``time.monotonic()`` value): the reader stops
 at ``deadline - commit margin`` (``DeadlineReached``), what was read is committed, the
@@ -69,6 +79,7 @@ from qcflow.harvest.output import ResultWriter, Spill, write_manifest
 from qcflow.harvest.pipeline import HarvestProgress, Pipeline
 from qcflow.harvest.reader import Window, WindowReader
 from qcflow.harvest.recovery import recover, recovery_grace_seconds
+from qcflow.harvest.reviews import ReviewFeed
 from qcflow.harvest.unfinished import UnfinishedResults
 from qcflow.sca import ScaClient
 from qcflow.store import ObjectStore
@@ -87,7 +98,7 @@ __all__ = [
 
 log = logging.getLogger("qcflow.harvest")
 
-Mode = Literal["incremental", "backfill", "tasks"]
+Mode = Literal["incremental", "backfill", "tasks", "reviews"]
 
 #: A lease outlives its run's deadline by this much (a run never holds it past its budget).
 LEASE_MARGIN_SECONDS = 30.0
@@ -121,6 +132,10 @@ class HarvestReport:
     checkpoint: datetime | None = None
     manifest: str | None = None
     elapsed: float = 0.0
+    #: The review feed's part of the pass (``ReviewFeed.counts``; empty when it did not run)
+    #: and the ``reviews/`` parts it made visible.
+    reviews: dict[str, Any] = field(default_factory=dict)
+    review_files: list[str] = field(default_factory=list)
     #: The upload-time range this pass read, ``[since, until)`` (None: no windows, e.g. the callback path).
     since: datetime | None = None
     until: datetime | None = None
@@ -161,6 +176,12 @@ class HarvestReport:
             f"unfinished_resolved={self.unfinished_resolved} stuck={self.stuck} recovered={self.recovered} "
             f"checkpoint={through} stopped_by_deadline={str(self.stopped_by_deadline).lower()} "
             f"elapsed={self.elapsed:.1f}s range={self.range_text()}"
+            + (
+                f" reviews_written={self.reviews.get('reviews_written', 0)} "
+                f"review_checkpoint={self.reviews.get('review_checkpoint') or '-'}"
+                if self.reviews
+                else ""
+            )
             + (f"; {note}" if (note := self.settle_note()) else "")
         )
 
@@ -186,6 +207,7 @@ class HarvestReport:
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
             "held_back_by_settle": self.held_back_by_settle,
+            **self.reviews,
         }
 
 
@@ -232,7 +254,11 @@ class _Pass:
         zone = settings.zone
         self.grace_seconds = recovery_grace_seconds(settings.http)
         self.limiter = limiter or AdaptiveRateLimiter.from_settings(settings.quotas)
-        reader = WindowReader(sca, self.limiter, zone=zone, required_fields=required_fields(harvest))
+        # a callback's fetch may meet a reviewed result: it asks for what a review row needs
+        fields = required_fields(harvest, reviews=mode == "tasks" and harvest.reviews)
+        reader = WindowReader(sca, self.limiter, zone=zone, required_fields=fields)
+        self.sca = sca
+        self.feed: ReviewFeed | None = None
         self.join = TaskIdJoin(ledger)
         max_age = harvest.unfinished_max_age_seconds
         self.unfinished = UnfinishedResults(store, run_id=self.run_id, zone=zone, wall=self.wall, max_age=max_age)
@@ -264,6 +290,25 @@ class _Pass:
             wall=self.wall,
             on_committed=on_committed,
         )
+
+    def review_feed(self, deadline: float) -> ReviewFeed:
+        """The pass's review feed, on the pass's limiter (one quota), with its own budget."""
+        self.feed = ReviewFeed(
+            self.settings,
+            self.sca,
+            self.store,
+            limiter=self.limiter,
+            run_id=self.run_id,
+            deadline=deadline,
+            now=self.now,
+            grace_seconds=self.grace_seconds,
+        )
+        return self.feed
+
+    async def settle(self) -> None:
+        await self.pipeline.settle()
+        if self.feed is not None:
+            await self.feed.pipeline.settle()
 
     # ------------------------------------------------------------------ phases
     async def prepare(self) -> None:
@@ -332,6 +377,10 @@ class _Pass:
         report.files.extend(written.key for written in writer.files if written.key not in known)
         report.calls = self.limiter.acquired
         report.elapsed = self.budget.elapsed()
+        if self.feed is not None:
+            report.reviews = self.feed.counts()
+            report.review_files = self.feed.files()
+            report.stopped_by_deadline = report.stopped_by_deadline or self.feed.budget.stopped
 
     async def write_manifest(self, extra: dict[str, Any]) -> None:
         report = self.report
@@ -343,6 +392,7 @@ class _Pass:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.now().isoformat(),
             "files": [written.to_json() for written in self.pipeline.writer.stats.files],
+            "review_files": [w.to_json() for w in self.feed.pipeline.writer.stats.files] if self.feed else [],
             "records": report.written,
             "recovered_files": report.files[: report.recovered],
             **report.to_json(),
@@ -367,7 +417,9 @@ async def _leased(run: _Pass, ttl: float, margin: float) -> AsyncIterator[Callab
     """The run's lease (the timer's, or the backfill's own) for ``ttl``: yields ``lease_holds()``
     — or ``None``, the report saying ``lease_busy``, when another run holds it. Released on
     the way out, whatever happened (else it expires by itself)."""
-    prefix = layout.HARVEST_BACKFILL_LEASE if run.mode == "backfill" else layout.HARVEST_LEASE
+    prefix = {"backfill": layout.HARVEST_BACKFILL_LEASE, "reviews": layout.REVIEW_BACKFILL_LEASE}.get(
+        run.mode, layout.HARVEST_LEASE
+    )
     lease = await asyncio.to_thread(st.acquire_lease, run.store, run.run_id, now=run.wall(), ttl=ttl, prefix=prefix)
     if isinstance(lease, st.LeaseBusy):
         run.report.lease_busy = True
@@ -389,13 +441,24 @@ async def _leased(run: _Pass, ttl: float, margin: float) -> AsyncIterator[Callab
             log.warning("harvest: could not release the lease (%s); it expires at %s", exc, lease.expires_at)
 
 
-def _mode(since: datetime | None, until: datetime | None) -> Mode:
+def _mode(since: datetime | None, until: datetime | None, reviews: bool = False) -> Mode:
     if until is not None and since is None:
         raise ValueError("a backfill needs since (until alone is not a range)")
+    if reviews and since is None:
+        raise ValueError("a backfill of reviews needs since (the incremental pass reads reviews already)")
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise ValueError(f"{name} must be an aware datetime (with a time zone)")
+    if reviews:
+        return "reviews"
     return "backfill" if since is not None else "incremental"
+
+
+def _results_deadline(settings: HarvestSettings, mode: Mode, deadline: float) -> float:
+    """When the results stop reading so that the review feed keeps its share of the pass."""
+    if mode != "incremental" or not settings.reviews:
+        return deadline
+    return deadline - settings.reviews_min_share * max(0.0, deadline - time.monotonic())
 
 
 async def run_harvest(
@@ -409,20 +472,35 @@ async def run_harvest(
     now: Callable[[], datetime] = _utc_now,
     progress: Callable[[HarvestProgress], None] | None = None,
     ledger: TaskIdLedger | None = None,
+    reviews: bool = False,
 ) -> HarvestReport:
-    """One incremental pass (no ``since``/``until``) or a backfill of ``[since, until)``."""
-    mode = _mode(since, until)
+    """One incremental pass (no ``since``/``until``: results, then the review feed), a backfill
+    of the results uploaded in ``[since, until)``, or (``reviews``) of the reviews saved then."""
+    mode = _mode(since, until, reviews)
     ttl, margin, deadline = _lease_terms(settings.harvest, deadline)
-    run = _Pass(settings, sca, store, mode=mode, deadline=deadline, now=now, progress=progress, ledger=ledger)
+    results_deadline = _results_deadline(settings.harvest, mode, deadline)
+    run = _Pass(settings, sca, store, mode=mode, deadline=results_deadline, now=now, progress=progress, ledger=ledger)
     async with _leased(run, ttl, margin) as lease_holds:
         if lease_holds is None:
             return run.report
         try:
-            await run.prepare()
-            extra = await (
-                run.backfill(since, until, lease_holds) if since is not None else run.incremental(lease_holds)
-            )
-            await run.pipeline.settle()
+            if mode == "reviews":
+                assert since is not None
+                feed = run.review_feed(deadline)
+                await feed.recover()
+                extra = await feed.backfill(since, until, lease_holds)
+                run._range(since, datetime.fromisoformat(extra["reviews_until"]), None)  # review times
+            else:
+                await run.prepare()
+                extra = await (
+                    run.backfill(since, until, lease_holds) if since is not None else run.incremental(lease_holds)
+                )
+                if mode == "incremental" and settings.harvest.reviews:
+                    await run.pipeline.settle()
+                    feed = run.review_feed(deadline)
+                    await feed.recover()
+                    extra.update(await feed.incremental(lease_holds))
+            await run.settle()
             run.finish_counts()
             await run.write_manifest(extra)
             log.info(run.report.summary(), extra={"event": "harvest_done", **run.report.to_json()})
@@ -436,7 +514,7 @@ async def run_harvest(
             )
             raise
         finally:
-            await run.pipeline.settle()
+            await run.settle()
 
 
 async def harvest_task_ids(
@@ -461,11 +539,14 @@ async def harvest_task_ids(
     try:
         await run.join.load()
         wanted = list(dict.fromkeys(task_ids))
-        await run.pipeline.read_tasks(wanted)
-        await run.pipeline.settle()
+        feed = run.review_feed(deadline) if settings.harvest.reviews else None
+        await run.pipeline.read_tasks(wanted, also=feed.take if feed else None)
+        if feed is not None:
+            await feed.pipeline.seal()
+        await run.settle()
         run.finish_counts()
-        if run.report.files:
+        if run.report.files or run.report.review_files:
             await run.write_manifest({"task_ids": wanted[:100]})
         return run.report
     finally:
-        await run.pipeline.settle()
+        await run.settle()

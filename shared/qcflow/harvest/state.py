@@ -139,25 +139,28 @@ class Checkpoint:
     through: datetime
 
 
-def read_checkpoint(store: ObjectStore) -> Checkpoint | None:
-    """The latest checkpoint: every result uploaded before ``through`` has been read."""
+def read_checkpoint(store: ObjectStore, prefix: str = layout.HARVEST_CHECKPOINT) -> Checkpoint | None:
+    """The latest checkpoint: every result uploaded before ``through`` has been read (with
+    ``prefix`` ``layout.REVIEW_CHECKPOINT``: every review saved before ``through``)."""
     for _ in range(MAX_RACES):
-        found = _listing(store, layout.HARVEST_CHECKPOINT)
+        found = _listing(store, prefix)
         seqs = sorted((seq for seq, kinds in found.items() if ".json" in kinds), reverse=True)
         if not seqs:
             return None
-        record = journal.read(store, layout.HARVEST_CHECKPOINT + seq_name(seqs[0]))
+        record = journal.read(store, prefix + seq_name(seqs[0]))
         if record is None:
             continue
         return Checkpoint(seqs[0], datetime.fromtimestamp(float(record["through"]), timezone.utc))
     raise RetryableError(f"could not read the harvest checkpoint in {store.url}")
 
 
-def advance_checkpoint(store: ObjectStore, through: datetime, *, owner: str, now: float) -> Checkpoint:
+def advance_checkpoint(
+    store: ObjectStore, through: datetime, *, owner: str, now: float, prefix: str = layout.HARVEST_CHECKPOINT
+) -> Checkpoint:
     """Move the checkpoint to ``through`` — never backwards: if the stored one is already
     later, it stays, and it is returned."""
     for _ in range(MAX_RACES):
-        current = read_checkpoint(store)
+        current = read_checkpoint(store, prefix)
         if current is not None and current.through >= through:
             return current
         seq = (current.seq if current else 0) + 1
@@ -169,14 +172,12 @@ def advance_checkpoint(store: ObjectStore, through: datetime, *, owner: str, now
         }
         if journal.write_once(
             store,
-            layout.HARVEST_CHECKPOINT + seq_name(seq),
+            prefix + seq_name(seq),
             record,
             token=f"checkpoint-{owner}-{int(through.timestamp())}",
         ):
             if seq > KEEP + 1:
-                _prune(
-                    store, layout.HARVEST_CHECKPOINT, _listing(store, layout.HARVEST_CHECKPOINT), keep_from=seq - KEEP
-                )
+                _prune(store, prefix, _listing(store, prefix), keep_from=seq - KEEP)
             return Checkpoint(seq, through)
     raise RetryableError(f"could not advance the harvest checkpoint in {store.url}: lost {MAX_RACES} races")
 

@@ -70,12 +70,12 @@ class RecordingFinder:
         self.recordings = recordings
         self._pattern = re.compile(settings.contact_id_pattern)
         self._suffixes = settings.recording_suffixes
-        self._own_prefixes = tuple(object_location(store_url, p) for p in (layout.STATE, layout.RESULTS))
+        self._own_prefixes = tuple(object_location(store_url, p) for p in layout.TREES)
 
     def why_ignored(self, location: str, key: str) -> str | None:
         """The reason ``key`` is not a recording to push, or None."""
         if location.startswith(self._own_prefixes):
-            return "object under the store's own state/ or results/ prefix (no recursive triggers)"
+            return "object under the store's own state/, results/ or reviews/ prefix (no recursive triggers)"
         if not key.startswith(self.settings.recording_prefix):
             return f"key outside QCFLOW_RECORDING_PREFIX={self.settings.recording_prefix!r}"
         if self._suffixes and not key.lower().endswith(self._suffixes):

@@ -126,6 +126,13 @@ if click is not None:
     @click.option("--preload-start", default=None, help="ISO time of the first pre-loaded upload (default: a day ago).")
     @click.option("--preload-end", default=None, help="ISO time after the last pre-loaded upload (default: now).")
     @click.option(
+        "--preload-reviews",
+        default=0,
+        show_default=True,
+        type=int,
+        help="Pre-loaded tasks already reviewed (saved between upload and --preload-end).",
+    )
+    @click.option(
         "--loose-deep-paging",
         is_flag=True,
         help="Only pages starting at record 10,000 need lastDataId (default: any page reaching past it).",
@@ -170,6 +177,27 @@ if click is not None:
         type=click.Choice(["GetUploadAudioDataParams", "UploadAudioData", "GetResult"]),
         help="Answer this API with 403 Forbidden.RAM, as a RAM policy without it would (repeatable).",
     )
+    @click.option(
+        "--review-share", default=0.0, show_default=True, type=float, help="Share of finished tasks people review."
+    )
+    @click.option(
+        "--review-delay", default=5.0, show_default=True, type=float, help="Seconds from finish to review (+ jitter)."
+    )
+    @click.option("--review-twice-share", default=0.0, show_default=True, type=float, help="Of those, reviewed twice.")
+    @click.option(
+        "--review-appeal-share",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Of those, appealed by the agent and reviewed again.",
+    )
+    @click.option(
+        "--review-time-unit",
+        default="s",
+        show_default=True,
+        type=click.Choice(["s", "ms"]),
+        help="Unit of ReviewTimeLong (the API page's example: seconds).",
+    )
     @click.option("--stop-after", default=None, type=float, help="Stop by itself after this many seconds.")
     def serve(**opts: Any) -> None:
         """Serve GetUploadAudioDataParams, UploadAudioData and GetResult on one port."""
@@ -182,6 +210,7 @@ if click is not None:
             QuotaOptions,
             SandboxOptions,
         )
+        from qcflow.tools.sandbox.reviews import ReviewOptions
         from qcflow.tools.sandbox.server import SandboxServer
         from qcflow.triggers import parse_iso
 
@@ -217,6 +246,16 @@ if click is not None:
                 count=int(opts["preload"]),
                 start=parse_iso(opts["preload_start"]),
                 end=parse_iso(opts["preload_end"]),
+                reviews=int(opts["preload_reviews"]),
+            ),
+            reviews=ReviewOptions(
+                share=float(opts["review_share"]),
+                delay_seconds=float(opts["review_delay"]),
+                jitter_seconds=float(opts["review_delay"]),
+                twice_share=float(opts["review_twice_share"]),
+                appeal_share=float(opts["review_appeal_share"]),
+                appeal_delay_seconds=float(opts["review_delay"]),
+                time_unit=opts["review_time_unit"],
             ),
             loose_deep_paging=bool(opts["loose_deep_paging"]),
             ali_uid=str(opts["ali_uid"] or DEFAULT_ALI_UID),

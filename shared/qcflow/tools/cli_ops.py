@@ -162,7 +162,8 @@ def push_command(keys: tuple[str, ...], prefix: str | None, contact_ids: tuple[s
 
 
 def _show_counts(title: str, counts: dict[str, int]) -> None:
-    console.print(summary_table(title, counts))
+    """The summary table, once, on stdout (with the summary lines); progress and logs are on stderr."""
+    Console().print(summary_table(title, counts))
 
 
 def _say_error(text: str) -> None:
@@ -246,11 +247,19 @@ async def _replay_dry_run() -> None:
     help="…up to this upload time (a date includes that whole day; default: now minus the settle delay).",
 )
 @click.option(
+    "--reviews",
+    is_flag=True,
+    help="Backfill the reviews saved between --since and --until instead (own lease; the review checkpoint stays).",
+)
+@click.option(
     "--max-seconds", default=None, type=click.FloatRange(1), help="Time budget (default QCFLOW_HARVEST_MAX_SECONDS)."
 )
 @click.option("--json", "as_json", is_flag=True, help="The pass's report as JSON on stdout (the range included).")
-def harvest_command(since: str | None, until: str | None, max_seconds: float | None, as_json: bool) -> None:
-    """One harvest pass from the checkpoint (plus remembered unfinished tasks), or a backfill of a range.
+def harvest_command(
+    since: str | None, until: str | None, reviews: bool, max_seconds: float | None, as_json: bool
+) -> None:
+    """One harvest pass from the checkpoint (plus remembered unfinished tasks, then the review
+    feed), or a backfill of a range (of upload times; with --reviews, of review times).
 
     A time without an offset, and a date alone (midnight), are in SCA's zone (QCFLOW_SCA_TIME_ZONE),
     as for `qcflow report`; the summary says which range was read."""
@@ -263,6 +272,9 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
     def bad_range(text: str) -> NoReturn:
         console.print(Text.assemble(("error: ", "red"), text), soft_wrap=True)
         sys.exit(2)
+
+    if reviews and since is None:
+        bad_range("--reviews needs --since (each pass reads new reviews already)")
 
     try:
         zone = load_settings().zone
@@ -305,6 +317,7 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
                     deadline=time.monotonic() + budget,
                     progress=on_progress,
                     ledger=Ledger(services.store),
+                    reviews=reviews,
                 )
                 seen["calls"] = report.calls
                 bar.finish(
@@ -331,6 +344,13 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
         f"{report.duplicates_skipped:,} already written) in {len(report.files)} files, {report.calls:,} GetResult "
         f"calls, {report.elapsed:.1f} s; range {used}"
     )
+    if report.reviews:
+        counts = report.reviews
+        click.echo(
+            f"reviews: {counts.get('reviews_written', 0):,} written ({counts.get('reviews_seen', 0):,} seen, "
+            f"{counts.get('reviews_duplicates_skipped', 0):,} already written) in {len(report.review_files)} files; "
+            f"review checkpoint {counts.get('review_checkpoint') or '-'}"
+        )
     if note := report.settle_note():
         click.echo(note)
     if report.stopped_by_deadline:
@@ -347,7 +367,7 @@ def harvest_command(since: str | None, until: str | None, max_seconds: float | N
     help="Count harvested results of the last N days.",
 )
 def status_command(as_json: bool, days: int) -> None:
-    """Pushed, failed (top reasons), in flight, harvested, unfinished, stuck, harvest lag, last run."""
+    """Pushed, failed (top reasons), in flight, harvested, unfinished, stuck, harvest lag, last run, reviews."""
     from qcflow.config import load_settings
     from qcflow.store import open_store
     from qcflow.tools.status import as_json as dumps
@@ -368,6 +388,7 @@ def status_command(as_json: bool, days: int) -> None:
         click.echo(dumps(report))
         return
     push, harvest, inspections = report["push"], report["harvest"], report["inspections"]
+    reviews = report["reviews"]
     table = Table(title=f"qcflow status — {report['store']} at {report['at']}")
     table.add_column("")
     table.add_column("value", justify="right")
@@ -386,6 +407,9 @@ def status_command(as_json: bool, days: int) -> None:
         ("checkpoint", harvest["checkpoint"] or "-"),
         ("harvest lag", f"{harvest['lag_seconds']} s" if harvest["lag_seconds"] is not None else "-"),
         ("last run", (harvest["last_run"] or {}).get("finished_at") or "-"),
+        (f"reviews (last {days} days)", reviews[f"reviews_last_{days}_days"]),
+        ("review checkpoint", reviews["checkpoint"] or "-"),
+        ("review lag", f"{reviews['lag_seconds']} s" if reviews["lag_seconds"] is not None else "-"),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
@@ -427,14 +451,16 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
     except KeyboardInterrupt:
         console.print("interrupted: everything the demo started was stopped")
         sys.exit(130)
-    unexpected = not summary.exactly_once or summary.harvested != summary.pushed
+    unexpected = (
+        not summary.exactly_once or summary.harvested != summary.pushed or summary.reviews != summary.reviews_saved
+    )
     if as_json:
         import json
 
         click.echo(json.dumps(summary.to_json(), indent=2))
     else:
         table = Table(title=f"qcflow demo: {recordings} recordings in {summary.seconds:.1f} s (this run)")
-        for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks"):
+        for column in ("pushed", "push failed", "finished", "failed", "harvested", "files", "callbacks", "reviews"):
             table.add_column(column, justify="right")
         table.add_row(
             *(
@@ -447,12 +473,14 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
                     summary.harvested,
                     summary.files,
                     summary.callbacks,
+                    summary.reviews,
                 )
             )
         )
         Console().print(table)
         click.echo(f"store: {summary.store}")
         click.echo(f"JSONL results: {summary.results_at}")
+        click.echo(f"JSONL reviews: {summary.reviews_at} ({summary.reviews} reviews, one line each)")
     if summary.ignored_store:
         console.print(
             f"note: QCFLOW_STORE={summary.ignored_store} was ignored; the demo writes only where --store says",
@@ -462,7 +490,7 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
     if unexpected:
         console.print(
             f"[red]unexpected:[/red] {summary.harvested} lines for {summary.distinct_tasks} tasks, "
-            f"{summary.pushed} pushed"
+            f"{summary.pushed} pushed; {summary.reviews} review lines for {summary.reviews_saved} reviews saved"
         )
         sys.exit(1)
 

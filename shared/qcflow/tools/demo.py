@@ -4,7 +4,10 @@ It starts the sandbox (CCC + SCA on loopback) and an FC HTTP trigger for the cal
 function, writes N synthetic recordings into the store, feeds their OSS events through
 ``functions/push/index.py``, lets the sandbox finish the tasks (its callbacks reach
 ``functions/callback/index.py``), runs ``functions/harvest/index.py`` once, and counts what
-landed. Everything it started is stopped on the way out, also on Ctrl-C and on error.
+landed. Before the harvest, people review a few finished tasks in the sandbox; then the
+agent of one appeals, it is reviewed again, and the timer fires a second time: the harvest's
+review feed writes each review to ``reviews/``, one line per review. Everything it started
+is stopped on the way out, also on Ctrl-C and on error.
 Not part of the layer (it needs the sandbox extra).
 
 The numbers are this run's: its recordings' ledger outcomes, its tasks' callbacks, its
@@ -60,13 +63,20 @@ class DemoSummary:
     distinct_tasks: int = 0
     files: int = 0
     callbacks: int = 0
+    #: Reviews people saved in the sandbox, and the lines the review feed wrote for them.
+    reviews_saved: int = 0
+    reviews: int = 0
+    distinct_reviews: int = 0
     results_at: str = ""
+    reviews_at: str = ""
     seconds: float = 0.0
     part_keys: list[str] = field(default_factory=list)
     #: An exported QCFLOW_STORE the demo did not use (it writes only where --store says).
     ignored_store: str | None = None
     #: Callbacks still pending when the wait gave up (0: none were missing).
     callbacks_missing: int = 0
+    #: Tasks whose callbacks the function kept answering 503 until SCA gave up: the timer harvests them.
+    callbacks_deferred: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,7 +85,7 @@ class DemoSummary:
 
     @property
     def exactly_once(self) -> bool:
-        return self.harvested == self.distinct_tasks
+        return self.harvested == self.distinct_tasks and self.reviews == self.distinct_reviews
 
 
 @contextlib.contextmanager
@@ -119,6 +129,37 @@ def count_results(store: ObjectStore, contacts: set[str] | None = None) -> tuple
         if mine:
             parts.append(info.key)
     return states, per_result, parts
+
+
+def count_reviews(store: ObjectStore, contacts: set[str] | None = None) -> tuple[int, int]:
+    """(lines, distinct reviews) in ``reviews/`` (with ``contacts``, only those recordings'):
+    a review is (task, call, review time)."""
+    lines = 0
+    distinct: set[str] = set()
+    for info in store.list(layout.REVIEWS):
+        if info.key.endswith((".jsonl", ".jsonl.gz")):
+            for record in _lines(store, info.key):
+                if contacts is not None and record.get("contact_id") not in contacts:
+                    continue
+                lines += 1
+                distinct.add(f"{record.get('task_id')}|{record.get('call_id')}|{record.get('review_time')}")
+    return lines, len(distinct)
+
+
+def _people_review(sandbox: SandboxServer, count: int = 3) -> list[str]:
+    """QA staff review ``count`` finished tasks, saved a second in the past (the harvest's
+    windows end at whole seconds); their taskIds."""
+    sca = sandbox.app.sca
+    task_ids = sca.finished_task_ids(count)
+    for task_id in task_ids:
+        sca.review(task_id, at=time.time() - 1)
+    return task_ids
+
+
+def _agent_appeals(sandbox: SandboxServer, task_id: str) -> None:
+    """The agent appeals a reviewed task; a QA lead settles it (a review of its own)."""
+    time.sleep(1.1)  # a later second than the first review
+    sandbox.app.sca.review(task_id, at=time.time() - 1, appeal=True)
 
 
 def run_demo(
@@ -173,14 +214,27 @@ def run_demo(
             f"waiting for their {summary.pushed} tasks' callbacks (at most {settle_timeout:g} s)"
         )
         summary.callbacks_missing = _wait_for_callbacks(sandbox, summary.pushed, settle_timeout)
-        summary.callbacks = trigger.calls
+        delivered = sandbox.app.snapshot().get("callbacks", {})
+        summary.callbacks = int(delivered.get("delivered", 0))
+        summary.callbacks_deferred = int(delivered.get("failed", 0))
         if summary.callbacks_missing:
             say(f"gave up waiting after {settle_timeout:g} s: {summary.callbacks_missing} callbacks still pending")
-        say(f"{trigger.calls} SCA callbacks reached the callback function; running the harvest function")
+        say(
+            f"the callback function took {summary.callbacks} tasks' callbacks and deferred "
+            f"{summary.callbacks_deferred} (503: its share of the GetResult quota was spent; "
+            f"{trigger.calls} requests with SCA's retries)"
+        )
+        reviewed = _people_review(sandbox)
+        say(f"people reviewed {len(reviewed)} tasks; running the harvest function")
 
         harvest = load_handler_module("harvest")
         handlers.append(harvest)
         harvest.handler(timer_event(), context_for("harvest", CREDENTIALS, timeout=300))
+        if reviewed:
+            _agent_appeals(sandbox, reviewed[0])
+            say("an agent appealed one review and it was reviewed again; the harvest timer fires again")
+            harvest.handler(timer_event(), context_for("harvest", CREDENTIALS, timeout=300))
+        summary.reviews_saved = sandbox.app.sca.reviews.saved
         _count_results_into(summary, store, {_contact_of(key) for key in keys})
     summary.seconds = time.monotonic() - started
     return summary
@@ -262,12 +316,14 @@ def _count_results_into(summary: DemoSummary, store: ObjectStore, contacts: set[
     summary.files = len(parts)
     summary.part_keys = parts
     summary.results_at = _results_location(summary.store)
+    summary.reviews_at = _results_location(summary.store, "reviews")
+    summary.reviews, summary.distinct_reviews = count_reviews(store, contacts)
 
 
-def _results_location(store_url: str) -> str:
+def _results_location(store_url: str, tree: str = "results") -> str:
     if store_url.startswith("file:"):
         from qcflow.store import parse_store_url
 
         _, path, _ = parse_store_url(store_url)
-        return os.path.join(os.path.abspath(os.path.expanduser(path)), "results")
-    return store_url.rstrip("/") + "/results"
+        return os.path.join(os.path.abspath(os.path.expanduser(path)), tree)
+    return store_url.rstrip("/") + "/" + tree

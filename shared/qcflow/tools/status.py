@@ -6,7 +6,8 @@ Push: the ledger (``state/push/``) — submitted, failed *pushes* with the top r
 lag, remembered unfinished and stuck results, results committed in the last ``days``, and
 the last run's manifest. Inspections: the harvested results of the last ``days`` by SCA's
 outcome, finished and failed (a task SCA could not inspect) — apart from failed pushes, which
-never became a task. Reading the ledger costs one listing page per 1,000 objects plus a
+never became a task. Reviews: the review feed's checkpoint and its lag, and the reviews
+committed in the last ``days`` (days of review time). Reading the ledger costs one listing page per 1,000 objects plus a
 read of each claim and outcome: on a very large ledger it takes a while, with progress.
 """
 
@@ -123,6 +124,25 @@ def inspection_status(store: ObjectStore, *, now: datetime, zone: tzinfo, days: 
     }
 
 
+def review_status(store: ObjectStore, *, now: datetime, zone: tzinfo, days: int = 7) -> dict[str, Any]:
+    """The review feed's checkpoint, its lag, and the reviews committed in the last ``days``
+    (partitions are review days in ``zone``)."""
+    from qcflow.harvest.state import read_checkpoint
+
+    checkpoint = read_checkpoint(store, layout.REVIEW_CHECKPOINT)
+    reviews = 0
+    for day in range(days):
+        date = (now.astimezone(zone) - timedelta(days=day)).strftime("%Y-%m-%d")
+        for info in store.list(f"{layout.REVIEW_COMMITS}dt={date}/"):
+            record = journal.read(store, info.key)
+            reviews += len((record or {}).get("results") or [])
+    return {
+        "checkpoint": checkpoint.through.isoformat() if checkpoint else None,
+        "lag_seconds": round((now - checkpoint.through).total_seconds()) if checkpoint else None,
+        f"reviews_last_{days}_days": reviews,
+    }
+
+
 def status(
     store: ObjectStore,
     *,
@@ -141,6 +161,7 @@ def status(
         "push": push_status(store, now=now.timestamp(), progress=progress),
         "harvest": harvest_status(store, now=now, zone=zone, days=days),
         "inspections": inspection_status(store, now=now, zone=zone, days=days),
+        "reviews": review_status(store, now=now, zone=zone, days=days),
     }
 
 

@@ -47,6 +47,7 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("review_result", "BIGINT", "review result"),
     ("reviewer", "STRING", "reviewer"),
     ("review_time", "STRING", "review time, ISO 8601 (or as SCA sent it)"),
+    ("review_type", "BIGINT", "ReviewType: 1 automatic review, 2 by a person"),
     ("comments", "STRING", "review comments"),
     ("resolver", "STRING", "resolver"),
     ("agent", Agent, "the agent: id, name, skill_group"),
@@ -60,10 +61,10 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("harvested_at", "STRING", "when qcflow wrote the line (UTC, ISO 8601)"),
 )
 #: Fields the service sends that the latest view needs (``vid`` identifies a result without a
-#: Recording; ``review_type`` is on every reviews/ row): declared after the schema's own.
+#: Recording): declared after the schema's own. (``review_type`` is in the schema itself: every
+#: row, of results/ and reviews/, carries it.)
 EXTRA_COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("vid", "STRING", "Vid: identifies a result that has no Recording.Id"),
-    ("review_type", "BIGINT", "ReviewType: 1 automatic review, 2 by a person"),
 )
 PARTITIONS = (("dt", "upload day in the SCA time zone, YYYY-MM-DD (or unknown)"), ("hour", "upload hour there, HH"))
 REVIEW_PARTITIONS = (("dt", "review day in the SCA time zone, YYYY-MM-DD"), ("hour", "review hour there, HH"))

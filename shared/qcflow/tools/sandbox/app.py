@@ -39,6 +39,8 @@ ACTIONS = {
 }
 MAX_BODY = 4 * 1024 * 1024
 STATS_PATH = "/__sandbox/stats"
+#: Test endpoint: POST {"taskId", "score"?, "result"?, "appeal"?, "upheld"?, "at"?} reviews a task now.
+REVIEW_PATH = "/__sandbox/review"
 DROP = "__drop__"
 
 log = logging.getLogger("qcflow.tools.sandbox")
@@ -90,6 +92,7 @@ class SandboxApp:
             end = preload.end or datetime.fromtimestamp(clock(), timezone.utc)
             start = preload.start or end - timedelta(days=1)
             self.sca.preload(preload.count, start, end, preload.failed_rate)
+            self.sca.preload_reviews(preload.reviews, end)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -108,6 +111,10 @@ class SandboxApp:
         query = parse_params(scope.get("query_string") or b"")
         if scope["method"] == "GET" and path == STATS_PATH:
             await _respond(send, 200, self.snapshot())
+            return
+        if scope["method"] == "POST" and path == REVIEW_PATH:
+            status, answer = self._review(body)
+            await _respond(send, status, answer)
             return
         recording = RECORDING_PATH.match(path)
         if scope["method"] in ("GET", "HEAD") and recording:
@@ -243,9 +250,43 @@ class SandboxApp:
             return
         await _send_bytes(send, 200, data, b"video/x-matroska")
 
+    def _review(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /__sandbox/review``: a person reviews (``appeal``: an agent appeals, then a
+        person settles it) every finished result of ``taskId``; answers the task's review fields."""
+        try:
+            data = json.loads(body or b"{}")
+            task_id = str(data["taskId"])
+            states = self.sca.review(
+                task_id,
+                at=float(data["at"]) if data.get("at") is not None else None,
+                score=int(data["score"]) if data.get("score") is not None else None,
+                result=int(data["result"]) if data.get("result") is not None else None,
+                appeal=bool(data.get("appeal")),
+                upheld=bool(data["upheld"]) if data.get("upheld") is not None else None,
+                resolver=data.get("resolver"),
+                comments=data.get("comments"),
+            )
+        except KeyError as exc:
+            return 404, {"Code": "TaskNotFinished", "Message": f"no finished task {exc}"}
+        except (ValueError, TypeError, AttributeError) as exc:
+            return 400, {"Code": "InvalidParameter", "Message": f"review body: {type(exc).__name__}: {exc}"}
+        return 200, {
+            "TaskId": task_id,
+            "Reviews": [
+                {"ReviewStatus": s.status, "Score": s.score, "ReviewTimeMs": s.time_ms, "History": len(s.history)}
+                for s in states
+            ],
+        }
+
     def snapshot(self) -> dict[str, Any]:
-        """Counts for operators and benchmarks: answers by action and code, tasks held, callbacks."""
-        return {"answers": dict(self.stats), "tasks": self.sca.task_count(), "callbacks": self.callbacks.snapshot()}
+        """Counts for operators and benchmarks: answers by action and code, tasks held, callbacks,
+        reviews saved and appeals filed."""
+        return {
+            "answers": dict(self.stats),
+            "tasks": self.sca.task_count(),
+            "callbacks": self.callbacks.snapshot(),
+            "reviews": {"saved": self.sca.reviews.saved, "appeals": self.sca.reviews.appeals},
+        }
 
 
 def _failure_body(failure: ApiFailure, product: str, host: str) -> tuple[int, dict[str, Any]]:

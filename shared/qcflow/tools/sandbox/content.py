@@ -3,7 +3,8 @@
 Results are built from a small pool of templates (varied conversations and rule hits),
 so a sandbox holding 100,000 results keeps only a few numbers per result and still answers
 with content shaped like the real service's. Each template's heavy parts are serialized
-once per requested field set (see ``results.py``).
+once per requested field set (see ``results.py``). Review fields are per task, not per
+template: ``reviews.py``.
 """
 
 from __future__ import annotations
@@ -141,11 +142,6 @@ def build_template(index: int, seed: int) -> dict[str, Any]:
             "Agent": {"Id": agent_id, "Name": agent_name, "SkillGroup": skill_group},
             "SchemeIdList": [10021],
             "SchemeNameList": ["客服通用质检方案"],
-            "ReviewStatus": 0,
-            "ReviewResult": 3,
-            "Comments": "",
-            "Reviewer": "",
-            "Resolver": "",
         },
     }
 

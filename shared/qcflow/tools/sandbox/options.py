@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from qcflow.tools.sandbox.reviews import ReviewOptions
+
 #: Documented defaults (docs/sandbox.md): the sandbox accepts this key pair unless told otherwise.
 DEFAULT_ACCESS_KEY_ID = "qcflow-sandbox-id"
 DEFAULT_ACCESS_KEY_SECRET = "qcflow-sandbox-secret"
@@ -67,6 +69,9 @@ class PreloadOptions:
     start: datetime | None = None
     end: datetime | None = None
     failed_rate: float = 0.0  # share of pre-loaded tasks that failed (status 6)
+    #: Pre-loaded tasks already reviewed (a backlog of reviews: every k-th finished one), each
+    #: saved at a random time between its upload and ``end``.
+    reviews: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ class SandboxOptions:
     quotas: QuotaOptions = field(default_factory=QuotaOptions)
     faults: FaultOptions = field(default_factory=FaultOptions)
     preload: PreloadOptions = field(default_factory=PreloadOptions)
+    #: People reviewing and appealing finished results (``reviews.py``; off by default).
+    reviews: ReviewOptions = field(default_factory=ReviewOptions)
     seed: int = 7
     #: GetResult deep paging. Strict (default): a page reaching past record 10,000
     #: (offset + pageSize > 10,000) needs the previous page's last ``LastDataId`` — the

@@ -36,6 +36,7 @@ from qcflow.tools.sandbox.callbacks import CallbackJob
 from qcflow.tools.sandbox.content import build_templates
 from qcflow.tools.sandbox.errors import ApiFailure, invalid_parameter
 from qcflow.tools.sandbox.options import SandboxOptions
+from qcflow.tools.sandbox.reviews import ReviewBook, ReviewState
 
 DEFAULT_REQUIRED_FIELDS = "score,status,taskId,hitResult"
 DEEP_PAGING_LIMIT = 10_000
@@ -176,6 +177,8 @@ class ScaState:
         self._generation = 0
         self._filtered: OrderedDict[tuple[Any, ...], list[Task]] = OrderedDict()
         self._heavy: dict[tuple[int, FieldSelection], str] = {}
+        #: People's reviews and appeals, and the tasks ordered by last review time.
+        self.reviews = ReviewBook(options.reviews, options.seed, self.zone)
 
     # ------------------------------------------------------------------ tasks
 
@@ -211,6 +214,7 @@ class ScaState:
         self._by_task_id.setdefault(task.task_id, []).append(task)
         if task.finish_ms <= task.upload_ms:
             task.status = task.final_status
+            self._finished(task)
         else:
             heapq.heappush(self._pending, (task.finish_ms, task.seq, task))
         self._generation += 1
@@ -222,9 +226,71 @@ class ScaState:
         while self._pending and self._pending[0][0] <= now_ms:
             _, _, task = heapq.heappop(self._pending)
             task.status = task.final_status
+            self._finished(task)
+            moved = True
+        if self.reviews.apply_due(now_ms, self._machine_score):
             moved = True
         if moved:
             self._generation += 1
+
+    def _finished(self, task: Task) -> None:
+        if task.status == 1:
+            self.reviews.finished(task, task.finish_ms)
+
+    def _machine_score(self, task: Task) -> int:
+        return int(self._templates[task.template]["score"])
+
+    def review(
+        self,
+        task_id: str,
+        *,
+        at: float | None = None,
+        score: int | None = None,
+        result: int | None = None,
+        appeal: bool = False,
+        upheld: bool | None = None,
+        resolver: str | None = None,
+        comments: str | None = None,
+    ) -> list[ReviewState]:
+        """Review every finished result of ``task_id`` now (or at epoch ``at``); with ``appeal``
+        the agent appeals first and this review settles it. For tests, demos and benchmarks
+        (``POST /__sandbox/review``); raises ``KeyError`` for an unknown or unfinished task."""
+        with self._lock:
+            self._advance()
+            tasks = [t for t in self._by_task_id.get(task_id, ()) if t.status == 1]
+            if not tasks:
+                raise KeyError(task_id)
+            at_ms = int((self.clock() if at is None else at) * 1000)
+            states = []
+            for task in tasks:
+                if appeal:
+                    self.reviews.appeal(task)
+                states.append(
+                    self.reviews.review(
+                        task,
+                        at_ms,
+                        self._machine_score(task),
+                        score=score,
+                        result=result,
+                        upheld=upheld,
+                        resolver=resolver,
+                        comments=comments,
+                    )
+                )
+            self._generation += 1
+            return states
+
+    def finished_task_ids(self, limit: int) -> list[str]:
+        """The first ``limit`` distinct taskIds with a finished result (for demos: whom to review)."""
+        with self._lock:
+            self._advance()
+            found: list[str] = []
+            for task in self._tasks:
+                if task.status == 1 and task.task_id not in found:
+                    found.append(task.task_id)
+                    if len(found) >= limit:
+                        break
+            return found
 
     def preload(self, count: int, start: datetime, end: datetime, failed_rate: float = 0.0) -> None:
         """``count`` finished results with upload times spread evenly over [start, end)."""
@@ -244,6 +310,22 @@ class ScaState:
             merged = sorted(self._tasks + tasks, key=lambda t: t.sort_key)
             self._tasks = merged
             self._keys = [t.sort_key for t in merged]
+            self._generation += 1
+
+    def preload_reviews(self, count: int, end: datetime) -> None:
+        """``count`` of the finished tasks (spread evenly) reviewed once, each at a random
+        time between its upload and ``end``: a backlog of reviews, for benchmarks."""
+        with self._lock:
+            finished = [t for t in self._tasks if t.status == 1]
+            if count <= 0 or not finished:
+                return
+            step = max(1, len(finished) // count)
+            chosen = finished[::step][:count]
+            rng = random.Random(self.options.seed + 2)
+            end_ms = int(end.timestamp() * 1000)
+            timed = sorted((rng.randint(t.upload_ms, max(t.upload_ms, end_ms - 1)), t.seq, t) for t in chosen)
+            for at_ms, _, task in timed:  # in time order: the review index only appends
+                self.reviews.review(task, at_ms, self._machine_score(task))
             self._generation += 1
 
     def task_count(self) -> int:
@@ -377,6 +459,12 @@ class ScaState:
             return hit
         if query.task_id is not None:
             candidates = sorted(self._by_task_id.get(query.task_id, ()), key=lambda t: t.sort_key)
+        elif query.review_start_time or query.review_end_time:
+            # by the time the last review was saved: only reviewed tasks, in that order
+            candidates = self.reviews.between(
+                self._seconds(query.review_start_time) if query.review_start_time else None,
+                self._seconds(query.review_end_time) if query.review_end_time else None,
+            )
         else:
             lo, hi = 0, len(self._tasks)
             if query.start_time:
@@ -396,12 +484,20 @@ class ScaState:
 
     def _checks(self, query: GetResultQuery) -> list[Callable[[Task], bool]]:
         checks: list[Callable[[Task], bool]] = []
-        if query.task_id is not None and (query.start_time or query.end_time):
+        by_review = query.task_id is None and bool(query.review_start_time or query.review_end_time)
+        if (query.task_id is not None or by_review) and (query.start_time or query.end_time):
             lo = self._seconds(query.start_time) if query.start_time else None
             hi = self._seconds(query.end_time) if query.end_time else None
             checks.append(
                 lambda t: (lo is None or t.upload_ms // 1000 >= lo) and (hi is None or t.upload_ms // 1000 <= hi)
             )
+        if query.task_id is not None and (query.review_start_time or query.review_end_time):
+            rlo = self._seconds(query.review_start_time) if query.review_start_time else None
+            rhi = self._seconds(query.review_end_time) if query.review_end_time else None
+            checks.append(partial(self._reviewed_between, rlo, rhi))
+        if query.review_status is not None:
+            wanted_review = query.review_status
+            checks.append(lambda t: (s.status if (s := self.reviews.state(t)) else 0) == wanted_review)
         if query.status is not None:
             status = query.status
             checks.append(lambda t: t.status == status)
@@ -430,6 +526,13 @@ class ScaState:
 
     # ------------------------------------------------------------------ content
 
+    def _reviewed_between(self, lo: int | None, hi: int | None, task: Task) -> bool:
+        state = self.reviews.state(task)
+        if state is None or state.time_ms is None:
+            return False
+        seconds = state.time_ms // 1000
+        return (lo is None or seconds >= lo) and (hi is None or seconds <= hi)
+
     def _call_field_is(self, name: str, wanted: str, task: Task) -> bool:
         return str(self._call(task).get(name)) == wanted
 
@@ -455,7 +558,6 @@ class ScaState:
         light: dict[str, Any] = {
             "TaskId": task.task_id,
             "Status": task.status,
-            "Score": template["score"] if finished else None,
             "ErrorMessage": (task.error or "audio file download failed: voiceFileUrl unreachable")
             if task.status not in (0, 1)
             else None,
@@ -478,6 +580,8 @@ class ScaState:
                 "DialogueSize": len(template["heavy"]["AsrResult"]),
             },
         }
+        if finished:
+            light.update(self.reviews.fields(task, template["score"]))
         light = {k: v for k, v in selection.apply(light).items() if v is not None}
         if isinstance(light.get("Recording"), dict):
             light["Recording"] = {k: v for k, v in light["Recording"].items() if v not in (None, "")}
