@@ -529,7 +529,15 @@ class Pusher:
                 return str(item["TaskId"])
         return None
 
-    async def _send(self, batch: list[_Ready], *, deadline: float, held: HeldClaims | None = None) -> list[PushResult]:
+    async def _send(
+        self, batch: list[_Ready], *, deadline: float, held: HeldClaims | None = None, landed: bool = False
+    ) -> list[PushResult]:
+        """Send ``batch`` in one ``UploadAudioData``: a result per recording.
+
+        ``landed``: an earlier request of this generation that carried these recordings (the batch
+        that was split into them) may have reached SCA. Then no later refusal, however certain,
+        makes them unsent: their claims stay, and an outcome says ``uncertain``.
+        """
         first = batch[0]
         request = upload_request([r.item for r in batch], callback_url=self.callback_url, rule_ids=self._rule_ids)
         if held is not None:
@@ -539,14 +547,14 @@ class Pusher:
             receipt = await self.sca.upload_audio_data(request, deadline=deadline)
         except DuplicateCallUuidError as exc:
             if len(batch) > 1:
-                return await self._split(batch, deadline=deadline, cause=exc, held=held)
+                return await self._split(batch, deadline=deadline, cause=exc, held=held, landed=landed)
             return [await self._submitted(first, task_id=None, via="call_uuid_repeated", exc=exc)]
         except DeploymentError as exc:
-            _answered(held, batch, exc)
+            _answered(held, batch, exc, landed=landed)
             raise  # the credentials or the RAM policy, for every recording alike: nothing to split or record
         except PermanentError as exc:
             if len(batch) > 1:
-                return await self._split(batch, deadline=deadline, cause=exc, held=held)
+                return await self._split(batch, deadline=deadline, cause=exc, held=held, landed=landed)
             return [
                 await self._fail(
                     first.recording,
@@ -554,11 +562,11 @@ class Pusher:
                     exc.code or type(exc).__name__,
                     exc.message,
                     exc=exc,
-                    uncertain=first.uncertain or exc.prior_attempt_uncertain,
+                    uncertain=first.uncertain or landed or exc.prior_attempt_uncertain,
                 )
             ]
         except RetryableError as exc:
-            _answered(held, batch, exc)
+            _answered(held, batch, exc, landed=landed)
             return [self._result("retry", r.recording, exc=exc, generation=r.generation) for r in batch]
         return [
             await self._submitted(
@@ -567,14 +575,24 @@ class Pusher:
                 via="upload",
                 attempts=receipt.attempts,
                 request_id=receipt.request_id,
-                uncertain=receipt.prior_attempt_uncertain,
+                uncertain=receipt.prior_attempt_uncertain or landed,
             )
             for r in batch
         ]
 
     async def _split(
-        self, batch: list[_Ready], *, deadline: float, cause: QcflowError, held: HeldClaims | None = None
+        self,
+        batch: list[_Ready],
+        *,
+        deadline: float,
+        cause: QcflowError,
+        held: HeldClaims | None = None,
+        landed: bool = False,
     ) -> list[PushResult]:
+        """Send each recording of a refused ``batch`` alone. A refusal after an attempt that may have
+        been applied (a lost answer, then "callUuid repeated") means the batch may be in SCA: each
+        recording is sent ``landed`` (``_send``), whatever its own request meets."""
+        landed = landed or cause.prior_attempt_uncertain
         log.warning(
             "UploadAudioData refused a batch of %d (%s); sending each recording alone",
             len(batch),
@@ -583,7 +601,7 @@ class Pusher:
         )
         results: list[PushResult] = []
         for one in batch:
-            results.extend(await self._send([one], deadline=min(deadline, one.deadline), held=held))
+            results.extend(await self._send([one], deadline=min(deadline, one.deadline), held=held, landed=landed))
         return results
 
     # ------------------------------------------------------------------ outcomes
@@ -741,10 +759,11 @@ def _stop(stopped: list[DeploymentError], exc: DeploymentError) -> None:
     stopped.append(exc)
 
 
-def _answered(held: HeldClaims | None, batch: list[_Ready], exc: QcflowError) -> None:
+def _answered(held: HeldClaims | None, batch: list[_Ready], exc: QcflowError, *, landed: bool = False) -> None:
     """An ``UploadAudioData`` that failed with no attempt that may have been applied (a refusal, a
-    connection never made) sent nothing: its recordings' claims may be released after all."""
-    if held is not None and not exc.prior_attempt_uncertain:
+    connection never made) sent nothing: its recordings' claims may be released after all — unless
+    an earlier request carrying them may have been (``landed``: the batch they were split from)."""
+    if held is not None and not (landed or exc.prior_attempt_uncertain):
         for one in batch:
             held.not_sent(one.recording.location)
 

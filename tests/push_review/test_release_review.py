@@ -1,0 +1,122 @@
+"""Review of issue 22 #1, #2 (released claims, deployment errors): attacks that broke something,
+each kept as the test of its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from qcflow.credentials import credentials_from_env
+from qcflow.errors import DuplicateCallUuidError, QcflowError, RequestError, ServiceUnavailableError
+from qcflow.ledger import Ledger
+from qcflow.push.held import HeldClaims
+from qcflow.services import build_services
+from tests.push.conftest import PushWorld, world  # noqa: F401, F811 - fixture
+
+
+def _scripted_upload(sca: Any, batch_error: QcflowError, single_error: QcflowError) -> list[int]:
+    """``sca.upload_audio_data``: a batch really lands in the sandbox but its answer is lost and the
+    retry is refused (``batch_error``, uncertain); every request after it fails with ``single_error``."""
+    real = sca.upload_audio_data
+    sizes: list[int] = []
+
+    async def upload(request: Any, *, deadline: float | None = None) -> Any:
+        sizes.append(len(request.call_list))
+        if len(sizes) == 1:
+            await real(request, deadline=deadline)  # attempt 1 reached SCA; its answer was lost
+            batch_error.prior_attempt_uncertain = True
+            batch_error.attempts = 2
+            raise batch_error
+        raise single_error
+
+    sca.upload_audio_data = upload
+    return sizes
+
+
+@pytest.mark.parametrize(
+    "batch_error",
+    [
+        DuplicateCallUuidError("callUuid repeated", code="CallUuidRepeated", action="UploadAudioData"),
+        ServiceUnavailableError("busy", code="ServiceUnavailable", action="UploadAudioData"),
+    ],
+    ids=["duplicate-after-lost-answer", "unavailable-after-lost-answer"],
+)
+def test_a_split_after_an_uncertain_batch_keeps_its_claims(world: PushWorld, batch_error: QcflowError) -> None:
+    """A batch whose request may have reached SCA is split (or retried) and each recording then meets a
+    certain refusal: the batch's request may still be in SCA, so no claim may be released (a rerun
+    would send again without looking) — the release must not forget the batch it rode in."""
+    keys = [f"ccc/2026/12/04/job-{900 + i}.mkv" for i in range(2)]
+    for key in keys:
+        world.put_recording(key)
+    held = HeldClaims()
+
+    async def run() -> list[Any]:
+        creds = credentials_from_env()
+        services = await build_services(lambda: creds)
+        try:
+            pusher = services.pusher()
+            single = ServiceUnavailableError("busy", code="ServiceUnavailable", action="UploadAudioData")
+            sizes = _scripted_upload(pusher.sca, batch_error, single)
+            recordings = [r async for r in pusher.recordings_under("ccc/")]
+            results = await pusher.push(
+                recordings,
+                token="cli-review",
+                deadline=time.monotonic() + 60,
+                release_unsent=True,
+                held=held,
+            )
+            assert sizes[0] == 2, sizes  # one batch of both
+            return results
+        finally:
+            await services.aclose()
+
+    results = asyncio.run(run())
+    assert sorted(r.status for r in results) == ["retry", "retry"], results
+    assert len(world.all_tasks()) == 2, "the batch reached SCA"
+    for key in keys:
+        entry = world.entry(key)
+        assert not entry.released, f"{key}: released although its batch may be in SCA"
+        assert entry.latest_generation == 0
+    assert held.count_released() == 0 and len(held.still_held()) == 2
+    # and a rerun by another run (after the claims expired) looks in SCA first: no second task
+    ledger = Ledger(world.state)
+    later = time.time() + 7200
+    for key in keys:
+        decision = ledger.claim(world.location(key), token="cli-rerun", now=later, expires_at=later + 60)
+        assert decision.action == "proceed" and decision.uncertain, decision
+
+
+def test_a_failure_after_a_split_of_an_uncertain_batch_is_recorded_uncertain(world: PushWorld) -> None:
+    """The batch may be in SCA; its recordings then refused alone are recorded failed *uncertain*, so
+    that ``qcflow replay`` looks in SCA before sending them again (a second task after 2 h otherwise)."""
+    keys = [f"ccc/2026/12/04/job-{910 + i}.mkv" for i in range(2)]
+    for key in keys:
+        world.put_recording(key)
+
+    async def run() -> list[Any]:
+        creds = credentials_from_env()
+        services = await build_services(lambda: creds)
+        try:
+            pusher = services.pusher()
+            batch = DuplicateCallUuidError("callUuid repeated", code="CallUuidRepeated", action="UploadAudioData")
+            single = RequestError("bad parameter", code="InvalidParameter", action="UploadAudioData")
+            _scripted_upload(pusher.sca, batch, single)
+            recordings = [r async for r in pusher.recordings_under("ccc/")]
+            return await pusher.push(
+                recordings, token="cli-review", deadline=time.monotonic() + 60, release_unsent=True
+            )
+        finally:
+            await services.aclose()
+
+    results = asyncio.run(run())
+    assert sorted(r.status for r in results) == ["failed", "failed"], results
+    ledger = Ledger(world.state)
+    later = time.time() + 7200
+    for key in keys:
+        entry = world.entry(key)
+        assert entry.outcomes[0].uncertain, entry.outcomes
+        decision = ledger.claim(world.location(key), token="replay-x", now=later, expires_at=later + 60, replay=True)
+        assert decision.action == "proceed" and decision.uncertain, decision
