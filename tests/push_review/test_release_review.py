@@ -7,14 +7,27 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 import pytest
 
-from qcflow.credentials import credentials_from_env
-from qcflow.errors import DuplicateCallUuidError, QcflowError, RequestError, ServiceUnavailableError
+from qcflow.acs.client import AcsClient
+from qcflow.credentials import Credentials, credentials_from_env
+from qcflow.errors import (
+    _CLOCK_PREFIXES,
+    _CREDENTIAL_PREFIXES,
+    DeploymentError,
+    DuplicateCallUuidError,
+    QcflowError,
+    RequestError,
+    ServiceUnavailableError,
+    error_class_for_code,
+)
 from qcflow.ledger import Ledger
 from qcflow.push.held import HeldClaims
 from qcflow.services import build_services
 from tests.push.conftest import PushWorld, world  # noqa: F401, F811 - fixture
+
+CREDS = Credentials("LTAI-review", "review-secret")
 
 
 def _scripted_upload(sca: Any, batch_error: QcflowError, single_error: QcflowError) -> list[int]:
@@ -120,3 +133,30 @@ def test_a_failure_after_a_split_of_an_uncertain_batch_is_recorded_uncertain(wor
         assert entry.outcomes[0].uncertain, entry.outcomes
         decision = ledger.claim(world.location(key), token="replay-x", now=later, expires_at=later + 60, replay=True)
         assert decision.action == "proceed" and decision.uncertain, decision
+
+
+@pytest.mark.parametrize("code", [*_CREDENTIAL_PREFIXES, *_CLOCK_PREFIXES])
+def test_every_code_with_a_credential_or_clock_remedy_is_a_deployment_error(code: str) -> None:
+    """``deployment_remedy`` knows these codes as the credentials' or the clock's: classified as
+    anything but a ``DeploymentError``, the push would record the recording failed for them."""
+    assert issubclass(error_class_for_code(code, 400), DeploymentError), code
+    assert issubclass(error_class_for_code(f"{code}.Something", 403), DeploymentError), code
+
+
+@pytest.mark.parametrize("code", ["SecurityTokenExpired", "RequestTimeTooSkewed"])
+def test_the_acs_client_stops_at_once_on_them_naming_a_remedy(code: str) -> None:
+    calls: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(400, json={"Code": code, "Message": "no", "RequestId": "R"})
+
+    async def call() -> None:
+        async with AcsClient(
+            "qualitycheck.cn-hangzhou.aliyuncs.com", "2019-01-15", lambda: CREDS, transport=httpx.MockTransport(answer)
+        ) as acs:
+            await acs.call("UploadAudioData", {"JsonStr": "{}"})
+
+    with pytest.raises(DeploymentError) as caught:
+        asyncio.run(call())
+    assert calls == [1] and caught.value.code == code and caught.value.remedy
