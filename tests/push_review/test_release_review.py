@@ -4,7 +4,9 @@ each kept as the test of its fix."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -160,3 +162,54 @@ def test_the_acs_client_stops_at_once_on_them_naming_a_remedy(code: str) -> None
     with pytest.raises(DeploymentError) as caught:
         asyncio.run(call())
     assert calls == [1] and caught.value.code == code and caught.value.remedy
+
+
+def test_an_outcome_still_being_written_when_the_run_is_cancelled_is_not_released(world: PushWorld) -> None:
+    """Ctrl-C while a worker thread writes a recording's outcome: the coroutine is cancelled, the
+    thread goes on. The release must wait for it and leave the settled generation alone — not write
+    a release record beside an outcome (a failure then hidden from the ledger's rules: a plain push
+    would claim the failed recording again as if never tried)."""
+    key = "ccc/2026/12/04/job-920.mkv"
+    world.put_recording(key)
+    entered, go_on = threading.Event(), threading.Event()
+    held = HeldClaims()
+
+    async def run() -> None:
+        creds = credentials_from_env()
+        services = await build_services(lambda: creds)
+        try:
+            pusher = services.pusher()
+            real_record = pusher.ledger.record
+
+            def slow_record(outcome: Any) -> Any:
+                entered.set()
+                go_on.wait(10)
+                return real_record(outcome)
+
+            pusher.ledger.record = slow_record  # type: ignore[method-assign]
+            # CCC refuses the ContactId: the recording's failure is being recorded when Ctrl-C comes
+            recording = replace(await pusher.resolve(key), contact_id="job-unknown-920")
+            task = asyncio.ensure_future(
+                pusher.push(
+                    [recording], token="cli-review", deadline=time.monotonic() + 60, release_unsent=True, held=held
+                )
+            )
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            threading.Timer(0.5, go_on.set).start()  # the write ends a little after the cancellation
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            go_on.set()
+            await asyncio.sleep(0.6)
+        finally:
+            await services.aclose()
+
+    asyncio.run(run())
+    entry = world.entry(key)
+    assert 0 in entry.outcomes and entry.outcomes[0].state == "failed", entry
+    assert not entry.released, f"a settled generation was released: {entry}"
+    assert held.count_released() == 0 and not held.still_held()
+    now = time.time()
+    again = Ledger(world.state).claim(world.location(key), token="cli-rerun", now=now, expires_at=now + 60)
+    assert again.action == "failed", again  # `qcflow replay`'s, not a plain push's

@@ -13,12 +13,13 @@ logged outcome; what needs none of that state lives beside it (``recordings``, `
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from qcflow.ccc import CccClient
@@ -45,6 +46,13 @@ if TYPE_CHECKING:
     from qcflow.push.held import ClaimTicket, HeldClaims
 
 log = logging.getLogger("qcflow.push")
+
+_T = TypeVar("_T")
+
+#: The claims of the ``push`` call running in this context (``release_unsent`` only): outcome writes
+#: are counted in it, so that a release after a cancellation waits for a write still running in its
+#: worker thread and leaves the generation it settles alone.
+_HOLDING: contextvars.ContextVar[HeldClaims | None] = contextvars.ContextVar("qcflow_push_holding", default=None)
 
 #: Seconds around the claims' times searched in SCA for an earlier attempt's task: more than any
 #: time-zone offset, since the zone SCA reads startTime/endTime in is UNCONFIRMED (the callId
@@ -193,6 +201,7 @@ class Pusher:
             if on_result is not None:
                 on_result(result)
 
+        holding = _HOLDING.set(held)
         try:
             await self._push(
                 recordings,
@@ -207,6 +216,8 @@ class Pusher:
             if release_unsent and held is not None:
                 await asyncio.shield(self._release(held, token=token, locations=None))
             raise
+        finally:
+            _HOLDING.reset(holding)
         if release_unsent and held is not None:
             pending = {r.location for r in results if r.status == "retry"}
             if pending:
@@ -666,8 +677,21 @@ class Pusher:
         return await self._write(outcome, recording)
 
     async def _write(self, outcome: Outcome, recording: Recording) -> PushResult:
+        held = _HOLDING.get()
+        ticket = held.begin() if held is not None else None
+
+        def record() -> Outcome:
+            stored = self.ledger.record(outcome)
+            if held is not None:  # from the thread: settled even if its coroutine was cancelled meanwhile
+                held.settled(outcome.location)
+            return stored
+
         try:
-            stored = await asyncio.to_thread(self.ledger.record, outcome)
+            stored = await asyncio.to_thread(_counted, record, ticket)
+        except asyncio.CancelledError:
+            if ticket is not None:
+                ticket.abandon()  # not started yet: it never will (started: the release waits for it)
+            raise
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc, generation=outcome.generation)
         status: PushStatus = "submitted" if stored.state == "submitted" else "failed"
@@ -735,8 +759,9 @@ async def _gather_all(aws: Iterable[Any]) -> list[Any]:
     return results
 
 
-def _counted(work: Callable[[], ClaimDecision], ticket: ClaimTicket | None) -> ClaimDecision:
-    """``work()`` in a worker thread, unless its caller was cancelled before the thread started."""
+def _counted(work: Callable[[], _T], ticket: ClaimTicket | None) -> _T:
+    """``work()`` (a claim, an outcome) in a worker thread, unless its caller was cancelled before
+    the thread started; ``HeldClaims.wait_idle`` waits for it while it runs."""
     if ticket is None:
         return work()
     if not ticket.start():
