@@ -213,3 +213,39 @@ def test_an_outcome_still_being_written_when_the_run_is_cancelled_is_not_release
     now = time.time()
     again = Ledger(world.state).claim(world.location(key), token="cli-rerun", now=now, expires_at=now + 60)
     assert again.action == "failed", again  # `qcflow replay`'s, not a plain push's
+
+
+@pytest.mark.parametrize("code", ["InternalError", "ServiceUnavailable", "UnknownError"])
+def test_a_server_side_failure_of_the_upload_keeps_its_claim(world: PushWorld, code: str) -> None:
+    """A 5xx or ``Success: false`` with ``InternalError`` says the service failed, not that it did
+    nothing: the task may have been created before the failure. Such an UploadAudioData may have
+    reached SCA, so an operator's run does not release its claim (the rerun looks first); only a
+    refusal that precedes the work (throttling, a connection never made, the deadline) releases."""
+    key = "ccc/2026/12/04/job-930.mkv"
+    world.put_recording(key)
+    held = HeldClaims()
+
+    async def run() -> list[Any]:
+        creds = credentials_from_env()
+        services = await build_services(lambda: creds)
+        try:
+            pusher = services.pusher()
+            real = pusher.sca.upload_audio_data
+
+            async def upload(request: Any, *, deadline: float | None = None) -> Any:
+                await real(request, deadline=deadline)  # the task is created, then the service fails
+                raise ServiceUnavailableError("failed", code=code, http_status=500, action="UploadAudioData")
+
+            pusher.sca.upload_audio_data = upload  # type: ignore[method-assign]
+            recording = await pusher.resolve(key)
+            return await pusher.push(
+                [recording], token="cli-review", deadline=time.monotonic() + 60, release_unsent=True, held=held
+            )
+        finally:
+            await services.aclose()
+
+    [result] = asyncio.run(run())
+    assert result.status == "retry" and len(world.all_tasks()) == 1
+    entry = world.entry(key)
+    assert not entry.released, entry
+    assert held.count_released() == 0 and len(held.still_held()) == 1

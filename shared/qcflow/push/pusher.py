@@ -24,7 +24,14 @@ from zoneinfo import ZoneInfo
 
 from qcflow.ccc import CccClient
 from qcflow.config import CLAIM_MARGIN_SECONDS, PushSettings, env_name
-from qcflow.errors import DeploymentError, DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
+from qcflow.errors import (
+    DeploymentError,
+    DuplicateCallUuidError,
+    PermanentError,
+    QcflowError,
+    RetryableError,
+    ServiceUnavailableError,
+)
 from qcflow.ledger import Claim, ClaimDecision, Ledger, Outcome
 from qcflow.logs import redact
 from qcflow.models.ccc import CccCall, UploadAudioDataParams
@@ -785,9 +792,13 @@ def _stop(stopped: list[DeploymentError], exc: DeploymentError) -> None:
 
 
 def _answered(held: HeldClaims | None, batch: list[_Ready], exc: QcflowError, *, landed: bool = False) -> None:
-    """An ``UploadAudioData`` that failed with no attempt that may have been applied (a refusal, a
-    connection never made) sent nothing: its recordings' claims may be released after all — unless
-    an earlier request carrying them may have been (``landed``: the batch they were split from)."""
+    """An ``UploadAudioData`` refused before any work (throttling, the caller refused, a connection
+    never made, the deadline) sent nothing: its recordings' claims may be released after all —
+    unless an earlier request carrying them may have been applied (``landed``: the batch they were
+    split from). A failure of the service itself (``InternalError``, ``ServiceUnavailable``, 5xx)
+    says it failed, not that it did nothing: the task may exist, so the claim stays."""
+    if isinstance(exc, ServiceUnavailableError):
+        return
     if held is not None and not (landed or exc.prior_attempt_uncertain):
         for one in batch:
             held.not_sent(one.recording.location)
