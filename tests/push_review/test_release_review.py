@@ -27,6 +27,7 @@ from qcflow.errors import (
 from qcflow.ledger import Ledger
 from qcflow.push.held import HeldClaims
 from qcflow.services import build_services
+from qcflow.tools.sandbox.options import FaultOptions
 from tests.push.conftest import PushWorld, world  # noqa: F401, F811 - fixture
 
 CREDS = Credentials("LTAI-review", "review-secret")
@@ -249,3 +250,52 @@ def test_a_server_side_failure_of_the_upload_keeps_its_claim(world: PushWorld, c
     entry = world.entry(key)
     assert not entry.released, entry
     assert held.count_released() == 0 and len(held.still_held()) == 1
+
+
+def test_ctrl_c_during_the_end_of_round_release_still_releases_every_unsent_claim(world: PushWorld) -> None:
+    """A round ends with recordings ``retry`` (CCC down): their claims are being released when
+    Ctrl-C comes. The release goes on to the last of them (and counts the one whose thread was
+    writing), or the rerun is ``busy`` for them until the claims expire."""
+    keys = [f"ccc/2026/12/04/job-{940 + i}.mkv" for i in range(3)]
+    for key in keys:
+        world.put_recording(key)
+    world.server.app.options = replace(
+        world.server.app.options,
+        faults=FaultOptions(server_error_rate=1.0, actions=frozenset({"GetUploadAudioDataParams"}), seed=1),
+    )
+    entered, go_on = threading.Event(), threading.Event()
+    held = HeldClaims()
+
+    async def run() -> None:
+        creds = credentials_from_env()
+        services = await build_services(lambda: creds)
+        try:
+            pusher = services.pusher()
+            real_release = pusher.ledger.release
+
+            def slow_release(*args: Any, **kwargs: Any) -> bool:
+                entered.set()
+                go_on.wait(10)
+                return real_release(*args, **kwargs)
+
+            pusher.ledger.release = slow_release  # type: ignore[method-assign]
+            recordings = [r async for r in pusher.recordings_under("ccc/")]
+            task = asyncio.ensure_future(
+                pusher.push(
+                    recordings, token="cli-review", deadline=time.monotonic() + 60, release_unsent=True, held=held
+                )
+            )
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            threading.Timer(0.3, go_on.set).start()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            go_on.set()
+            await services.aclose()
+
+    asyncio.run(run())
+    for key in keys:
+        assert world.entry(key).released == {0}, f"{key} still blocks the rerun: {world.entry(key)}"
+    assert held.count_released() == 3 and not held.still_held()

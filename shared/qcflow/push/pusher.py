@@ -228,7 +228,13 @@ class Pusher:
         if release_unsent and held is not None:
             pending = {r.location for r in results if r.status == "retry"}
             if pending:
-                await self._release(held, token=token, locations=pending)
+                try:
+                    await self._release(held, token=token, locations=pending)
+                except asyncio.CancelledError:
+                    # Ctrl-C while releasing: go on to the last of them (a release is idempotent, and
+                    # the one whose thread was writing is counted again), or the rerun is busy for them
+                    await asyncio.shield(self._release(held, token=token, locations=pending))
+                    raise
                 results[:] = [_with_hold(r, held) if r.location in pending else r for r in results]
         return results
 
