@@ -223,6 +223,7 @@ class ReportError(PermanentError):
 
 _RETRYABLE_PREFIXES: tuple[tuple[str, type[RetryableError]], ...] = (
     ("Throttling", ThrottledError),
+    ("Rejected.Throttling", ThrottledError),  # KMS's (HTTP 429 "QPS Limit Exceeded")
     ("ServiceUnavailable", ServiceUnavailableError),
     ("InternalError", ServiceUnavailableError),
     ("ServiceBusy", ServiceUnavailableError),
@@ -238,6 +239,8 @@ _AUTH_PREFIXES = (
     "InvalidSecurityToken",
     "InvalidTimeStamp",
     "SignatureNonceUsed",
+    "SecurityTokenExpired",
+    "RequestTimeTooSkewed",
     "Forbidden",
     "NoPermission",
     "AccessDenied",

@@ -44,7 +44,8 @@ class HeldClaims:
         self._claiming = 0
 
     def begin(self) -> ClaimTicket:
-        """A claim is about to be handed to a worker thread (counted until it ends or never starts)."""
+        """A claim or an outcome is about to be handed to a worker thread (counted until it ends or
+        never starts)."""
         with self._lock:
             self._claiming += 1
         return ClaimTicket(self)
@@ -105,7 +106,8 @@ class HeldClaims:
             return sum(1 for c in self._claims.values() if c.released)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
-        """Until no claim is being made (a cancelled coroutine's thread finishes its claim)."""
+        """Until no claim nor outcome is being written (a cancelled coroutine's thread finishes its
+        write: a claim it makes is noted, an outcome it records settles its claim)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._lock:

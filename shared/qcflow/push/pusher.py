@@ -13,17 +13,25 @@ logged outcome; what needs none of that state lives beside it (``recordings``, `
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from qcflow.ccc import CccClient
 from qcflow.config import CLAIM_MARGIN_SECONDS, PushSettings, env_name
-from qcflow.errors import DeploymentError, DuplicateCallUuidError, PermanentError, QcflowError, RetryableError
+from qcflow.errors import (
+    DeploymentError,
+    DuplicateCallUuidError,
+    PermanentError,
+    QcflowError,
+    RetryableError,
+    ServiceUnavailableError,
+)
 from qcflow.ledger import Claim, ClaimDecision, Ledger, Outcome
 from qcflow.logs import redact
 from qcflow.models.ccc import CccCall, UploadAudioDataParams
@@ -45,6 +53,13 @@ if TYPE_CHECKING:
     from qcflow.push.held import ClaimTicket, HeldClaims
 
 log = logging.getLogger("qcflow.push")
+
+_T = TypeVar("_T")
+
+#: The claims of the ``push`` call running in this context (``release_unsent`` only): outcome writes
+#: are counted in it, so that a release after a cancellation waits for a write still running in its
+#: worker thread and leaves the generation it settles alone.
+_HOLDING: contextvars.ContextVar[HeldClaims | None] = contextvars.ContextVar("qcflow_push_holding", default=None)
 
 #: Seconds around the claims' times searched in SCA for an earlier attempt's task: more than any
 #: time-zone offset, since the zone SCA reads startTime/endTime in is UNCONFIRMED (the callId
@@ -193,6 +208,7 @@ class Pusher:
             if on_result is not None:
                 on_result(result)
 
+        holding = _HOLDING.set(held)
         try:
             await self._push(
                 recordings,
@@ -207,10 +223,18 @@ class Pusher:
             if release_unsent and held is not None:
                 await asyncio.shield(self._release(held, token=token, locations=None))
             raise
+        finally:
+            _HOLDING.reset(holding)
         if release_unsent and held is not None:
             pending = {r.location for r in results if r.status == "retry"}
             if pending:
-                await self._release(held, token=token, locations=pending)
+                try:
+                    await self._release(held, token=token, locations=pending)
+                except asyncio.CancelledError:
+                    # Ctrl-C while releasing: go on to the last of them (a release is idempotent, and
+                    # the one whose thread was writing is counted again), or the rerun is busy for them
+                    await asyncio.shield(self._release(held, token=token, locations=pending))
+                    raise
                 results[:] = [_with_hold(r, held) if r.location in pending else r for r in results]
         return results
 
@@ -529,7 +553,15 @@ class Pusher:
                 return str(item["TaskId"])
         return None
 
-    async def _send(self, batch: list[_Ready], *, deadline: float, held: HeldClaims | None = None) -> list[PushResult]:
+    async def _send(
+        self, batch: list[_Ready], *, deadline: float, held: HeldClaims | None = None, landed: bool = False
+    ) -> list[PushResult]:
+        """Send ``batch`` in one ``UploadAudioData``: a result per recording.
+
+        ``landed``: an earlier request of this generation that carried these recordings (the batch
+        that was split into them) may have reached SCA. Then no later refusal, however certain,
+        makes them unsent: their claims stay, and an outcome says ``uncertain``.
+        """
         first = batch[0]
         request = upload_request([r.item for r in batch], callback_url=self.callback_url, rule_ids=self._rule_ids)
         if held is not None:
@@ -539,14 +571,14 @@ class Pusher:
             receipt = await self.sca.upload_audio_data(request, deadline=deadline)
         except DuplicateCallUuidError as exc:
             if len(batch) > 1:
-                return await self._split(batch, deadline=deadline, cause=exc, held=held)
+                return await self._split(batch, deadline=deadline, cause=exc, held=held, landed=landed)
             return [await self._submitted(first, task_id=None, via="call_uuid_repeated", exc=exc)]
         except DeploymentError as exc:
-            _answered(held, batch, exc)
+            _answered(held, batch, exc, landed=landed)
             raise  # the credentials or the RAM policy, for every recording alike: nothing to split or record
         except PermanentError as exc:
             if len(batch) > 1:
-                return await self._split(batch, deadline=deadline, cause=exc, held=held)
+                return await self._split(batch, deadline=deadline, cause=exc, held=held, landed=landed)
             return [
                 await self._fail(
                     first.recording,
@@ -554,11 +586,11 @@ class Pusher:
                     exc.code or type(exc).__name__,
                     exc.message,
                     exc=exc,
-                    uncertain=first.uncertain or exc.prior_attempt_uncertain,
+                    uncertain=first.uncertain or landed or exc.prior_attempt_uncertain,
                 )
             ]
         except RetryableError as exc:
-            _answered(held, batch, exc)
+            _answered(held, batch, exc, landed=landed)
             return [self._result("retry", r.recording, exc=exc, generation=r.generation) for r in batch]
         return [
             await self._submitted(
@@ -567,14 +599,24 @@ class Pusher:
                 via="upload",
                 attempts=receipt.attempts,
                 request_id=receipt.request_id,
-                uncertain=receipt.prior_attempt_uncertain,
+                uncertain=receipt.prior_attempt_uncertain or landed,
             )
             for r in batch
         ]
 
     async def _split(
-        self, batch: list[_Ready], *, deadline: float, cause: QcflowError, held: HeldClaims | None = None
+        self,
+        batch: list[_Ready],
+        *,
+        deadline: float,
+        cause: QcflowError,
+        held: HeldClaims | None = None,
+        landed: bool = False,
     ) -> list[PushResult]:
+        """Send each recording of a refused ``batch`` alone. A refusal after an attempt that may have
+        been applied (a lost answer, then "callUuid repeated") means the batch may be in SCA: each
+        recording is sent ``landed`` (``_send``), whatever its own request meets."""
+        landed = landed or cause.prior_attempt_uncertain
         log.warning(
             "UploadAudioData refused a batch of %d (%s); sending each recording alone",
             len(batch),
@@ -583,7 +625,7 @@ class Pusher:
         )
         results: list[PushResult] = []
         for one in batch:
-            results.extend(await self._send([one], deadline=min(deadline, one.deadline), held=held))
+            results.extend(await self._send([one], deadline=min(deadline, one.deadline), held=held, landed=landed))
         return results
 
     # ------------------------------------------------------------------ outcomes
@@ -648,8 +690,21 @@ class Pusher:
         return await self._write(outcome, recording)
 
     async def _write(self, outcome: Outcome, recording: Recording) -> PushResult:
+        held = _HOLDING.get()
+        ticket = held.begin() if held is not None else None
+
+        def record() -> Outcome:
+            stored = self.ledger.record(outcome)
+            if held is not None:  # from the thread: settled even if its coroutine was cancelled meanwhile
+                held.settled(outcome.location)
+            return stored
+
         try:
-            stored = await asyncio.to_thread(self.ledger.record, outcome)
+            stored = await asyncio.to_thread(_counted, record, ticket)
+        except asyncio.CancelledError:
+            if ticket is not None:
+                ticket.abandon()  # not started yet: it never will (started: the release waits for it)
+            raise
         except RetryableError as exc:
             return self._result("retry", recording, exc=exc, generation=outcome.generation)
         status: PushStatus = "submitted" if stored.state == "submitted" else "failed"
@@ -717,8 +772,9 @@ async def _gather_all(aws: Iterable[Any]) -> list[Any]:
     return results
 
 
-def _counted(work: Callable[[], ClaimDecision], ticket: ClaimTicket | None) -> ClaimDecision:
-    """``work()`` in a worker thread, unless its caller was cancelled before the thread started."""
+def _counted(work: Callable[[], _T], ticket: ClaimTicket | None) -> _T:
+    """``work()`` (a claim, an outcome) in a worker thread, unless its caller was cancelled before
+    the thread started; ``HeldClaims.wait_idle`` waits for it while it runs."""
     if ticket is None:
         return work()
     if not ticket.start():
@@ -741,10 +797,15 @@ def _stop(stopped: list[DeploymentError], exc: DeploymentError) -> None:
     stopped.append(exc)
 
 
-def _answered(held: HeldClaims | None, batch: list[_Ready], exc: QcflowError) -> None:
-    """An ``UploadAudioData`` that failed with no attempt that may have been applied (a refusal, a
-    connection never made) sent nothing: its recordings' claims may be released after all."""
-    if held is not None and not exc.prior_attempt_uncertain:
+def _answered(held: HeldClaims | None, batch: list[_Ready], exc: QcflowError, *, landed: bool = False) -> None:
+    """An ``UploadAudioData`` refused before any work (throttling, the caller refused, a connection
+    never made, the deadline) sent nothing: its recordings' claims may be released after all —
+    unless an earlier request carrying them may have been applied (``landed``: the batch they were
+    split from). A failure of the service itself (``InternalError``, ``ServiceUnavailable``, 5xx)
+    says it failed, not that it did nothing: the task may exist, so the claim stays."""
+    if isinstance(exc, ServiceUnavailableError):
+        return
+    if held is not None and not (landed or exc.prior_attempt_uncertain):
         for one in batch:
             held.not_sent(one.recording.location)
 

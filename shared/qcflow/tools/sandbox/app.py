@@ -171,7 +171,7 @@ class SandboxApp:
             if not self.quotas.admit(
                 caller.access_key_id, action, quotas.limit_for(action), quotas.window_seconds, now
             ):
-                raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
+                raise _throttled(action)
             self._inject_faults(action)
             faults = self.options.faults
             try:
@@ -204,7 +204,7 @@ class SandboxApp:
                 503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server."
             )
         if faults.throttle_rate and roll() < faults.throttle_rate:
-            raise ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
+            raise _throttled(action)
         if faults.business_failure_rate and roll() < faults.business_failure_rate:
             raise ApiFailure(
                 200, "InternalError", "The request processing has failed due to some unknown error.", business=True
@@ -345,3 +345,11 @@ async def _send_bytes(
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+def _throttled(action: str) -> ApiFailure:
+    """A refusal for throttling as the product words it: KMS answers HTTP 429 ``Rejected.Throttling``
+    ("QPS Limit Exceeded"), the other APIs HTTP 400 ``Throttling.User``."""
+    if action == "GetSecretValue":
+        return ApiFailure(429, "Rejected.Throttling", "QPS Limit Exceeded")
+    return ApiFailure(400, "Throttling.User", "Request was denied due to user flow control.")
