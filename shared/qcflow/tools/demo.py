@@ -219,10 +219,14 @@ def run_demo(
         summary.callbacks_deferred = int(delivered.get("failed", 0))
         if summary.callbacks_missing:
             say(f"gave up waiting after {settle_timeout:g} s: {summary.callbacks_missing} callbacks still pending")
+        deferred = (
+            f", deferred {summary.callbacks_deferred} (503: its share of the GetResult quota was spent)"
+            if summary.callbacks_deferred
+            else ""
+        )
         say(
-            f"the callback function took {summary.callbacks} tasks' callbacks and deferred "
-            f"{summary.callbacks_deferred} (503: its share of the GetResult quota was spent; "
-            f"{trigger.calls} requests with SCA's retries)"
+            f"the callback function took {summary.callbacks} tasks' callbacks{deferred} "
+            f"({trigger.calls} requests, with SCA's retries)"
         )
         reviewed = _people_review(sandbox)
         say(f"people reviewed {len(reviewed)} tasks; running the harvest function")
@@ -253,6 +257,8 @@ def _demo_environment(store_url: str, sandbox_url: str, callback_url: str) -> di
         "QCFLOW_PUSH_CALLBACK_URL": callback_url,
         # a fresh token per run, as a deployment generates one (push puts it in callbackUrl's path)
         "QCFLOW_CALLBACK_TOKEN": secrets.token_urlsafe(32),
+        # one callback instance here: its bucket holds the callbacks' whole share of the quota
+        "QCFLOW_CALLBACK_MAX_INSTANCES": "1",
         "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
         "QCFLOW_HARVEST_LOOKBACK_SECONDS": "600",
         "QCFLOW_HARVEST_START_SECONDS": "3600",
