@@ -29,8 +29,8 @@ from qcflow.errors import QcflowError, ReportError
 from qcflow.store import LocalStore, ObjectStore
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
-#: The review feed's output (issue 21): one line per review, partitioned by review time.
-REVIEWS = "reviews/"
+#: The review feed's output: one line per review, partitioned by review time (``qcflow.layout``).
+REVIEWS = layout.REVIEWS
 #: ``results/dt=<day>/hour=<hh>/<name>``: anything else under ``results/`` is not a part.
 _PART = re.compile(rf"^({re.escape(layout.RESULTS)}|{re.escape(REVIEWS)})dt=([^/]+)/hour=([^/]+)/([^/]+)$")
 _DOWNLOAD_THREADS = 8
