@@ -4,7 +4,7 @@ A wrong or missing value fails with a ``ConfigError`` naming the variable, so a 
 fails on its first invocation with a message an operator can act on.
 
 **Slices.** ``Settings`` holds one small model per part of qcflow (``store``, ``http``,
-``quotas``, ``ccc``, ``sca``, ``push``, ``harvest``, ``callback``) and each component is given
+``quotas``, ``ccc``, ``sca``, ``push``, ``harvest``, ``callback``, ``pii``) and each component is given
 its slice, not the whole (as Powertools gives each utility its own small config). The
 environment names stay flat and stable: every field carries its variable's name as its
 alias (``harvest.settle_seconds`` ← ``QCFLOW_HARVEST_SETTLE_SECONDS``), and
@@ -514,6 +514,52 @@ class HarvestSettings(_Slice):
     _fields = field_validator("required_fields", mode="before")(_comma_list)
 
 
+class PiiSettings(_Slice):
+    """Personal data in the harvested rows (``qcflow.pii``): what is redacted, and how."""
+
+    mode: Literal["mask", "hash", "off"] = Field(
+        default="mask",
+        alias="pii",
+        description="mask: every character of a personal number (mobile, landline with area code, ID card, bank "
+        "card, e-mail) found in any string of a result becomes *, length kept, and the personal fields are masked "
+        "whole; hash: the same, but the personal fields become HMAC-SHA256 (QCFLOW_PII_KEY) so analysts can still "
+        "join per customer; off: rows are written as SCA sends them.",
+    )
+    key: SecretStr | None = Field(
+        default=None,
+        alias="pii_key",
+        description="Key of the HMAC in hash mode (required there, at least 16 characters; never logged). Better "
+        "from KMS: QCFLOW_PII_KEY_KMS_NAME.",
+    )
+    fields: tuple[str, ...] = Field(
+        default=(),
+        alias="pii_fields",
+        description="Comma list of more fields redacted whole, by their snake_case key at any depth (customer_name, "
+        "remark3) or dotted path (recording.business); recording.caller and recording.callee always are.",
+    )
+    service_numbers: Literal["keep", "mask"] = Field(
+        default="keep",
+        alias="pii_service_numbers",
+        description="Service numbers (400/800 + 7 digits, 95 + 3 to 6 digits) are a company's hotline, not "
+        "personal: kept by default; mask redacts them like personal numbers.",
+    )
+
+    _field_list = field_validator("fields", mode="before")(_comma_list)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("key")
+    @classmethod
+    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # the message must not quote the value: it is a secret
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
 #: A callback token: at least 128 bits in the URL-safe Base64 alphabet (``secrets.token_urlsafe(16)``
 #: gives 22 characters; ``token_urlsafe(32)`` is what the docs suggest).
 _CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,256}")
@@ -607,6 +653,13 @@ class SecretsSettings(_Slice):
         "both need it, so both roles must be allowed to read it).",
     )
 
+    pii_key_kms_name: str | None = Field(
+        default=None,
+        alias="pii_key_kms_name",
+        description="Name of the KMS secret holding QCFLOW_PII_KEY (instead of the variable; the harvest and "
+        "callback roles must be allowed to read it).",
+    )
+
     def kms_names(self) -> dict[str, str]:
         """Setting short name → the KMS secret holding it, for every ``*_kms_name`` that is set."""
         return {
@@ -633,6 +686,7 @@ class Settings(BaseModel):
     push: PushSettings = PushSettings()
     harvest: HarvestSettings = HarvestSettings()
     callback: CallbackSettings = CallbackSettings()
+    pii: PiiSettings = PiiSettings()
     secrets: SecretsSettings = SecretsSettings()
 
     @field_validator("log_level")

@@ -42,6 +42,7 @@ from qcflow.harvest.feed import Budget, Item, Placement, ResultHooks, ResultSour
 from qcflow.harvest.join import TaskIdJoin
 from qcflow.harvest.output import ResultWriter, Spill
 from qcflow.harvest.reader import DeadlineReached, Window
+from qcflow.pii import Redactor
 
 log = logging.getLogger("qcflow.harvest")
 
@@ -138,11 +139,15 @@ class Pipeline:
         budget: Budget,
         progress: Callable[[HarvestProgress], None] | None = None,
         identity: Callable[[Item], str | None] = rec.result_id,
+        redactor: Redactor | None = None,
     ) -> None:
         self.source = source
         #: An item's exactly-once identity: ``records.result_id`` (a result), or a review's
         #: ``reviews.review_id`` (``<TaskId>|<Recording.Id>|<review ms>``).
         self.identity = identity
+        #: ``QCFLOW_PII`` applied to every record before it is encoded; a feed built without one
+        #: still masks (the default mode): personal data stays out unless asked for.
+        self.redactor = redactor if redactor is not None else Redactor()
         self.limiter = limiter
         self.placement = placement
         self.hooks = hooks
@@ -188,7 +193,7 @@ class Pipeline:
                 await self.join.met_written(rec.call_id_of(item), rec.task_of(result))
             return
         try:
-            record = rec.to_record(item, self.zone, harvested_at)
+            record = self.redactor.record(rec.to_record(item, self.zone, harvested_at))
             line = rec.encode_line(record)
         except (RecursionError, ValueError, TypeError) as exc:
             # one poison result must not stall every later pass on the same window: skipped, loudly

@@ -29,6 +29,7 @@ from qcflow.harvest.output import (
     write_recovered,
 )
 from qcflow.harvest.reader import DeadlineReached
+from qcflow.pii import Redactor
 from qcflow.store import ObjectStore
 
 log = logging.getLogger("qcflow.harvest")
@@ -59,13 +60,16 @@ async def recover(
     budget: Budget,
     room: Room = RESULTS_ROOM,
     identity: Callable[[Item], str | None] = rec.result_id,
+    redactor: Redactor | None = None,
 ) -> list[WrittenFile]:
     """Redo every stale pending write of ``room``; the parts written, in order. Stops at the
     read deadline (``budget.stopped``): the markers left stay for the next run.
 
     ``identity`` names what a fetched item is (a result; for the reviews' room, a review: a task
     reviewed again since then is a *different* review, so its old one is logged missing, and
-    the new one comes in its own window)."""
+    the new one comes in its own window). The lines are redacted as the lost writer's were
+    (``redactor``; without one, the default mask)."""
+    redactor = redactor if redactor is not None else Redactor()
     intents = await asyncio.to_thread(pending_intents, store, room)
     wall = now().timestamp()
     recovered: list[WrittenFile] = []
@@ -77,7 +81,9 @@ async def recover(
             await asyncio.to_thread(store.delete, intent.key)
             continue
         try:
-            lines = await _fetch_again(source, intent, results, zone=zone, now=now, budget=budget, identity=identity)
+            lines = await _fetch_again(
+                source, intent, results, zone=zone, now=now, budget=budget, identity=identity, redactor=redactor
+            )
         except DeadlineReached:
             budget.stopped = True
             break  # the marker stays: the next run recovers it
@@ -102,6 +108,7 @@ async def _fetch_again(
     now: Callable[[], datetime],
     budget: Budget,
     identity: Callable[[Item], str | None],
+    redactor: Redactor,
 ) -> list[tuple[str, bytes]]:
     """The lines of ``results`` as GetResult gives them now; the ones it no longer gives are
     logged (the part is written without them)."""
@@ -112,7 +119,7 @@ async def _fetch_again(
         result = identity(item)
         if result in wanted:
             wanted.discard(result)
-            lines.append((result, rec.encode_line(rec.to_record(item, zone, harvested_at))))
+            lines.append((result, rec.encode_line(redactor.record(rec.to_record(item, zone, harvested_at)))))
     if wanted:
         log.error(
             "harvest recovery of %s: %d committed task(s) could not be fetched again and are missing from the part: %s",

@@ -81,6 +81,7 @@ from qcflow.harvest.reader import Window, WindowReader
 from qcflow.harvest.recovery import recover, recovery_grace_seconds
 from qcflow.harvest.reviews import ReviewFeed
 from qcflow.harvest.unfinished import UnfinishedResults
+from qcflow.pii import Redactor
 from qcflow.sca import ScaClient
 from qcflow.store import ObjectStore
 
@@ -262,6 +263,7 @@ class _Pass:
         self.join = TaskIdJoin(ledger)
         max_age = harvest.unfinished_max_age_seconds
         self.unfinished = UnfinishedResults(store, run_id=self.run_id, zone=zone, wall=self.wall, max_age=max_age)
+        self.redactor = Redactor.from_settings(settings.pii)
         self.pipeline = Pipeline(
             reader,
             self.limiter,
@@ -273,6 +275,7 @@ class _Pass:
             now=now,
             budget=self.budget,
             progress=progress,
+            redactor=self.redactor,
         )
 
     def wall(self) -> float:
@@ -322,6 +325,7 @@ class _Pass:
             zone=self.settings.zone,
             now=self.now,
             budget=self.budget,
+            redactor=self.redactor,
         )
         self.report.recovered = len(recovered)
         self.report.files.extend(written.key for written in recovered)
