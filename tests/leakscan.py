@@ -1,5 +1,7 @@
 """A scan of every log line the test suite captures: no access key secret, STS token or URL
-signature may appear in any of them (``qcflow.logs`` masks them; this proves it held).
+signature may appear in any of them (``qcflow.logs`` masks them; this proves it held), and no
+personal number the sandbox's customers say (issue 24: ``content.PERSONAL_CANARIES``, which
+the harvest redacts before anything is written or logged).
 
 Registered in ``tests/conftest.py``. It reads the captured stdout, stderr and log sections
 of every test report (pytest records them for passing tests too) and fails the session,
@@ -13,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
+
+from qcflow.tools.sandbox.content import PERSONAL_CANARIES
 
 #: Secrets the suite hands to qcflow (sandbox, moto, FC contexts, demo): none may be printed.
 KNOWN_SECRETS = (
@@ -42,6 +46,7 @@ class LeakScan:
         for line in text.splitlines():
             self.lines_scanned += 1
             found = [s for s in KNOWN_SECRETS if s in line]
+            found += [f"personal number {p[:3]}…" for p in PERSONAL_CANARIES if p in line]
             match = UNMASKED_PARAMETER.search(line)
             if match:
                 found.append(f"{match.group(1)}={match.group(3)[:6]}…")

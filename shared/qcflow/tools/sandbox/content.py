@@ -33,6 +33,27 @@ _CUSTOMER_LINES = [
     "请问会员积分怎么兑换?",
     "没有了,再见。",
 ]
+#: Personal numbers customers say (issue 24), in the forms Chinese ASR writes them: the harvest
+#: must redact every one (``QCFLOW_PII``). ``PERSONAL_CANARIES`` are their digits, which no
+#: stored row and no log line may hold (tests/leakscan.py).
+_PERSONAL_LINES = [
+    "我的手机号是13912345678,你记一下。",
+    "号码是一三九 幺二三四 五六七八,打这个。",
+    "身份证号11010519491231002X。",
+    "退到这张卡6222 0212 3456 7890 128上面吧。",
+    "座机零七五五 幺二三四五六七八,上班时间打。",
+    "发我邮箱wangfang1988@example.cn吧。",
+    "手机１３９１２３４５６７８。",
+]
+PERSONAL_CANARIES = (
+    "13912345678",
+    "一三九 幺二三四 五六七八",
+    "11010519491231002X",
+    "6222 0212 3456 7890 128",
+    "零七五五 幺二三四五六七八",
+    "wangfang1988@example.cn",
+    "１３９１２３４５６７８",
+)
 _RULES = [
     ("服务规范", "开场白检测", "1101", -5, "您好", "KEYWORD"),
     ("服务规范", "结束语检测", "1102", -5, "再见", "KEYWORD"),
@@ -117,10 +138,23 @@ def _hit(rule: tuple[str, str, str, int, str, str], sentence: dict[str, Any], rn
     }
 
 
+def _say_personal(transcript: list[dict[str, Any]], index: int, seed: int) -> None:
+    """In half the templates a customer says a personal number (appended to their first
+    sentence: offsets of the words before it and every timing stay as they were). A random
+    stream of its own, so the rest of the content is what it was before."""
+    rng = random.Random(f"pii-{seed}-{index}")
+    if rng.random() < 0.5:
+        return
+    sentence = next((s for s in transcript if s["Role"] == "客户"), None)
+    if sentence is not None:
+        sentence["Words"] = sentence["Words"] + rng.choice(_PERSONAL_LINES)
+
+
 def build_template(index: int, seed: int) -> dict[str, Any]:
     """One template: the plain (unwrapped) heavy parts of a result and its score."""
     rng = random.Random(seed * 1000 + index)
     transcript = _transcript(rng)
+    _say_personal(transcript, index, seed)
     hits = []
     score = 100
     for rule in rng.sample(_RULES, rng.randint(0, 3)):
