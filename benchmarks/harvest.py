@@ -119,8 +119,10 @@ def _settings(url: str, store_dir: Path) -> Any:
     # the environment is ignored on purpose: the benchmark's figures must not depend on it. The
     # callbacks' share is 0: efficiency is measured against the whole quota (with the default share
     # of 0.1 the harvest's own ceiling is 90 % of it; benchmarks/callback_flood.py runs with it)
+    # QCFLOW_BENCH_PII: the redaction mode (benchmarks/pii.py compares them; default: qcflow's, mask)
     return load_settings(
-        {}, sca_endpoint=url, store=f"file:{store_dir}", log_level="WARNING", get_result_callback_share=0
+        {}, sca_endpoint=url, store=f"file:{store_dir}", log_level="WARNING", get_result_callback_share=0,
+        pii=os.environ.get("QCFLOW_BENCH_PII", "mask"),
     )
 
 

@@ -128,9 +128,12 @@ class Redactor:
                 recording[key] = self._walk(value, ("recording", key))
 
     def _walk(self, value: Any, path: tuple[str, ...]) -> Any:
-        if path[-1] in self.names or path in self.paths:
-            return self.whole(value)
         kind = type(value)
+        if kind is not str and kind is not dict and kind is not list:
+            if not self.names and not self.paths:
+                return value  # a number, a bool, None: nothing to scan
+        if (self.names or self.paths) and (path[-1] in self.names or path in self.paths):
+            return self.whole(value)
         if kind is str:
             return self.text(value)
         if kind is dict:
@@ -166,11 +169,11 @@ class Redactor:
                 continue
             for key, value in sentence.items():
                 if key == "words" and texts[k] is not None:
-                    masked = mask(value, spans[k])
-                    if masked != value:
+                    if spans[k]:
+                        masked = mask(value, spans[k])
                         replaced[value] = masked
-                    sentence[key] = masked
-                elif key != "role":
+                        sentence[key] = masked
+                elif key != "role" and (type(value) is str or self.names or self.paths):
                     sentence[key] = self._walk(value, ("asr_result", key))
         return replaced
 
