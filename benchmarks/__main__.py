@@ -89,6 +89,13 @@ BENCHES = (
              lambda v: v["review_freshness_p95_s"] <= v["timer_period_s"] + v["settle_s"],
              lambda v: f"{v['review_freshness_p95_s']:.1f} s (period {v['timer_period_s']:.0f} s + settle {v['settle_s']:.0f} s)"),
     ), timeout=1200),
+    Bench("pii", [PY, "benchmarks/pii.py", "--no-layer"], (
+        Goal("harvest_efficiency_with_pii", "harvest efficiency with redaction on (QCFLOW_PII=mask), 100k results",
+             "≥ 0.93", lambda v: v["harvest_efficiency_with_pii"] >= 0.93,
+             lambda v: f"{v['harvest_efficiency_with_pii']:.3f}"),
+        Goal("redaction_us_per_record", "redaction per record (80-sentence transcript)", "< 1,000 µs",
+             lambda v: v["redaction_us_per_record"] < 1000, lambda v: f"{v['redaction_us_per_record']:.0f} µs"),
+    ), timeout=900),
     Bench("push", [PY, "benchmarks/push.py"], (
         Goal("push_time_ratio", "push burst: 3,000 recordings, 32 instances (time ÷ 60 s)", "≤ 1.15",
              lambda v: v["push_time_ratio"] <= 1.15, lambda v: f"{v['push_time_ratio']:.3f}"),

@@ -51,10 +51,10 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("comments", "STRING", "review comments"),
     ("resolver", "STRING", "resolver"),
     ("agent", Agent, "the agent: id, name, skill_group"),
-    ("recording", Recording, "the recording (URL without its query string)"),
+    ("recording", Recording, "the recording (URL without its query string; caller, callee per QCFLOW_PII)"),
     ("hit_result", list[HitRule], "rules hit, with their hits"),
     ("hit_score", list[HitScore], "score items per rule"),
-    ("asr_result", list[AsrSentence], "the transcript, sentence by sentence"),
+    ("asr_result", list[AsrSentence], "the transcript, sentence by sentence (personal numbers per QCFLOW_PII)"),
     ("review_history", list[ReviewHistory], "review history"),
     ("scheme_ids", list[int], "inspection scheme ids"),
     ("scheme_names", list[str], "inspection scheme names"),
@@ -226,6 +226,8 @@ def maxcompute_ddl(
         "(upload time, SCA time zone).\n"
         "-- Not declared, so skipped by the SerDe: hit_result[].conditions, review_history[].review_right_rule,\n"
         "-- recording.remark* and fields the service adds (DuckDB reads them from the same files).\n"
+        "-- Personal numbers in every string are masked with * (length kept), caller/callee masked or\n"
+        "-- HMAC-SHA256 hex per QCFLOW_PII when harvested (docs/harvest.md: Personal data).\n"
         + (
             ""
             if role_arn
