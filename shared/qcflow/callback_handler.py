@@ -180,6 +180,7 @@ class CallbackEdge:
                 sca,
                 services.store,
                 [task_id],
+                raw_store=services.raw_store,
                 deadline=deadline,
                 ledger=Ledger(services.store),
                 limiter=self.bucket,

@@ -544,7 +544,20 @@ class PiiSettings(_Slice):
         "personal: kept by default; mask redacts them like personal numbers.",
     )
 
+    raw_store: str | None = Field(
+        default=None,
+        alias="pii_raw_store",
+        description="A second store (oss://bucket/prefix, its own bucket or prefix with its own RAM policy; file:… "
+        "locally) that receives the unredacted rows through the same exactly-once writer. Unset (the default): "
+        "no unredacted copy anywhere.",
+    )
+
     _field_list = field_validator("fields", mode="before")(_comma_list)
+
+    @field_validator("raw_store", mode="before")
+    @classmethod
+    def _empty_store_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("key", mode="before")
     @classmethod

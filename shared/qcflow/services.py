@@ -32,6 +32,8 @@ class Services:
     ccc: CccClient
     sca: ScaClient
     store: ObjectStore
+    #: ``QCFLOW_PII_RAW_STORE``: where the unredacted rows go too (``None``: nowhere).
+    raw_store: ObjectStore | None = None
     _recordings: dict[str, ObjectStore] = field(default_factory=dict)
     _pushers: dict[str, Pusher] = field(default_factory=dict)
 
@@ -137,6 +139,9 @@ async def build_services(
         except BaseException:
             await http.aclose()
             raise
+    if settings.pii.raw_store and settings.pii.raw_store.rstrip("/") == settings.store.url.rstrip("/"):
+        await http.aclose()
+        raise ConfigError(f"{env_name('pii_raw_store')} must name another store than {env_name('store')}")
     return Services(
         settings=settings,
         credentials=credentials,
@@ -144,4 +149,9 @@ async def build_services(
         ccc=CccClient.from_settings(settings, credentials, http=http),
         sca=ScaClient.from_settings(settings, credentials, http=http),
         store=open_store(settings.store.url, settings=settings, credentials=credentials),
+        raw_store=(
+            open_store(settings.pii.raw_store, settings=settings, credentials=credentials)
+            if settings.pii.raw_store
+            else None
+        ),
     )

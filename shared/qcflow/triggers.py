@@ -79,6 +79,7 @@ async def harvest_timer(
         services.settings,
         services.sca,
         services.store,
+        raw_store=services.raw_store,
         since=since,
         until=until,
         deadline=deadline,

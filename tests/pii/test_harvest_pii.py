@@ -56,3 +56,31 @@ def test_no_personal_number_under_the_store_nor_in_the_logs(
         else all(caller and len(caller) == 64 for caller in callers)
     )
     assert "1380000" not in text and "1380000" not in caplog.text
+
+
+def test_the_raw_store_gets_the_unredacted_rows_exactly_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QCFLOW_PII_RAW_STORE: the same results, once each, unredacted, through the same writer;
+    a second pass writes neither store again."""
+    preload = PreloadOptions(count=60, start=NOW - timedelta(hours=2), end=NOW - timedelta(minutes=10))
+    raw = tmp_path / "raw"
+    extra = {"QCFLOW_PII_RAW_STORE": f"file:{raw}", "QCFLOW_HARVEST_START_SECONDS": "10800",
+             "QCFLOW_HARVEST_SETTLE_SECONDS": "0"}
+    with push_world(tmp_path, monkeypatch, SandboxOptions(preload=preload), **extra) as world:
+        harvest = load_handler_module("harvest")
+        world.modules.append(harvest)
+        first = harvest.handler(timer_event(), context_for("harvest", FC_CREDS, timeout=120))
+        again = harvest.handler(timer_event(), context_for("harvest", FC_CREDS, timeout=120))
+    assert first["written"] == 60 and again["written"] == 0, json.dumps(again)
+
+    def rows(root: Path) -> list[dict[str, object]]:
+        return [json.loads(line) for part in sorted((root / "results").rglob("*.jsonl"))
+                for line in part.read_text(encoding="utf-8").splitlines()]
+
+    redacted, unredacted = rows(tmp_path / "store"), rows(raw)
+    assert len(redacted) == len(unredacted) == 60
+    assert len({r["task_id"] for r in unredacted}) == 60
+    raw_text = json.dumps(unredacted, ensure_ascii=False)
+    stored = json.dumps(redacted, ensure_ascii=False)
+    assert "1380000" in raw_text and "1380000" not in stored
+    assert any(canary in raw_text for canary in PERSONAL_CANARIES)
+    assert not any(canary in stored for canary in PERSONAL_CANARIES)

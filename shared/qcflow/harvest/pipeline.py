@@ -140,6 +140,7 @@ class Pipeline:
         progress: Callable[[HarvestProgress], None] | None = None,
         identity: Callable[[Item], str | None] = rec.result_id,
         redactor: Redactor | None = None,
+        make_raw_writer: Callable[[], ResultWriter] | None = None,
     ) -> None:
         self.source = source
         #: An item's exactly-once identity: ``records.result_id`` (a result), or a review's
@@ -158,6 +159,9 @@ class Pipeline:
         self.progress = progress
         self.stats = PipelineStats()
         self.writer = make_writer(self._committed)
+        #: ``QCFLOW_PII_RAW_STORE``'s writer: the same exactly-once writer on the raw store, fed
+        #: the unredacted line of every result (its own commit records decide what it still needs).
+        self.raw_writer = make_raw_writer() if make_raw_writer is not None else None
         #: Store writes the hooks asked for since the last seal, and seals not awaited yet.
         self._side: list[asyncio.Future[Any]] = []
         self._outstanding: list[asyncio.Future[Any]] = []
@@ -186,14 +190,22 @@ class Pipeline:
             self._beside(self.hooks.running(result, item))
             return
         await self.writer.ensure_loaded(partition)
-        if self.writer.is_committed(partition, result):
+        raw_due = False
+        if self.raw_writer is not None:
+            await self.raw_writer.ensure_loaded(partition)
+            raw_due = not self.raw_writer.is_committed(partition, result)
+        written = self.writer.is_committed(partition, result)
+        if written:
             self.writer.skip()
             if self.writer.is_in_commit_log(partition, result):  # not merely queued in this run's spill
                 self._beside(self.hooks.written_before(result))
                 await self.join.met_written(rec.call_id_of(item), rec.task_of(result))
-            return
+            if not raw_due:
+                return
         try:
-            record = self.redactor.record(rec.to_record(item, self.zone, harvested_at))
+            record = rec.to_record(item, self.zone, harvested_at)
+            raw_line = rec.encode_line(record) if raw_due else None
+            record = self.redactor.record(record)
             line = rec.encode_line(record)
         except (RecursionError, ValueError, TypeError) as exc:
             # one poison result must not stall every later pass on the same window: skipped, loudly
@@ -204,7 +216,10 @@ class Pipeline:
                 extra={"event": "harvest_unconvertible", "result": result[:200]},
             )
             return
-        self.writer.add(partition, result, line, self.join.contact(record["call_id"]))
+        if raw_line is not None and self.raw_writer is not None:
+            self.raw_writer.add(partition, result, raw_line)
+        if not written:
+            self.writer.add(partition, result, line, self.join.contact(record["call_id"]))
 
     def _partition(self, result: str, item: Item) -> str | None:
         """The partition of a finished or failed result with its whole exactly-once key; ``None``
@@ -262,6 +277,8 @@ class Pipeline:
         """Everything routed so far, committed: parts, and the hooks' store writes (the
         harvest's unfinished markers, stale-marker deletes)."""
         side, self._side = self._side, []
+        if self.raw_writer is not None:
+            side.append(self.raw_writer.seal())
         done = asyncio.gather(self.writer.seal(), *side)
         self._outstanding.append(done)
         return done
@@ -269,6 +286,8 @@ class Pipeline:
     async def settle(self) -> None:
         """Wait for every background write (also after a failure: no thread left behind)."""
         await self.writer.close()
+        if self.raw_writer is not None:
+            await self.raw_writer.close()
         pending = self._outstanding + self._side
         self._outstanding, self._side = [], []
         if pending:

@@ -242,9 +242,13 @@ class _Pass:
         progress: Callable[[HarvestProgress], None] | None,
         ledger: TaskIdLedger | None,
         limiter: AdaptiveRateLimiter | None = None,
+        raw_store: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        #: ``QCFLOW_PII_RAW_STORE``: the unredacted rows, written exactly once there too (never
+        #: when redaction is off: the store itself holds them then).
+        self.raw_store = raw_store if settings.pii.mode != "off" else None
         self.mode = mode
         self.now = now
         self.budget = Budget(deadline)
@@ -276,15 +280,21 @@ class _Pass:
             budget=self.budget,
             progress=progress,
             redactor=self.redactor,
+            make_raw_writer=self._raw_writer if self.raw_store is not None else None,
         )
 
     def wall(self) -> float:
         return self.now().timestamp()
 
-    def _writer(self, on_committed: Callable[[Spill], None]) -> ResultWriter:
+    def _raw_writer(self) -> ResultWriter:
+        """The raw store's writer: its own commit records, so the copy is exactly-once too."""
+        assert self.raw_store is not None
+        return self._writer(None, self.raw_store)
+
+    def _writer(self, on_committed: Callable[[Spill], None] | None, store: ObjectStore | None = None) -> ResultWriter:
         harvest = self.settings.harvest
         return ResultWriter(
-            self.store,
+            store or self.store,
             run_id=self.run_id,
             gzip=harvest.gzip,
             max_records=harvest.part_max_records,
@@ -327,6 +337,16 @@ class _Pass:
             budget=self.budget,
             redactor=self.redactor,
         )
+        if self.raw_store is not None:  # a lost raw part is recovered from SCA too, unredacted
+            await recover(
+                self.raw_store,
+                self.pipeline.source,
+                grace=self.grace_seconds,
+                zone=self.settings.zone,
+                now=self.now,
+                budget=self.budget,
+                redactor=Redactor("off"),
+            )
         self.report.recovered = len(recovered)
         self.report.files.extend(written.key for written in recovered)
 
@@ -477,13 +497,25 @@ async def run_harvest(
     progress: Callable[[HarvestProgress], None] | None = None,
     ledger: TaskIdLedger | None = None,
     reviews: bool = False,
+    raw_store: ObjectStore | None = None,
 ) -> HarvestReport:
     """One incremental pass (no ``since``/``until``: results, then the review feed), a backfill
-    of the results uploaded in ``[since, until)``, or (``reviews``) of the reviews saved then."""
+    of the results uploaded in ``[since, until)``, or (``reviews``) of the reviews saved then;
+    ``raw_store``: where the unredacted rows go too (``QCFLOW_PII_RAW_STORE``)."""
     mode = _mode(since, until, reviews)
     ttl, margin, deadline = _lease_terms(settings.harvest, deadline)
     results_deadline = _results_deadline(settings.harvest, mode, deadline)
-    run = _Pass(settings, sca, store, mode=mode, deadline=results_deadline, now=now, progress=progress, ledger=ledger)
+    run = _Pass(
+        settings,
+        sca,
+        store,
+        mode=mode,
+        deadline=results_deadline,
+        now=now,
+        progress=progress,
+        ledger=ledger,
+        raw_store=raw_store,
+    )
     async with _leased(run, ttl, margin) as lease_holds:
         if lease_holds is None:
             return run.report
@@ -531,6 +563,7 @@ async def harvest_task_ids(
     now: Callable[[], datetime] = _utc_now,
     ledger: TaskIdLedger | None = None,
     limiter: Any = None,
+    raw_store: ObjectStore | None = None,
 ) -> HarvestReport:
     """The callback fast path: fetch ``task_ids`` and write the finished ones, exactly once
     (no lease: the commit records make it exact against concurrent timer runs). The
@@ -538,7 +571,16 @@ async def harvest_task_ids(
     deleted all the same. ``limiter``: the GetResult limiter to use (the callback's
     per-instance bucket); by default a fresh one at the harvest's ceiling."""
     run = _Pass(
-        settings, sca, store, mode="tasks", deadline=deadline, now=now, progress=None, ledger=ledger, limiter=limiter
+        settings,
+        sca,
+        store,
+        mode="tasks",
+        deadline=deadline,
+        now=now,
+        progress=None,
+        ledger=ledger,
+        limiter=limiter,
+        raw_store=raw_store,
     )
     try:
         await run.join.load()

@@ -246,8 +246,13 @@ class Detector:
     def __init__(self, *, mask_service: bool = False) -> None:
         self.wanted = PERSONAL | {"service"} if mask_service else PERSONAL
         self._run = _RUN5 if mask_service else _RUN
+        #: One C-level search says whether a text may hold anything at all (most strings of a
+        #: result do not): a run of digits or an e-mail's mark.
+        self.may_hold = re.compile(f"{self._run.pattern}|{_MAIL_MARK.pattern}", re.IGNORECASE).search
 
     def spans(self, text: str) -> list[Span]:
+        if len(text) < 5 or not self.may_hold(text):
+            return []
         found: list[Span] = []
         for run in self._run.finditer(text):
             digits, where = _digits_of(text, run.start(), run.end())

@@ -69,6 +69,7 @@ class Redactor:
         self.mode = mode
         self._key = key
         self.detector = Detector(mask_service=mask_service)
+        self._may_hold = self.detector.may_hold
         self.paths = frozenset(tuple(field.split(".")) for field in fields if "." in field)
         self.names = frozenset(field for field in fields if "." not in field)
 
@@ -88,7 +89,9 @@ class Redactor:
     # ------------------------------------------------------------------ values
     def text(self, value: str) -> str:
         """Free text with every personal number masked."""
-        return mask(value, self.detector.spans(value)) if value else value
+        if len(value) < 5 or not self._may_hold(value):
+            return value
+        return mask(value, self.detector.spans(value))
 
     def whole(self, value: Any) -> Any:
         """A personal field: masked whole, or its keyed hash."""
@@ -116,7 +119,9 @@ class Redactor:
                 record[key] = self._hits(value, replaced)
             elif key == "asr_result":
                 continue  # done above
-            else:
+            elif type(value) is str:
+                record[key] = self._walk(value, (key,)) if self.names else self.text(value)
+            elif type(value) is dict or type(value) is list:
                 record[key] = self._walk(value, (key,))
         return record
 
@@ -129,10 +134,9 @@ class Redactor:
 
     def _walk(self, value: Any, path: tuple[str, ...]) -> Any:
         kind = type(value)
-        if kind is not str and kind is not dict and kind is not list:
-            if not self.names and not self.paths:
-                return value  # a number, a bool, None: nothing to scan
-        if (self.names or self.paths) and (path[-1] in self.names or path in self.paths):
+        if not self.names and not self.paths:
+            return self._scan(value) if kind is dict or kind is list else self.text(value) if kind is str else value
+        if path[-1] in self.names or path in self.paths:
             return self.whole(value)
         if kind is str:
             return self.text(value)
@@ -144,6 +148,28 @@ class Redactor:
             return [self._walk(item, path) for item in value]
         return value
 
+    def _scan(self, value: Any) -> Any:
+        """``_walk`` without fields to redact whole (the usual case): the strings of a dict or
+        list masked in place, with no call for the numbers and short strings among them."""
+        may_hold = self._may_hold
+        if type(value) is dict:
+            for key, item in value.items():
+                kind = type(item)
+                if kind is str:
+                    if len(item) >= 5 and may_hold(item):
+                        value[key] = mask(item, self.detector.spans(item))
+                elif kind is dict or kind is list:
+                    self._scan(item)
+            return value
+        for index, item in enumerate(value):
+            kind = type(item)
+            if kind is str:
+                if len(item) >= 5 and may_hold(item):
+                    value[index] = mask(item, self.detector.spans(item))
+            elif kind is dict or kind is list:
+                self._scan(item)
+        return value
+
     def _transcript(self, sentences: Any) -> dict[str, str]:
         """Mask ``asr_result`` in place, numbers split over two sentences of one speaker too;
         each changed sentence's original words → its masked words (for the hits' phrases)."""
@@ -152,13 +178,24 @@ class Redactor:
             return replaced
         texts: list[str | None] = []
         spans: list[list[Span]] = []
+        roles: list[Any] = []
+        detect = self.detector.spans
         for sentence in sentences:
-            words = sentence.get("words") if type(sentence) is dict else None
-            texts.append(words if type(words) is str else None)
-            spans.append(self.detector.spans(words) if type(words) is str else [])
+            if type(sentence) is dict:
+                words = sentence.get("words")
+                roles.append(sentence.get("role"))
+            else:
+                words = None
+                roles.append(None)
+            if type(words) is str:
+                texts.append(words)
+                spans.append(detect(words))
+            else:
+                texts.append(None)
+                spans.append([])
         for k in range(1, len(sentences)):
             a, b = texts[k - 1], texts[k]
-            if a is None or b is None or sentences[k - 1].get("role") != sentences[k].get("role"):
+            if a is None or b is None or roles[k - 1] != roles[k] or roles[k] is None:
                 continue
             first, second = self.detector.split_spans(a, b)
             spans[k - 1].extend(first)
@@ -167,14 +204,19 @@ class Redactor:
             if type(sentence) is not dict:
                 sentences[k] = self._walk(sentence, ("asr_result",))
                 continue
+            if spans[k]:
+                words = sentence["words"]
+                replaced[words] = sentence["words"] = mask(words, spans[k])
+            whole = self.names or self.paths
             for key, value in sentence.items():
-                if key == "words" and texts[k] is not None:
-                    if spans[k]:
-                        masked = mask(value, spans[k])
-                        replaced[value] = masked
-                        sentence[key] = masked
-                elif key != "role" and (type(value) is str or self.names or self.paths):
+                if key == "words" or key == "role":
+                    continue
+                if whole:
                     sentence[key] = self._walk(value, ("asr_result", key))
+                elif type(value) is str:
+                    sentence[key] = self.text(value)
+                elif type(value) is dict or type(value) is list:
+                    self._scan(value)
         return replaced
 
     def _hits(self, hits: Any, replaced: dict[str, str]) -> Any:

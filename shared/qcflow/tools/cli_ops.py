@@ -312,6 +312,7 @@ def harvest_command(
                     services.settings,
                     services.sca,
                     services.store,
+                    raw_store=services.raw_store,
                     since=wanted.since,
                     until=wanted.until,
                     deadline=time.monotonic() + budget,
