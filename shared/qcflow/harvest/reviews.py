@@ -55,6 +55,7 @@ from qcflow.harvest.output import REVIEWS_ROOM, ResultWriter, Spill
 from qcflow.harvest.pipeline import Pipeline
 from qcflow.harvest.reader import Window, WindowReader
 from qcflow.harvest.recovery import recover
+from qcflow.pii import Redactor
 from qcflow.sca import ScaClient
 from qcflow.store import ObjectStore
 
@@ -121,9 +122,15 @@ class ReviewFeed:
         deadline: float,
         now: Callable[[], datetime],
         grace_seconds: float,
+        redactor: Redactor | None = None,
+        raw_store: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        #: ``QCFLOW_PII``, as for the results (the pass hands its own); ``QCFLOW_PII_RAW_STORE``'s
+        #: ``reviews/`` gets the unredacted review rows through the same writer.
+        self.redactor = redactor if redactor is not None else Redactor.from_settings(settings.pii)
+        self.raw_store = raw_store if self.redactor.active else None
         self.run_id = run_id
         self.now = now
         self.started_at = now()
@@ -146,15 +153,21 @@ class ReviewFeed:
             now=now,
             budget=self.budget,
             identity=review_id,
+            redactor=self.redactor,
+            make_raw_writer=self._raw_writer if self.raw_store is not None else None,
         )
 
     def wall(self) -> float:
         return self.now().timestamp()
 
-    def _writer(self, on_committed: Callable[[Spill], None]) -> ResultWriter:
+    def _raw_writer(self) -> ResultWriter:
+        assert self.raw_store is not None
+        return self._writer(None, self.raw_store)
+
+    def _writer(self, on_committed: Callable[[Spill], None] | None, store: ObjectStore | None = None) -> ResultWriter:
         harvest = self.settings.harvest
         return ResultWriter(
-            self.store,
+            store or self.store,
             run_id=self.run_id,
             gzip=harvest.gzip,
             max_records=harvest.part_max_records,
@@ -176,8 +189,21 @@ class ReviewFeed:
             budget=self.budget,
             room=REVIEWS_ROOM,
             identity=review_id,
+            redactor=self.redactor,
         )
         self.recovered = [w.key for w in written]
+        if self.raw_store is not None:  # the raw copy's lost parts, unredacted
+            await recover(
+                self.raw_store,
+                self.pipeline.source,
+                grace=self.grace_seconds,
+                zone=self.settings.zone,
+                now=self.now,
+                budget=self.budget,
+                room=REVIEWS_ROOM,
+                identity=review_id,
+                redactor=Redactor("off"),
+            )
 
     async def incremental(self, lease_holds: Callable[[], bool]) -> dict[str, Any]:
         """From the review checkpoint (less the lookback) to ``now - settle``."""

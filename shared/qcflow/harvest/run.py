@@ -315,6 +315,8 @@ class _Pass:
             deadline=deadline,
             now=self.now,
             grace_seconds=self.grace_seconds,
+            redactor=self.redactor,
+            raw_store=self.raw_store,
         )
         return self.feed
 
