@@ -70,3 +70,8 @@ output "qcflow_environment" {
     QCFLOW_OSS_INTERNAL     = "true"
   }
 }
+
+output "pii_raw_store" {
+  description = "QCFLOW_PII_RAW_STORE for the harvest and callback functions (empty: no unredacted copy)."
+  value       = local.pii_raw ? (var.pii_raw_prefix == "" ? "oss://${var.pii_raw_bucket}" : "oss://${var.pii_raw_bucket}/${var.pii_raw_prefix}") : ""
+}

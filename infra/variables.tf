@@ -173,3 +173,25 @@ variable "kms_secrets" {
     error_message = "kms_secrets: secret names are 1-192 of letters, digits and _/+=.@-."
   }
 }
+
+variable "pii_raw_bucket" {
+  description = "Bucket of the unredacted copy of the harvested rows (QCFLOW_PII_RAW_STORE, issue 24), created here with the store bucket's protections; only the harvest and callback roles may write it. Empty (the default): no unredacted copy, nothing created."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.pii_raw_bucket == "" || can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", var.pii_raw_bucket))
+    error_message = "pii_raw_bucket must be empty or 3-63 lowercase letters, digits or hyphens, starting and ending with a letter or digit."
+  }
+}
+
+variable "pii_raw_prefix" {
+  description = "Key prefix of the unredacted copy inside pii_raw_bucket: QCFLOW_PII_RAW_STORE=oss://<pii_raw_bucket>/<pii_raw_prefix>. Empty puts its state/, results/ and reviews/ at the bucket's root."
+  type        = string
+  default     = "qcflow-raw"
+
+  validation {
+    condition     = var.pii_raw_prefix == "" || can(regex("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", var.pii_raw_prefix))
+    error_message = "pii_raw_prefix must be empty or a key prefix without leading or trailing slash (e.g. qcflow-raw)."
+  }
+}
