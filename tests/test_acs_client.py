@@ -218,3 +218,12 @@ async def test_classification_without_a_usual_code(response: httpx.Response, cls
         # (a 429 is throttling: retried until the deadline, so the deadline is short)
         await sca(Script(response), RetryPolicy(max_attempts=1, deadline_seconds=0.05, throttle_backoff_initial_seconds=0.01)).get_result(GetResultQuery())
 
+
+
+async def test_a_cut_answer_quoted_in_the_error_holds_no_personal_number() -> None:
+    """Issue 24: a GetResult answer cut short is quoted (200 characters) in the error message, and
+    those hold transcripts: the personal numbers in the quote are masked."""
+    cut = httpx.Response(200, content='{"Data":{"ResultInfo":[{"AsrResult":[{"Words":"我的手机号是13912345678'.encode())
+    with pytest.raises(ServiceUnavailableError) as info:
+        await sca(Script(cut), RetryPolicy(max_attempts=1)).get_result(GetResultQuery())
+    assert "13912345678" not in str(info.value) and "***********" in str(info.value)

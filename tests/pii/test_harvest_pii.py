@@ -63,8 +63,11 @@ def test_the_raw_store_gets_the_unredacted_rows_exactly_once(tmp_path: Path, mon
     a second pass writes neither store again."""
     preload = PreloadOptions(count=60, start=NOW - timedelta(hours=2), end=NOW - timedelta(minutes=10))
     raw = tmp_path / "raw"
-    extra = {"QCFLOW_PII_RAW_STORE": f"file:{raw}", "QCFLOW_HARVEST_START_SECONDS": "10800",
-             "QCFLOW_HARVEST_SETTLE_SECONDS": "0"}
+    extra = {
+        "QCFLOW_PII_RAW_STORE": f"file:{raw}",
+        "QCFLOW_HARVEST_START_SECONDS": "10800",
+        "QCFLOW_HARVEST_SETTLE_SECONDS": "0",
+    }
     with push_world(tmp_path, monkeypatch, SandboxOptions(preload=preload), **extra) as world:
         harvest = load_handler_module("harvest")
         world.modules.append(harvest)
@@ -73,8 +76,11 @@ def test_the_raw_store_gets_the_unredacted_rows_exactly_once(tmp_path: Path, mon
     assert first["written"] == 60 and again["written"] == 0, json.dumps(again)
 
     def rows(root: Path) -> list[dict[str, object]]:
-        return [json.loads(line) for part in sorted((root / "results").rglob("*.jsonl"))
-                for line in part.read_text(encoding="utf-8").splitlines()]
+        return [
+            json.loads(line)
+            for part in sorted((root / "results").rglob("*.jsonl"))
+            for line in part.read_text(encoding="utf-8").splitlines()
+        ]
 
     redacted, unredacted = rows(tmp_path / "store"), rows(raw)
     assert len(redacted) == len(unredacted) == 60

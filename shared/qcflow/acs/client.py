@@ -323,8 +323,10 @@ class AcsClient:
             cls: type[QcflowError] = error_class_for_code(None, status)
             if status < 300:
                 cls = ServiceUnavailableError  # a garbled or cut answer: the service's fault
+            from qcflow.pii import Redactor  # only on this path: a cut GetResult answer holds transcripts
+
             error = cls(
-                f"answer is not a JSON object: {redact(response.text[:200])!r}",
+                f"answer is not a JSON object: {Redactor().text(redact(response.text[:200]))!r}",
                 request_id=request_id,
                 http_status=status,
                 action=action,
