@@ -41,6 +41,8 @@ def test_no_personal_number_under_the_store_nor_in_the_logs(
         assert report["written"] == 120, json.dumps(report)
         files = [path for path in (tmp_path / "store").rglob("*") if path.is_file()]
         text = "\n".join(path.read_bytes().decode("utf-8", "replace") for path in files)
+    manifests = [json.loads(p.read_text()) for p in files if "/manifests/" in str(p)]
+    assert manifests and all(m["pii"] == mode and m["pii_raw_copy"] is False for m in manifests)
     rows = [json.loads(line) for line in text.splitlines() if line.startswith('{"schema_version"')]
     assert len(rows) == 120
     said = [row for row in rows if any("*" in s["words"] for s in row["asr_result"] if s["role"] == "客户")]

@@ -421,6 +421,9 @@ class _Pass:
             "review_files": [w.to_json() for w in self.feed.pipeline.writer.stats.files] if self.feed else [],
             "records": report.written,
             "recovered_files": report.files[: report.recovered],
+            # how this run's rows were redacted (QCFLOW_PII), and whether an unredacted copy was written
+            "pii": self.redactor.mode,
+            "pii_raw_copy": self.raw_store is not None,
             **report.to_json(),
             **extra,
         }
