@@ -51,6 +51,8 @@ def resolve(value: Any, variables: dict[str, Any]) -> Any:
     if isinstance(value, str):
         value = re.sub(r"\$\{vars\.(\w+)\}", lambda m: str(variables[m.group(1)]), value)
         value = re.sub(r"\$\{env\('QCFLOW_CALLBACK_\w*TOKEN'[^}]*\}", TOKEN_PLACEHOLDER, value)
+        # the personal-data settings (issue 24) left unset by the deployer: their defaults
+        value = re.sub(r"\$\{env\('QCFLOW_PII\w*', ''\)\}", "", value)
         return re.sub(r"\$\{[^}]+\}", PLACEHOLDER, value)
     return value
 

@@ -554,6 +554,14 @@ class PiiSettings(_Slice):
 
     _field_list = field_validator("fields", mode="before")(_comma_list)
 
+    @field_validator("mode", "service_numbers", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object, info: Any) -> object:
+        # s.yaml passes ${env('QCFLOW_PII','')}: empty means "not set", i.e. the default
+        if isinstance(value, str) and not value.strip():
+            return "mask" if info.field_name == "mode" else "keep"
+        return value
+
     @field_validator("raw_store", mode="before")
     @classmethod
     def _empty_store_is_unset(cls, value: object) -> object:

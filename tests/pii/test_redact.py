@@ -121,3 +121,6 @@ def test_settings_hash_needs_a_key_that_is_never_shown() -> None:
     assert KEY.decode() not in repr(redactor) + repr(settings)
     assert redactor.names == {"a"} and redactor.paths == {("b", "c")}
     assert load_settings({}).pii.mode == "mask"
+    # s.yaml passes ${env('QCFLOW_PII','')}: unset in the deployer's shell means the default
+    unset = load_settings({"QCFLOW_PII": "", "QCFLOW_PII_RAW_STORE": "", "QCFLOW_PII_SERVICE_NUMBERS": " "}).pii
+    assert (unset.mode, unset.raw_store, unset.service_numbers) == ("mask", None, "keep")
