@@ -77,3 +77,25 @@ def test_generated_numbers_never_survive(seed: int, kind: str, form: str, templa
     for redactor in (Redactor("mask"), Redactor("hash", key=b"k" * 16)):
         out = redactor.text(sentence)
         assert text not in out and "*" * len(text) in out, (kind, form, sentence, out)
+
+
+def test_hostile_strings_cost_linear_time() -> None:
+    """A long word before " at " with no domain, long digit runs, long separator runs: linear
+    (a run of more than 1,000 characters is masked whole, not searched)."""
+    import time
+
+    hostile = [
+        "a" * 200_000 + " at x",
+        "a " * 100_000 + "at",
+        "1" * 200_000,
+        "1 " * 100_000,
+        "一-" * 100_000,
+        ("x" * 60 + " ") * 3000 + "艾特",
+        ("1 " * 499 + "x") * 100,  # the costliest: runs just under the whole-mask length, one digit a group
+    ]
+    for text in hostile:
+        started = time.perf_counter()
+        out = Redactor().text(text)
+        assert len(out) == len(text)
+        assert time.perf_counter() - started < 5.0, text[:20]  # linear: well under a second here
+    assert set(Redactor().text("1 " * 600).strip()) == {"*"}

@@ -63,9 +63,12 @@ _RUN = re.compile(f"[{_D}](?:[{_S}]{{0,2}}[{_D}]){{6,}}(?:[{_S}]{{0,2}}[{CHECK_X
 _RUN5 = re.compile(f"[{_D}](?:[{_S}]{{0,2}}[{_D}]){{4,}}(?:[{_S}]{{0,2}}[{CHECK_X}])?")
 #: At least 2 digit characters (a run that may continue in the next sentence).
 _SHORT_RUN = re.compile(f"[{_D}](?:[{_S}]{{0,2}}[{_D}])+(?:[{_S}]{{0,2}}[{CHECK_X}])?")
+#: Bounded repeats everywhere: a hostile answer (a long word before " at " with no domain after)
+#: must cost linear time, not quadratic backtracking.
 _EMAIL = re.compile(
-    r"[A-Za-z0-9._%+\-]+(?:[ \u3000][A-Za-z0-9._%+\-]+){0,3}\s*(?:[@＠]|艾特|\bat\b)\s*"
-    r"[A-Za-z0-9\-]+(?:\s*(?:\.|。|点|．|\bdot\b)\s*[A-Za-z0-9\-]+)+",
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}(?:[ \u3000][A-Za-z0-9._%+\-]{1,64}){0,3}"
+    r"[ \u3000]{0,3}(?:[@＠]|艾特|\bat\b)"
+    r"[ \u3000]{0,3}[A-Za-z0-9\-]{1,63}(?:[ \u3000]{0,3}(?:\.|。|点|．|\bdot\b)[ \u3000]{0,3}[A-Za-z0-9\-]{1,63}){1,8}",
     re.IGNORECASE,
 )
 #: Cheap precheck for an e-mail address (the address pattern itself backtracks on long words).
@@ -76,6 +79,15 @@ _ID_CHECK = "10X98765432"
 _ID_REGIONS = frozenset("1234568")
 #: How many digits a number may pick up from the words around it (``我一`` before, ``一下`` after).
 _TRIM = 2
+
+#: A run of more characters is no number read out (hostile or garbled data): it is masked
+#: whole instead of searched, which keeps the cost of any string linear.
+_RUN_MAX = 1000
+#: The lengths of the kinds (digits), and with the service numbers.
+_LENGTHS = (10, 11, 12, 13, 16, 17, 18, 19)
+_LENGTHS_SERVICE = (*_LENGTHS, 5, 6, 7, 8)
+#: The longest unseparated run searched for numbers written back to back (four of them).
+_SLIDE_MAX = 80
 
 PERSONAL = frozenset({"mobile", "landline", "id_card", "bank_card", "email"})
 
@@ -205,19 +217,32 @@ def match_digits(
     from the left; each match as ``(first digit, last digit + 1, kind)`` indexes of ``where``."""
     spoken = spoken if spoken is not None else "a" * len(digits)
     groups = _groups(where)
+    #: where a group ends → its index: the groups a number starting at group i may end with are
+    #: found by its possible lengths (a few lookups per group, whatever the run's length)
+    ends = {end: j for j, (_, end) in enumerate(groups)}
+    lengths = _LENGTHS_SERVICE if "service" in wanted else _LENGTHS
+    final = len(groups) - 1
     found: list[tuple[int, int, str]] = []
     i = 0
     while i < len(groups):
         best: tuple[int, int, str] | None = None
         best_j = i
-        for j in range(len(groups) - 1, i - 1, -1):
-            lo, hi = groups[i][0], groups[j][1]
-            if hi - lo > 21:  # longer than any kind (with the trim): shorten
+        start = groups[i][0]
+        extra = range(0, 2 * _TRIM + 1) if i == 0 else range(0, 1)  # trimmed numerals only at the run's ends
+        candidates = {ends[start + size + more] for size in lengths for more in extra if start + size + more in ends}
+        if groups[final][1] - start <= 21 + _TRIM:
+            candidates.add(final)
+        for j in sorted(candidates, reverse=True):
+            lo, hi = start, groups[j][1]
+            if hi - lo > 21 + _TRIM or hi - lo < 5:
                 continue
-            if hi - lo < 5:
-                break
             first = groups[i][1] - groups[i][0] if j > i else 0
-            hit = _classify(digits, lo, hi, wanted, spoken, (i == 0, j == len(groups) - 1), first)
+            if i and j != final:  # inside the run: no numeral picked up from words, no trim
+                kind = kind_of(digits[lo:hi])
+                ok = kind is not None and kind in wanted and not (kind == "landline" and first and first not in (3, 4))
+                hit = (lo, hi, kind) if ok and kind is not None else None
+            else:
+                hit = _classify(digits, lo, hi, wanted, spoken, (i == 0, j == final), first)
             if hit is not None:
                 best, best_j = hit, j
                 break
@@ -226,8 +251,9 @@ def match_digits(
             i = best_j + 1
         else:
             i += 1
-    if not found and len(groups) == 1 and len(digits) > 21:
-        # one long unseparated run: numbers written back to back; slide over it
+    if not found and len(groups) == 1 and 21 < len(digits) <= _SLIDE_MAX:
+        # one long unseparated run: numbers written back to back; slide over it (a longer run
+        # is not speech read out but data, e.g. an id: left as it is)
         k = 0
         while k < len(digits):
             for size in (18, 19, 16, 17, 11, 12, 10, 13):
@@ -255,6 +281,9 @@ class Detector:
             return []
         found: list[Span] = []
         for run in self._run.finditer(text):
+            if run.end() - run.start() > _RUN_MAX:  # not speech read out: masked whole, not searched
+                found.append(Span(run.start(), run.end(), "long_run"))
+                continue
             digits, where = _digits_of(text, run.start(), run.end())
             for lo, hi, kind in match_digits(digits, where, self.wanted, _spoken(text, where)):
                 found.append(Span(where[lo], where[hi - 1] + 1, kind))
