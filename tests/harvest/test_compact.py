@@ -298,10 +298,23 @@ def test_a_part_still_pending_is_never_folded(store: ObjectStore, tmp_path: Any)
         },
         token="y",
     )
+    # a writer that died after its upload, before dropping its marker: the part is there, the
+    # marker too. Folding it would let recovery (which sees no part) write it a second time.
+    write(store, p, ids(2, start=600), tmp_path, run="slow")
+    journal.write_once(
+        store,
+        f"{layout.HARVEST_PENDING}{p}/{5:010d}-slow.json",
+        {"partition": p, "seq": 5, "run": "slow", "part": f"results/{p}/part-{5:010d}-slow.jsonl", "created_at": 0},
+        token="z",
+    )
     stats = compact(store, p)
     assert stats.compactions == 1 and cp.load(store, ROOM, p).compactions()[0][1]["covers"] == [1, 2, 3]
+    (slow,) = [i for i in pending_intents(store) if i.partition == p and i.run == "slow"]
+    assert intent_results(store, slow) is None  # part exists: recovery only drops the marker
+    store.delete(slow.key)
+    expected |= set(ids(2, start=600))
     # recovery writes the lost part at its key; the next compaction folds it
-    (intent,) = [i for i in pending_intents(store) if i.partition == p]
+    (intent,) = [i for i in pending_intents(store) if i.partition == p and i.run == "dead"]
     assert intent_results(store, intent) == ids(2, start=500)
     write_recovered(store, intent, [(r, line(r)) for r in ids(2, start=500)], gzip=False)
     assert compact(store, p, run="c2").compactions == 1
