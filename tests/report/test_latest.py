@@ -147,7 +147,7 @@ def test_the_constant_is_the_default_query_and_the_cli_prints_it(
     assert done.exit_code == 0, done.output
     assert done.output == duckdb_latest(str(store.root), "Asia/Shanghai")
     given = CliRunner().invoke(cli(), ["ddl", "duckdb", "--folder", "/srv/lake/"])
-    assert given.exit_code == 0 and "read_json('/srv/lake/*/dt=*/hour=*/*.jsonl*'" in given.output
+    assert given.exit_code == 0 and "read_json('/srv/lake/*/dt=*/hour=*/**/*.jsonl*'" in given.output
     bad = CliRunner().invoke(cli(), ["ddl", "duckdb", "--folder", "it's"])
     assert bad.exit_code == 2 and "a quote cannot be part of the folder" in bad.output
 
@@ -256,3 +256,24 @@ def test_the_demo_review_block_matches_its_jsonl_in_chromium(demo: Demo, render:
     for chart in page.js(REVIEW_STATE):
         if chart["empty"] == "false":
             assert chart["drawn"] == "true" and chart["marks"] > 0, chart
+
+
+@pytest.mark.parametrize("window", ["staged", "inputs hidden"])
+def test_a_compaction_in_flight_changes_no_figure_and_no_latest_row(lake: tuple[LocalStore, Lake], window: str) -> None:
+    """While a compaction is in flight (``qcflow.harvest.compact``) a result is in a visible part,
+    in the hidden ``_compact/`` copy, or both: the report and the docs' query see it once."""
+    store, made = lake
+    before, _ = build_data(store, DayRange(), ZONE)
+    latest_before = run_latest(store.root)
+    for info in list(store.list("results/")):
+        folder, name = info.key.rsplit("/", 1)
+        store.put(f"{folder}/_compact/{name}", store.get(info.key).body)
+        if window == "inputs hidden":
+            store.delete(info.key)
+    during, _ = build_data(store, DayRange(), ZONE)
+    assert during.counts == {**before.counts, "files": during.counts.get("files", before.counts.get("files"))}
+    assert during.lowest == before.lowest and during.score_summary == before.score_summary
+    latest_during = run_latest(store.root)
+    assert {r: (row["score"], row["source"]) for r, row in latest_during.items()} == {
+        r: (row["score"], row["source"]) for r, row in latest_before.items()
+    }

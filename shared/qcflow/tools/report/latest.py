@@ -78,8 +78,8 @@ def duckdb_latest(folder: str = DEFAULT_FOLDER, zone: str = DEFAULT_ZONE) -> str
 -- (source says which). Order: review_time as an instant (none = oldest), then the reviews/ row,
 -- then the later harvested_at. Text review times without an offset are read in {zone}.
 WITH rows AS (
-  SELECT *, regexp_extract(filename, '([^/]+)/dt=[^/]*/hour=[^/]*/[^/]*$', 1) AS source
-  FROM read_json('{_folder(folder)}/*/dt=*/hour=*/*.jsonl*', filename = true, union_by_name = true,
+  SELECT *, regexp_extract(filename, '([^/]+)/dt=[^/]*/hour=[^/]*/(_compact/)?[^/]*$', 1) AS source
+  FROM read_json('{_folder(folder)}/*/dt=*/hour=*/**/*.jsonl*', filename = true, union_by_name = true,
                  hive_partitioning = true, hive_types = {{'dt': 'VARCHAR', 'hour': 'VARCHAR'}})
   UNION ALL BY NAME SELECT NULL::VARCHAR AS vid, NULL::BIGINT AS review_type WHERE false
 )

@@ -32,7 +32,12 @@ SUFFIXES = (".jsonl", ".jsonl.gz")
 #: The review feed's output: one line per review, partitioned by review time (``qcflow.layout``).
 REVIEWS = layout.REVIEWS
 #: ``results/dt=<day>/hour=<hh>/<name>``: anything else under ``results/`` is not a part.
-_PART = re.compile(rf"^({re.escape(layout.RESULTS)}|{re.escape(REVIEWS)})dt=([^/]+)/hour=([^/]+)/([^/]+)$")
+#: ``_compact/<name>`` is a compaction's hidden copy (``qcflow.harvest.compact``): while one is
+#: in flight its results are there, in the visible parts, or both; the report keeps one row
+#: per result, so it reads both and sees each result exactly once at every instant.
+_PART = re.compile(
+    rf"^({re.escape(layout.RESULTS)}|{re.escape(REVIEWS)})dt=([^/]+)/hour=([^/]+)/((?:_compact/)?[^/]+)$"
+)
 _DOWNLOAD_THREADS = 8
 
 
