@@ -123,6 +123,14 @@ BENCHES = (
              lambda v: v["report_seconds"] < 10,
              lambda v: f"{v['report_seconds']:.1f} s (peak RSS {v.get('peak_rss_mb', float('nan')):.0f} MB)"),
     )),
+    Bench("compaction", [PY, "benchmarks/compaction.py"], (
+        Goal("files_per_closed_hour", "files per closed hour after compaction (100,000 callbacks in a day)", "≤ 2",
+             lambda v: v["files_per_closed_hour"] <= 2, lambda v: f"{v['files_per_closed_hour']:.0f}"),
+        Goal("compact_peak_rss_mb", "peak RSS compacting a 50,000-result hour", "< 150 MB",
+             lambda v: v["compact_peak_rss_mb"] < 150, lambda v: f"{v['compact_peak_rss_mb']:.0f} MB"),
+        Goal("report_speedup", "qcflow report over that day, before ÷ after compaction", "> 1",
+             lambda v: v["report_speedup"] > 1, lambda v: f"{v['report_speedup']:.1f}×"),
+    ), timeout=1800),
     Bench("sandbox", [PY, "benchmarks/sandbox_throughput.py"], ()),
 )
 

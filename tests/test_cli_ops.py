@@ -332,3 +332,34 @@ def test_a_timer_payload_time_without_offset_is_in_scas_zone(
 
     report = asyncio.run(run())
     assert report["mode"] == "backfill" and datetime.fromisoformat(str(report["since"])) == midnight
+
+
+# ---------------------------------------------------------------- issue 23: compaction
+
+
+def test_qcflow_compact_folds_a_closed_hour_and_status_counts_files_per_closed_hour(tmp_path: Path) -> None:
+    from qcflow.harvest.output import CommitLog, Spill, commit_spill
+
+    store = LocalStore(tmp_path / "data")
+    zone = load_settings({}).zone
+    hour = (datetime.now(zone) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    partition = f"dt={hour.date().isoformat()}/hour={hour.hour:02d}"
+    for i in range(6):  # six callbacks, a part each
+        spill = Spill(partition, str(tmp_path))
+        spill.add(
+            f"T{i}|c{i}", (json.dumps({"task_id": f"T{i}", "call_id": f"c{i}", "state": "finished"}) + "\n").encode()
+        )
+        commit_spill(store, spill, CommitLog(partition), run_id=f"cb{i}", gzip=False, grace_seconds=600)
+    env = {**os.environ, "QCFLOW_STORE": f"file:{tmp_path}/data", "COLUMNS": "200"}
+    before = json.loads(_qcflow(["status", "--json"], env, tmp_path).stdout)["files"]
+    assert before == {"closed_hours": 1, "max_files_per_closed_hour": 6, "closed_hours_over_2_files": 1}
+    day = hour.date().isoformat()
+    done = _qcflow(["compact", "--since", day, "--until", day], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 compacted" in done.stdout and "parts 6 -> 1" in done.stdout
+    again = json.loads(_qcflow(["compact", "--json"], env, tmp_path).stdout)
+    assert again["compactions"] == 0 and again["parts_after"] == 1
+    after = json.loads(_qcflow(["status", "--json"], env, tmp_path).stdout)["files"]
+    assert after == {"closed_hours": 1, "max_files_per_closed_hour": 1, "closed_hours_over_2_files": 0}
+    shown = _qcflow(["status"], env, tmp_path).stdout
+    assert "files per closed hour" in shown

@@ -479,6 +479,24 @@ class HarvestSettings(_Slice):
         alias="harvest_part_max_bytes",
         description="Roll an output part after this many bytes.",
     )
+    compact: bool = Field(
+        default=True,
+        alias="harvest_compact",
+        description="After its windows, a pass folds the small parts of closed hours into one or two "
+        "(qcflow.harvest.compact).",
+    )
+    compact_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        alias="harvest_compact_max_bytes",
+        description="A compacted part holds at most this many bytes of input parts (as stored).",
+    )
+    compact_hours: float = Field(
+        default=48.0,
+        gt=0,
+        alias="harvest_compact_hours",
+        description="A pass compacts the closed hours of this many hours back; older ones with qcflow compact.",
+    )
     unfinished_max_age_seconds: float = Field(
         default=2 * 86400.0,
         gt=0,

@@ -34,16 +34,18 @@ docstring says why each object exists)::
     results/
       dt=<day>/hour=<hh>/part-0000000012-<run>.jsonl[.gz]   the lines of one commit record
                                                 (qcflow.harvest.output; read by qcflow.tools.report)
+      dt=<day>/hour=<hh>/part-0000000040-c0.jsonl[.gz]      a closed hour compacted: the parts of
+                                                the records its compaction record folds
+      dt=<day>/hour=<hh>/_compact/part-0000000040-c0.jsonl[.gz]  its hidden copy while it is
+                                                in flight (qcflow.harvest.compact; ``_``: Hive skips it)
     reviews/
       dt=<day>/hour=<hh>/part-0000000003-<run>.jsonl[.gz]   one line per review, by review hour
+      dt=<day>/hour=<hh>/part-0000000040-c0.jsonl[.gz]      compacted, as under results/
 
 Every object under ``state/`` is written once (``qcflow.journal``) and never overwritten;
 only markers their owner is done with are deleted. ``<rid>`` is a hash of the recording's
 location, ``<contact>`` and ``<result>`` are ``journal`` key segments.
 
-Room for what comes next (not used by any code yet, so not named here): the hidden ``_live/``
-area compaction will write before it publishes. Name them here when their code lands, so the
-tree stays drawn once.
 """
 
 from __future__ import annotations

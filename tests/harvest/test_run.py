@@ -46,8 +46,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 async def harvest(env: Env, store: ObjectStore, settings: Any = None, **kw: Any) -> HarvestReport:
-    return await run_harvest(settings or harvest_settings(), env.sca, store, deadline=kw.pop("deadline", far_deadline()),
-                             now=env.now, **kw)
+    return await run_harvest(
+        settings or harvest_settings(), env.sca, store, deadline=kw.pop("deadline", far_deadline()), now=env.now, **kw
+    )
 
 
 def assert_partitioned_by_upload_hour(store: ObjectStore) -> None:
@@ -86,7 +87,11 @@ async def test_25000_results_in_a_day_with_a_dense_hour_are_written_once(store: 
     # the checkpoint is where the run ended, and the run's manifest lists its files
     assert report.checkpoint == NOW - timedelta(seconds=settings.harvest.settle_seconds)
     manifest = json.loads(store.get(report.manifest).body)
-    assert sorted(f["key"] for f in manifest["files"]) == sorted(report.files) == sorted(i.key for i in store.list("results/"))
+    assert (
+        sorted(f["key"] for f in manifest["files"])
+        == sorted(report.files)
+        == sorted(i.key for i in store.list("results/"))
+    )
     assert sum(f["records"] for f in manifest["files"]) == 25_000 and manifest["mode"] == "incremental"
 
 
@@ -112,7 +117,9 @@ async def test_late_finishers_arrive_once_through_a_later_plain_pass(store: Obje
         settings = harvest_settings(harvest_start_seconds=3600)
         first = await harvest(env, store, settings)
         assert (first.written, first.unfinished_remembered) == (0, 4)
-        assert sorted(st.unfinished_results(store)) == sorted([f"{batch}|job-1", f"{batch}|job-2", f"{batch}|job-3", f"{single}|job-4"])
+        assert sorted(st.unfinished_results(store)) == sorted(
+            [f"{batch}|job-1", f"{batch}|job-2", f"{batch}|job-3", f"{single}|job-4"]
+        )
         env.clock.advance(2 * 3600)  # still running; the lookback still covers them
         second = await harvest(env, store, settings)
         assert second.written == 0 and second.unfinished_remembered == 0
@@ -122,12 +129,16 @@ async def test_late_finishers_arrive_once_through_a_later_plain_pass(store: Obje
         fourth = await harvest(env, store, settings)
     assert third.written == 4 and third.unfinished_resolved == 4 and fourth.written == 0
     lines = read_lines(store)
-    assert sorted(identities(lines)) == sorted([(batch, "job-1"), (batch, "job-2"), (batch, "job-3"), (single, "job-4")])
+    assert sorted(identities(lines)) == sorted(
+        [(batch, "job-1"), (batch, "job-2"), (batch, "job-3"), (single, "job-4")]
+    )
     assert all(line["object_key"] == f"rec/{line['call_id']}.mkv" for line in lines)
     assert list(st.unfinished_results(store)) == []
 
 
-async def test_a_result_indexed_after_the_checkpoint_passed_it_arrives_once_through_the_lookback(store: ObjectStore) -> None:
+async def test_a_result_indexed_after_the_checkpoint_passed_it_arrives_once_through_the_lookback(
+    store: ObjectStore,
+) -> None:
     """Issue 22 #17: SCA indexes a result late (``index_lag_seconds`` > the settle delay): the
     first pass moves the checkpoint past its upload time without seeing it; the next pass
     re-reads the lookback before the checkpoint and writes it, once."""
@@ -157,7 +168,9 @@ async def test_tasks_seen_running_by_a_backfill_arrive_once_through_a_later_plai
         settings = harvest_settings(harvest_start_seconds=600, harvest_lookback_seconds=600)
         backfill = await harvest(env, store, settings, since=NOW - timedelta(hours=2), until=NOW + timedelta(minutes=5))
         assert backfill.mode == "backfill" and backfill.written == 50 and backfill.unfinished_remembered == 3
-        assert backfill.checkpoint is None and st.read_checkpoint(store) is None, "a backfill never moves the checkpoint"
+        assert backfill.checkpoint is None and st.read_checkpoint(store) is None, (
+            "a backfill never moves the checkpoint"
+        )
         env.clock.advance(4 * 3600)
         plain = await harvest(env, store, settings)
         again = await harvest(env, store, settings, since=NOW - timedelta(hours=2), until=NOW + timedelta(minutes=5))
@@ -237,7 +250,9 @@ async def test_a_crash_between_writing_and_checkpointing_then_a_rerun(store: Obj
     with sandbox_env() as env:
         env.preload(1_000, NOW - timedelta(hours=5), NOW - timedelta(minutes=5))
         settings = harvest_settings(harvest_start_seconds=4 * 3600)  # from NOW - 5 h with the lookback
-        crashing = dead_after(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_CHECKPOINT))
+        crashing = dead_after(
+            twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_CHECKPOINT)
+        )
         with pytest.raises(Crash):
             await harvest(env, crashing, settings)
         assert read_lines(store), "the first window's parts were written before the crash"
@@ -263,8 +278,9 @@ async def test_the_checkpoint_waits_for_the_commit_of_its_window(store: ObjectSt
             time.sleep(0.5)
             raise Crash("the commit of the second window failed")
 
-        failing = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(second_hour),
-                              slow_failure)
+        failing = FaultyStore(
+            twin(store), lambda method, key: method == "create_if_absent" and key.startswith(second_hour), slow_failure
+        )
         with pytest.raises(Crash):
             await harvest(env, failing, settings)
         saved = st.read_checkpoint(store)
@@ -289,15 +305,25 @@ async def test_a_run_overtaken_at_its_commit_writes_nothing_twice(store: ObjectS
             async def backfill() -> HarvestReport:
                 sca = make_sca(env.server, env.clock)
                 try:
-                    return await run_harvest(settings, sca, twin(store), since=NOW - timedelta(hours=4), until=NOW,
-                                             deadline=far_deadline(), now=env.now)
+                    return await run_harvest(
+                        settings,
+                        sca,
+                        twin(store),
+                        since=NOW - timedelta(hours=4),
+                        until=NOW,
+                        deadline=far_deadline(),
+                        now=env.now,
+                    )
                 finally:
                     await sca.aclose()
 
             theirs.append(asyncio.run(backfill()))
 
-        overtaken = FaultyStore(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_COMMITS),
-                                other_process)
+        overtaken = FaultyStore(
+            twin(store),
+            lambda method, key: method == "create_if_absent" and key.startswith(layout.HARVEST_COMMITS),
+            other_process,
+        )
         mine = await harvest(env, overtaken, settings)
     # the first spill met all of its results committed by the other process at commit time
     assert overtaken.fired and theirs[0].written > 0 and mine.duplicates_skipped > 0
@@ -365,9 +391,12 @@ async def test_two_concurrent_runs_write_each_result_once(store: ObjectStore) ->
 
 
 async def window_task_ids(env: Env, start: datetime, end: datetime, n: int) -> list[str]:
-    query = GetResultQuery(start_time=start.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
-                           end_time=end.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"), page_size=min(n, 99),
-                           required_fields="taskId,status")
+    query = GetResultQuery(
+        start_time=start.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+        end_time=end.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+        page_size=min(n, 99),
+        required_fields="taskId,status",
+    )
     ids: list[str] = []
     number = 1
     while len(ids) < n:
@@ -384,8 +413,12 @@ async def test_callback_path_racing_a_timer_pass_writes_once(store: ObjectStore)
         settings = harvest_settings(harvest_start_seconds=2 * 3600)
 
         async def callbacks() -> list[HarvestReport]:
-            return [await harvest_task_ids(settings, env.sca, twin(store), task_ids[i:i + 50], deadline=far_deadline(),
-                                           now=env.now) for i in range(0, 300, 50)]
+            return [
+                await harvest_task_ids(
+                    settings, env.sca, twin(store), task_ids[i : i + 50], deadline=far_deadline(), now=env.now
+                )
+                for i in range(0, 300, 50)
+            ]
 
         timer, hints = await asyncio.gather(harvest(env, twin(store), settings), callbacks())
         env.clock.advance(300)
@@ -400,13 +433,19 @@ async def test_callback_path_racing_a_timer_pass_writes_once(store: ObjectStore)
 async def test_callback_path_writes_a_finished_task_and_remembers_a_running_one(store: ObjectStore) -> None:
     with sandbox_env(sandbox_options(task_seconds=120)) as env:
         task = await env.upload("job-1", "job-2")
-        running = await harvest_task_ids(harvest_settings(), env.sca, store, [task], deadline=far_deadline(), now=env.now)
+        running = await harvest_task_ids(
+            harvest_settings(), env.sca, store, [task], deadline=far_deadline(), now=env.now
+        )
         assert running.written == 0 and sorted(st.unfinished_results(store)) == [f"{task}|job-1", f"{task}|job-2"]
         assert running.manifest is None, "no manifest for a hint that wrote nothing"
         env.clock.advance(300)
-        done = await harvest_task_ids(harvest_settings(), env.sca, store, [task, task], deadline=far_deadline(), now=env.now)
+        done = await harvest_task_ids(
+            harvest_settings(), env.sca, store, [task, task], deadline=far_deadline(), now=env.now
+        )
         again = await harvest_task_ids(harvest_settings(), env.sca, store, [task], deadline=far_deadline(), now=env.now)
-        unknown = await harvest_task_ids(harvest_settings(), env.sca, store, ["NO-SUCH-TASK"], deadline=far_deadline(), now=env.now)
+        unknown = await harvest_task_ids(
+            harvest_settings(), env.sca, store, ["NO-SUCH-TASK"], deadline=far_deadline(), now=env.now
+        )
     assert done.written == 2 and again.written == 0 and again.duplicates_skipped == 2 and unknown.written == 0
     assert list(st.unfinished_results(store)) == [], "markers of written results are removed"
     assert sorted(identities(read_lines(store))) == [(task, "job-1"), (task, "job-2")]
@@ -469,8 +508,13 @@ async def test_gzip_progress_and_the_ledger_join(store: ObjectStore) -> None:
         env.preload(300, NOW - timedelta(hours=2), NOW - timedelta(minutes=30))
         task = await env.upload("job-7", "job-8")
         env.clock.advance(600)
-        report = await harvest(env, store, harvest_settings(harvest_gzip=True, harvest_start_seconds=3 * 3600),
-                               progress=seen.append, ledger=ledger)
+        report = await harvest(
+            env,
+            store,
+            harvest_settings(harvest_gzip=True, harvest_start_seconds=3 * 3600),
+            progress=seen.append,
+            ledger=ledger,
+        )
     assert report.written == 302 and all(key.endswith(".jsonl.gz") for key in report.files)
     assert len(read_lines(store)) == 302
     assert sorted(ledger.recorded) == [("job-7", task), ("job-8", task)]
@@ -513,3 +557,30 @@ async def test_memory_does_not_grow_with_the_window(tmp_path: Any) -> None:
     big_peak, big_bytes = await peak(12_000, "big")
     assert big_peak < small_peak * 2.0, (small_peak, big_peak)
     assert big_peak < big_bytes, (big_peak, big_bytes)
+
+
+async def test_a_pass_compacts_the_closed_hours_the_callbacks_left_in_pieces(store: ObjectStore) -> None:
+    from qcflow.harvest import compact as cp
+
+    with sandbox_env() as env:
+        env.preload(400, NOW - timedelta(hours=5), NOW - timedelta(minutes=5))
+        task_ids = await window_task_ids(env, NOW - timedelta(hours=5), NOW - timedelta(minutes=5), 400)
+        settings = harvest_settings(harvest_start_seconds=6 * 3600)
+        for i in range(0, 120, 4):  # callbacks: a part of their own each
+            await harvest_task_ids(
+                settings, env.sca, twin(store), task_ids[i : i + 4], deadline=far_deadline(), now=env.now
+            )
+        before = cp.files_per_hour(store, cp.RESULTS)
+        report = await harvest(env, store, settings)
+        manifest = json.loads(store.get(report.manifest).body)
+        after = cp.files_per_hour(store, cp.RESULTS)
+        off = await harvest(env, twin(store), harvest_settings(harvest_start_seconds=6 * 3600, harvest_compact=False))
+    assert max(before.values()) > 2
+    zone = ZoneInfo("Asia/Shanghai")
+    limit = NOW - timedelta(seconds=120 + 3600)
+    closed = [p for p in after if cp.partition_hour(p, zone) + timedelta(hours=1) <= limit]  # type: ignore[operator]
+    assert closed and all(after[p] == 1 for p in closed), after
+    assert manifest["compaction"]["compactions"] >= len([p for p in closed if before.get(p, 0) > 1]) > 0
+    lines = read_lines(store)
+    assert len(lines) == 400 and off.written == 0
+    assert_once(lines)

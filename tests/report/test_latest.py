@@ -277,3 +277,30 @@ def test_a_compaction_in_flight_changes_no_figure_and_no_latest_row(lake: tuple[
     assert {r: (row["score"], row["source"]) for r, row in latest_during.items()} == {
         r: (row["score"], row["source"]) for r, row in latest_before.items()
     }
+
+
+def test_a_part_compacted_away_between_listing_and_read_is_read_from_its_replacement(
+    lake: tuple[LocalStore, Lake],
+) -> None:
+    """The report lists, then reads: a compaction may replace a part in between. The report
+    lists again (its results are in the replacement), rather than failing or missing them."""
+    store, made = lake
+    before, _ = build_data(store, DayRange(), ZONE)
+
+    class Compacting:  # the store as an OSS store would be read (copied through get), with a compaction racing
+        url = store.url
+        moved = False
+
+        def list(self, prefix: str = "", **kw: Any) -> Any:
+            return store.list(prefix, **kw)
+
+        def get(self, key: str) -> Any:
+            if not Compacting.moved and key.startswith("results/"):
+                Compacting.moved = True
+                folder, name = key.rsplit("/", 1)
+                store.put(f"{folder}/part-9999999999-c0.jsonl", store.get(key).body)
+                store.delete(key)
+            return store.get(key)
+
+    during, _ = build_data(Compacting(), DayRange(), ZONE)  # type: ignore[arg-type]
+    assert Compacting.moved and during.counts == before.counts and during.lowest == before.lowest

@@ -40,10 +40,15 @@ record comes later in the same sequence and is planned from a log that already h
 first). Writers racing a compaction commit later sequence numbers: their parts stay visible
 and are folded by the next compaction of the hour.
 
+The same in both rooms (``output.Room``): ``results/`` with ``state/harvest/commits/`` and
+``reviews/`` with ``state/reviews/commits/``.
+
 **Closed hour** (``closed_before``): the hour ended at least ``settle + lookback`` ago (no
-incremental pass reads it any more) and no unfinished task (``state/harvest/unfinished/``) was
-uploaded in it. Correctness never depends on it: a backfill, a late finisher or a review that
-still writes into a compacted hour adds a part, and the next compaction folds it.
+incremental pass of either feed reads it any more) and, in ``results/``, no unfinished task
+(``state/harvest/unfinished/``) was uploaded in it (``reviews/`` is partitioned by review time:
+no late finisher lands in an old review hour). Correctness never depends on it: a backfill, a
+late finisher or a review that still writes into a compacted hour adds a part, and the next
+compaction folds it.
 """
 
 from __future__ import annotations
@@ -59,9 +64,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from qcflow import journal, layout
+from qcflow import journal
 from qcflow.errors import NotFoundError, RetryableError
-from qcflow.harvest.output import _get_many, upload
+from qcflow.harvest.output import RESULTS_ROOM, REVIEWS_ROOM, Room, _get_many, upload
 from qcflow.journal import MAX_RACES
 from qcflow.store import ObjectStore
 
@@ -75,20 +80,13 @@ _CHUNK = 1024 * 1024
 _SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
-@dataclass(frozen=True)
-class Room:
-    """An output tree and its commit log: ``results/`` with ``state/harvest/commits/``, and the
-    review feed's tree with its own."""
-
-    output: str
-    commits: str
-    pending: str | None = None
-
-    def partition_prefix(self, partition: str) -> str:
-        return f"{self.output}{partition}/"
+#: The two rooms compaction keeps small (the writer's own: ``output.Room``).
+RESULTS = RESULTS_ROOM
+REVIEWS = REVIEWS_ROOM
 
 
-RESULTS = Room(layout.RESULTS, layout.HARVEST_COMMITS, layout.HARVEST_PENDING)
+def _prefix(room: Room, partition: str) -> str:
+    return f"{room.output}{partition}/"
 
 
 def staged_key(room: Room, partition: str, seq: int, index: int, gzip: bool) -> str:
@@ -165,7 +163,7 @@ class Partition:
         return found
 
     def visible_parts(self) -> int:
-        return sum(1 for key in self.present if "/" not in key[len(self.room.partition_prefix(self.name)) :])
+        return sum(1 for key in self.present if "/" not in key[len(_prefix(self.room, self.name)) :])
 
 
 def load(store: ObjectStore, room: Room, partition: str) -> Partition:
@@ -184,15 +182,12 @@ def load(store: ObjectStore, room: Room, partition: str) -> Partition:
             raise RetryableError(f"commit record {key!r} was listed but cannot be read")
         records.append((seq, body))
     pending: set[int] = set()
-    if room.pending:
-        pprefix = f"{room.pending}{partition}/"
-        for info in store.list(pprefix):
-            head = info.key[len(pprefix) :].split("-", 1)[0]
-            if head.isdigit():
-                pending.add(int(head))
-    present = {
-        info.key: info.size for info in store.list(room.partition_prefix(partition)) if info.key.endswith(_SUFFIXES)
-    }
+    pprefix = f"{room.pending}{partition}/"
+    for info in store.list(pprefix):
+        head = info.key[len(pprefix) :].split("-", 1)[0]
+        if head.isdigit():
+            pending.add(int(head))
+    present = {info.key: info.size for info in store.list(_prefix(room, partition)) if info.key.endswith(_SUFFIXES)}
     return Partition(room, partition, records, present, pending)
 
 
@@ -363,7 +358,7 @@ def finish(
     """Steps 1–4 of the module docstring for compaction ``seq``, from wherever they stand.
     ``crash(step)`` is the tests' hook to stop between steps."""
     for _attempt in range(FINISH_ATTEMPTS):
-        present = {info.key for info in store.list(room.partition_prefix(partition))}
+        present = {info.key for info in store.list(_prefix(room, partition))}
         outputs, staged, groups = record["outputs"], record["staged"], record["groups"]
         inputs = [key for group in groups for key in group]
         local: list[str] = []
@@ -508,10 +503,11 @@ def compact_range(
     deadline: float | None = None,
     spill_dir: str | None = None,
     unfinished_rule: bool = True,
+    stats: CompactStats | None = None,
 ) -> CompactStats:
     """Compact every closed partition of the range, oldest first, until ``deadline``
     (``time.monotonic()``); what is left is for the next pass."""
-    stats = CompactStats()
+    stats = stats or CompactStats()
     for name in closed_partitions(
         store,
         room,
@@ -550,6 +546,7 @@ def utc_now() -> datetime:
 
 __all__ = [
     "RESULTS",
+    "REVIEWS",
     "STAGED_DIR",
     "CompactStats",
     "Partition",

@@ -19,8 +19,11 @@
    own checkpoint) on the same limiter, with the time the results left — at least
    ``QCFLOW_HARVEST_REVIEWS_MIN_SHARE`` of the pass (the results stop reading before that);
    ``QCFLOW_HARVEST_REVIEWS=false`` turns it off;
-6. writes the run's manifest (``state/harvest/manifests/dt=<day>/<run>.json``: its files and
-   counts), releases the lease.
+6. with time left (``harvest_compact``), compacts the closed hours of the last
+   ``harvest_compact_hours`` (a backfill: of its range) of ``results/`` and ``reviews/`` into one
+   or two parts each (``compact.py``: readers never see a result twice);
+7. writes the run's manifest (``state/harvest/manifests/dt=<day>/<run>.json``: its files and
+   counts, and ``compaction``), releases the lease.
 
 With ``reviews=True`` and ``since``/``until`` it is a backfill of the *reviews* saved in that
 range (``qcflow harvest --reviews``): a lease of its own (``state/reviews/backfill-lease/``),
@@ -72,10 +75,11 @@ from qcflow.config import HarvestSettings, Settings
 from qcflow.errors import QcflowError
 from qcflow.harvest import records as rec
 from qcflow.harvest import state as st
+from qcflow.harvest.compact import CompactStats, compact_range
 from qcflow.harvest.feed import Budget, chunks
 from qcflow.harvest.fields import required_fields
 from qcflow.harvest.join import TaskIdJoin, TaskIdLedger
-from qcflow.harvest.output import ResultWriter, Spill, write_manifest
+from qcflow.harvest.output import RESULTS_ROOM, REVIEWS_ROOM, ResultWriter, Spill, write_manifest
 from qcflow.harvest.pipeline import HarvestProgress, Pipeline
 from qcflow.harvest.reader import Window, WindowReader
 from qcflow.harvest.recovery import recover, recovery_grace_seconds
@@ -103,6 +107,8 @@ Mode = Literal["incremental", "backfill", "tasks", "reviews"]
 
 #: A lease outlives its run's deadline by this much (a run never holds it past its budget).
 LEASE_MARGIN_SECONDS = 30.0
+#: Compaction (after the windows) stops this long before the deadline (at most half what is left).
+COMPACT_MARGIN_SECONDS = 30.0
 
 
 def _utc_now() -> datetime:
@@ -389,6 +395,50 @@ class _Pass:
         )
         self.report.checkpoint = saved.through
 
+    async def compact(self, deadline: float) -> dict[str, Any] | None:
+        """After the windows, while time is left before ``deadline``: fold the small parts of
+        the closed hours of the last ``harvest_compact_hours`` in ``results/`` and ``reviews/``
+        (a backfill: of its range, in its room). A failure is logged, not raised: the results
+        are written, and the next pass compacts again."""
+        harvest = self.settings.harvest
+        if not harvest.compact or self.mode == "tasks":
+            return None
+        deadline -= min(COMPACT_MARGIN_SECONDS, max(0.0, deadline - time.monotonic()) / 2)
+        since, until = self.started_at - timedelta(hours=harvest.compact_hours), None
+        rooms = [RESULTS_ROOM, REVIEWS_ROOM]
+        if self.mode != "incremental" and self.report.since is not None:
+            since, until = self.report.since, self.report.until
+            rooms = [REVIEWS_ROOM] if self.mode == "reviews" else [RESULTS_ROOM]
+        zone = self.settings.zone
+        stats = CompactStats()
+        try:
+            for room in rooms:
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.to_thread(
+                    compact_range,
+                    self.store,
+                    room,
+                    zone=zone,
+                    now=self.started_at,
+                    settle_seconds=harvest.settle_seconds,
+                    lookback_seconds=harvest.lookback_seconds,
+                    run_id=self.run_id,
+                    gzip=harvest.gzip,
+                    max_bytes=harvest.compact_max_bytes,
+                    since=since.astimezone(zone),
+                    until=until.astimezone(zone) if until is not None else None,
+                    deadline=deadline,
+                    unfinished_rule=room is RESULTS_ROOM,
+                    stats=stats,
+                )
+        except QcflowError as exc:
+            log.warning(
+                "harvest compaction stopped: %s", exc, extra={"event": "harvest_compact_failed", "code": exc.code}
+            )
+            return {**stats.to_json(), "error": exc.code}
+        return stats.to_json()
+
     # ------------------------------------------------------------------ the end
     def finish_counts(self) -> None:
         report, stats, writer = self.report, self.pipeline.stats, self.pipeline.writer.stats
@@ -542,6 +592,7 @@ async def run_harvest(
                     await feed.recover()
                     extra.update(await feed.incremental(lease_holds))
             await run.settle()
+            extra["compaction"] = await run.compact(deadline)
             run.finish_counts()
             await run.write_manifest(extra)
             log.info(run.report.summary(), extra={"event": "harvest_done", **run.report.to_json()})

@@ -380,8 +380,14 @@ def status_command(as_json: bool, days: int) -> None:
         from qcflow.tools.progress import run_bar
 
         with run_bar("reading the ledger", None, console=console) as bar:
+            closed = settings.harvest.settle_seconds + settings.harvest.lookback_seconds
             return await asyncio.to_thread(
-                status, store, zone=settings.zone, days=days, progress=lambda n: bar.update(completed=n)
+                status,
+                store,
+                zone=settings.zone,
+                days=days,
+                progress=lambda n: bar.update(completed=n),
+                closed_after_seconds=closed,
             )
 
     report = run_async(work)
@@ -411,6 +417,11 @@ def status_command(as_json: bool, days: int) -> None:
         (f"reviews (last {days} days)", reviews[f"reviews_last_{days}_days"]),
         ("review checkpoint", reviews["checkpoint"] or "-"),
         ("review lag", f"{reviews['lag_seconds']} s" if reviews["lag_seconds"] is not None else "-"),
+        (
+            f"files per closed hour, max (last {days} days)",
+            f"{report['files']['max_files_per_closed_hour']} "
+            f"({report['files']['closed_hours_over_2_files']} of {report['files']['closed_hours']} hours over 2)",
+        ),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
@@ -496,12 +507,66 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+@click.command("compact")
+@click.option("--since", default=None, help="First upload day to compact (a date in QCFLOW_SCA_TIME_ZONE).")
+@click.option("--until", default=None, help="Last upload day to compact, included (default: the last closed hour).")
+@click.option("--json", "as_json", is_flag=True, help="The counts as JSON on stdout.")
+def compact_command(since: str | None, until: str | None, as_json: bool) -> None:
+    """Fold the small parts of every closed hour of a range into one or two (all days without a range).
+
+    Safe while harvests and callbacks run, and after a crash: readers never see a result twice, and
+    a compaction left halfway is finished first. The harvest pass does this for recent hours."""
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from qcflow.config import load_settings
+    from qcflow.harvest.compact import RESULTS, compact_range
+    from qcflow.store import open_store
+    from qcflow.tools.timerange import TimeRange
+
+    settings = load_settings()
+    zone = settings.zone
+    try:
+        wanted = TimeRange.parse(since, until, zone=zone)
+    except QcflowError as exc:
+        console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
+        sys.exit(2)
+    harvest = settings.harvest
+    now = datetime.now(timezone.utc)
+    store = require_existing_store(open_store(settings.store.url, settings=settings))
+    last = wanted.until - timedelta(microseconds=1) if wanted.until is not None else None
+    stats = compact_range(
+        store,
+        RESULTS,
+        zone=zone,
+        now=now,
+        settle_seconds=harvest.settle_seconds,
+        lookback_seconds=harvest.lookback_seconds,
+        run_id=f"{now:%Y%m%dT%H%M%SZ}-compact-{uuid.uuid4().hex[:8]}",
+        gzip=harvest.gzip,
+        max_bytes=harvest.compact_max_bytes,
+        since=wanted.since.astimezone(zone) if wanted.since is not None else None,
+        until=last.astimezone(zone) if last is not None else None,
+    )
+    if as_json:
+        import json
+
+        click.echo(json.dumps(stats.to_json(), indent=2))
+        return
+    click.echo(
+        f"compact: {stats.partitions:,} closed hours, {stats.compactions:,} compacted "
+        f"({stats.finished:,} left halfway finished), parts {stats.parts_before:,} -> {stats.parts_after:,}, "
+        f"{stats.records:,} results rewritten"
+    )
+
+
 def register(main: click.Group) -> None:
     main.add_command(push_command)
     main.add_command(replay_command)
     main.add_command(demo_command)
     main.add_command(harvest_command)
     main.add_command(status_command)
+    main.add_command(compact_command)
     from qcflow.tools.report import register as register_report
 
     register_report(main)  # qcflow report, qcflow ddl maxcompute (DuckDB/Plotly imported when they run)

@@ -4,7 +4,8 @@ Push: the ledger (``state/push/``) — submitted, failed *pushes* with the top r
 (a live claim), stalled (a claim that expired without an outcome: its FC retries ran out;
 ``qcflow push --key`` settles it), taskIds still unknown. Harvest: the checkpoint and its
 lag, remembered unfinished and stuck results, results committed in the last ``days``, and
-the last run's manifest. Inspections: the harvested results of the last ``days`` by SCA's
+the last run's manifest. Files: the most visible parts of a closed hour (compaction keeps
+it at one or two). Inspections: the harvested results of the last ``days`` by SCA's
 outcome, finished and failed (a task SCA could not inspect) — apart from failed pushes, which
 never became a task. Reviews: the review feed's checkpoint and its lag, and the reviews
 committed in the last ``days`` (days of review time). Reading the ledger costs one listing page per 1,000 objects plus a
@@ -143,6 +144,31 @@ def review_status(store: ObjectStore, *, now: datetime, zone: tzinfo, days: int 
     }
 
 
+def files_status(
+    store: ObjectStore, *, now: datetime, zone: tzinfo, days: int = 7, closed_after_seconds: float = 3720.0
+) -> dict[str, Any]:
+    """Visible parts per closed hour of the last ``days`` (one listing of ``results/``): what a
+    Hive-style reader lists, and so what compaction (``qcflow.harvest.compact``) keeps small.
+    An hour is counted once it ended ``closed_after_seconds`` ago (settle + lookback)."""
+    from zoneinfo import ZoneInfo
+
+    from qcflow.harvest.compact import RESULTS, files_per_hour, partition_hour
+
+    since = now.astimezone(zone) - timedelta(days=days - 1)
+    limit = now - timedelta(seconds=closed_after_seconds)
+    hour_zone = zone if isinstance(zone, ZoneInfo) else ZoneInfo(str(zone))
+    counts = {
+        name: n
+        for name, n in files_per_hour(store, RESULTS, since).items()
+        if (start := partition_hour(name, hour_zone)) is not None and start + timedelta(hours=1) <= limit
+    }
+    return {
+        "closed_hours": len(counts),
+        "max_files_per_closed_hour": max(counts.values(), default=0),
+        "closed_hours_over_2_files": sum(1 for n in counts.values() if n > 2),
+    }
+
+
 def status(
     store: ObjectStore,
     *,
@@ -150,6 +176,7 @@ def status(
     now: datetime | None = None,
     days: int = 7,
     progress: Callable[[int], None] | None = None,
+    closed_after_seconds: float = 3720.0,
 ) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
     today = now.astimezone(zone).date()
@@ -162,6 +189,7 @@ def status(
         "harvest": harvest_status(store, now=now, zone=zone, days=days),
         "inspections": inspection_status(store, now=now, zone=zone, days=days),
         "reviews": review_status(store, now=now, zone=zone, days=days),
+        "files": files_status(store, now=now, zone=zone, days=days, closed_after_seconds=closed_after_seconds),
     }
 
 

@@ -56,6 +56,40 @@ def build_data(
     threads: int | None = None,
 ) -> tuple[ReportData, int]:
     """The page's figures for ``days`` (and how many bytes of JSONL were read)."""
+    for attempt in range(READ_ATTEMPTS):
+        listed: set[str] = set()
+        try:
+            return _build_data(store, days, zone, listed, progress=progress, now=now, threads=threads)
+        except ReportError:
+            # A compaction (qcflow.harvest.compact) may delete a part between the listing and its
+            # read: its results are then in the parts that replace it, so read the new listing.
+            if attempt == READ_ATTEMPTS - 1 or not _a_part_went_away(store, days, listed):
+                raise
+    raise AssertionError("unreachable")
+
+
+#: Reads of the listing when parts go away under the report (a compaction in flight).
+READ_ATTEMPTS = 3
+
+
+def _a_part_went_away(store: ObjectStore, days: DayRange, listed: set[str]) -> bool:
+    from qcflow import layout
+    from qcflow.tools.report.source import REVIEWS, list_parts
+
+    there = {p.key for prefix in (layout.RESULTS, REVIEWS) for p in list_parts(store, days, prefix=prefix)}
+    return bool(listed - there)
+
+
+def _build_data(
+    store: ObjectStore,
+    days: DayRange,
+    zone: ZoneInfo,
+    listed: set[str],
+    *,
+    progress: Progress,
+    now: datetime | None,
+    threads: int | None,
+) -> tuple[ReportData, int]:
     from qcflow.tools.report.query import aggregate
     from qcflow.tools.report.source import REVIEWS, list_parts, local_paths, markers
 
@@ -66,6 +100,7 @@ def build_data(
         progress(stage, len(results) + done, None if total is None else len(results) + total)
 
     parts = results + list_parts(store, days, more, prefix=REVIEWS)
+    listed.update(p.key for p in parts)
     found = markers(store, zone, days, progress)
     range_ = {
         "since": days.since.isoformat() if days.since else None,
