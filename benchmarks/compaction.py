@@ -77,8 +77,15 @@ def lay_out(root: Path, count: int, start: datetime, hours: int, first: int = 0)
             run = f"cb{i:07d}"
             key = f"results/{partition}/part-{seq:010d}-{run}.jsonl"
             (parts / f"part-{seq:010d}-{run}.jsonl").write_bytes(line(i, upload))
-            record = {"v": 1, "partition": partition, "seq": seq, "run": run, "part": key, "count": 1,
-                      "results": [f"T{i:07d}|job-{i}"]}
+            record = {
+                "v": 1,
+                "partition": partition,
+                "seq": seq,
+                "run": run,
+                "part": key,
+                "count": 1,
+                "results": [f"T{i:07d}|job-{i}"],
+            }
             (commits / f"{seq:010d}.json").write_text(json.dumps(record))
             made += 1
 
@@ -109,8 +116,15 @@ def run_child(args: argparse.Namespace) -> None:
         from qcflow.harvest.compact import RESULTS, compact_range
 
         stats = compact_range(
-            store, RESULTS, zone=ZONE, now=datetime.now(timezone.utc), settle_seconds=120, lookback_seconds=3600,
-            run_id="bench", gzip=False, max_bytes=256 * 1024 * 1024,
+            store,
+            RESULTS,
+            zone=ZONE,
+            now=datetime.now(timezone.utc),
+            settle_seconds=120,
+            lookback_seconds=3600,
+            run_id="bench",
+            gzip=False,
+            max_bytes=256 * 1024 * 1024,
         )
         out.update(stats.to_json())
     out["seconds"] = time.monotonic() - started
@@ -137,14 +151,20 @@ def main() -> None:
         lay_out(day, args.records, DAY, 24)
         store = LocalStore(day)
         before_files = files_per_hour(store, RESULTS)
-        print(f"laid out {args.records:,} callback parts over 24 hours in {time.monotonic() - started:.0f} s: "
-              f"up to {max(before_files.values()):,} files per hour", flush=True)
+        print(
+            f"laid out {args.records:,} callback parts over 24 hours in {time.monotonic() - started:.0f} s: "
+            f"up to {max(before_files.values()):,} files per hour",
+            flush=True,
+        )
         report_before = child(["--child", "report", "--store", str(day)])
         print(f"report before: {report_before['seconds']:.1f} s ({report_before['results']:,.0f} results)", flush=True)
         compacted = child(["--child", "compact", "--store", str(day)])
-        print(f"compacted {compacted['partitions']:.0f} hours in {compacted['seconds']:.1f} s "
-              f"(parts {compacted['parts_before']:,.0f} -> {compacted['parts_after']:,.0f}, "
-              f"peak RSS {compacted['peak_rss_mb']:.0f} MB)", flush=True)
+        print(
+            f"compacted {compacted['partitions']:.0f} hours in {compacted['seconds']:.1f} s "
+            f"(parts {compacted['parts_before']:,.0f} -> {compacted['parts_after']:,.0f}, "
+            f"peak RSS {compacted['peak_rss_mb']:.0f} MB)",
+            flush=True,
+        )
         after_files = files_per_hour(store, RESULTS)
         report_after = child(["--child", "report", "--store", str(day)])
         print(f"report after: {report_after['seconds']:.1f} s ({report_after['results']:,.0f} results)", flush=True)
@@ -152,11 +172,16 @@ def main() -> None:
         big = Path(tmp) / "big"
         lay_out(big, args.big, DAY, 1, first=10_000_000)
         alone = child(["--child", "compact", "--store", str(big)])
-        print(f"one hour of {args.big:,} callback parts compacted in {alone['seconds']:.1f} s, "
-              f"peak RSS {alone['peak_rss_mb']:.0f} MB, {files_per_hour(LocalStore(big), RESULTS)} ", flush=True)
+        print(
+            f"one hour of {args.big:,} callback parts compacted in {alone['seconds']:.1f} s, "
+            f"peak RSS {alone['peak_rss_mb']:.0f} MB, {files_per_hour(LocalStore(big), RESULTS)} ",
+            flush=True,
+        )
         speedup = report_before["seconds"] / report_after["seconds"]
-        print(f"files_per_closed_hour={max(after_files.values())} compact_peak_rss_mb={alone['peak_rss_mb']:.0f} "
-              f"report_speedup={speedup:.2f}")
+        print(
+            f"files_per_closed_hour={max(after_files.values())} compact_peak_rss_mb={alone['peak_rss_mb']:.0f} "
+            f"report_speedup={speedup:.2f}"
+        )
 
 
 if __name__ == "__main__":
