@@ -24,7 +24,15 @@ import pytest
 
 from qcflow import journal, layout
 from qcflow.harvest import compact as cp
-from qcflow.harvest.output import CommitLog, Spill, commit_spill, intent_results, pending_intents, write_recovered
+from qcflow.harvest.output import (
+    CommitLog,
+    Room,
+    Spill,
+    commit_spill,
+    intent_results,
+    pending_intents,
+    write_recovered,
+)
 from qcflow.store import ObjectStore
 
 from tests.harvest.conftest import Crash, twin
@@ -43,12 +51,20 @@ def line(result: str) -> bytes:
 
 
 def write(
-    store: ObjectStore, partition: str, results: list[str], tmp_path: Any, *, gzip_: bool = False, run: str = "w"
+    store: ObjectStore,
+    partition: str,
+    results: list[str],
+    tmp_path: Any,
+    *,
+    gzip_: bool = False,
+    run: str = "w",
+    room: Room = ROOM,
 ) -> None:
     spill = Spill(partition, str(tmp_path))
     for result in results:
         spill.add(result, line(result))
-    assert commit_spill(store, spill, CommitLog(partition), run_id=run, gzip=gzip_, grace_seconds=600) is not None
+    log_ = CommitLog(partition, room)
+    assert commit_spill(store, spill, log_, run_id=run, gzip=gzip_, grace_seconds=600) is not None
 
 
 def ids(n: int, start: int = 0) -> list[str]:
@@ -61,9 +77,9 @@ def lines_in(store: ObjectStore, key: str) -> list[str]:
     return [f"{x['task_id']}|{x['call_id']}" for x in map(json.loads, body.splitlines())]
 
 
-def seen(store: ObjectStore, partition: str, *, hidden: bool) -> Counter[str]:
+def seen(store: ObjectStore, partition: str, *, hidden: bool, room: Room = ROOM) -> Counter[str]:
     """What a reader of one partition sees: visible parts only, or with ``_compact/`` too."""
-    prefix = f"results/{partition}/"
+    prefix = f"{room.output}{partition}/"
     counts: Counter[str] = Counter()
     for info in store.list(prefix):
         rest = info.key[len(prefix) :]
@@ -155,13 +171,13 @@ class _Writer:
 
 
 def invariant(
-    store: ObjectStore, partition: str, expected: set[str], late: set[str] = frozenset()
+    store: ObjectStore, partition: str, expected: set[str], late: set[str] = frozenset(), room: Room = ROOM
 ) -> Callable[[], None]:  # type: ignore[assignment]
     def check() -> None:
-        visible = seen(store, partition, hidden=False)
+        visible = seen(store, partition, hidden=False, room=room)
         doubled = [r for r, n in visible.items() if n > 1]
         assert not doubled, f"a Hive reader sees {doubled[:3]} twice"
-        fresh = set(seen(store, partition, hidden=True))
+        fresh = set(seen(store, partition, hidden=True, room=room))
         assert expected <= fresh, f"a fresh reader misses {sorted(expected - fresh)[:3]}"
         assert set(visible) <= expected | late
 
@@ -169,22 +185,30 @@ def invariant(
 
 
 def compact(
-    store: ObjectStore, partition: str, *, gzip_: bool = False, max_bytes: int = 1 << 20, run: str = "c1"
+    store: ObjectStore,
+    partition: str,
+    *,
+    gzip_: bool = False,
+    max_bytes: int = 1 << 20,
+    run: str = "c1",
+    room: Room = ROOM,
 ) -> cp.CompactStats:
-    return cp.compact_partition(store, ROOM, partition, run_id=run, gzip=gzip_, max_bytes=max_bytes)
+    return cp.compact_partition(store, room, partition, run_id=run, gzip=gzip_, max_bytes=max_bytes)
 
 
-def settled(store: ObjectStore, partition: str, expected: set[str], *, files: int = 1) -> None:
-    visible = seen(store, partition, hidden=False)
+def settled(store: ObjectStore, partition: str, expected: set[str], *, files: int = 1, room: Room = ROOM) -> None:
+    visible = seen(store, partition, hidden=False, room=room)
     assert set(visible) == expected and max(visible.values()) == 1, "exactly once after compaction"
-    assert cp.files_per_hour(store, ROOM)[partition] == files
-    assert not [i for i in store.list(f"results/{partition}/{cp.STAGED_DIR}/")], "no staged copy left"
-    assert cp.load(store, ROOM, partition).unfinished() == []
+    assert cp.files_per_hour(store, room)[partition] == files
+    assert not [i for i in store.list(f"{room.output}{partition}/{cp.STAGED_DIR}/")], "no staged copy left"
+    assert cp.load(store, room, partition).unfinished() == []
 
 
-def fill(store: ObjectStore, partition: str, tmp_path: Any, parts: int = 5, per: int = 3) -> set[str]:
+def fill(
+    store: ObjectStore, partition: str, tmp_path: Any, parts: int = 5, per: int = 3, room: Room = ROOM
+) -> set[str]:
     for i in range(parts):
-        write(store, partition, ids(per, start=i * per), tmp_path, gzip_=i % 2 == 1, run=f"w{i}")
+        write(store, partition, ids(per, start=i * per), tmp_path, gzip_=i % 2 == 1, run=f"w{i}", room=room)
     return set(ids(parts * per))
 
 
@@ -219,24 +243,27 @@ def test_the_size_limit_makes_more_outputs_and_gzip_outputs(store: ObjectStore, 
     assert all(i.key.endswith("-c0.jsonl.gz") or i.key.endswith("-c1.jsonl.gz") for i in store.list(f"results/{p}/"))
 
 
-def test_a_crash_at_every_step_is_finished_by_the_next_pass(store: ObjectStore, tmp_path: Any) -> None:
+@pytest.mark.parametrize("room", [cp.RESULTS, cp.REVIEWS], ids=["results", "reviews"])
+def test_a_crash_at_every_step_is_finished_by_the_next_pass(store: ObjectStore, tmp_path: Any, room: Room) -> None:
     probe = part_of(2)
-    fill(store, probe, tmp_path, parts=3)
+    fill(store, probe, tmp_path, parts=3, room=room)
     counter = Watched(store, lambda: None)
-    compact(counter, probe)  # type: ignore[arg-type]
+    compact(counter, probe, room=room)  # type: ignore[arg-type]
     steps = counter.steps
     assert steps >= 7  # record, 1 staged, 3 deletes, 1 output, 1 staged delete
     for at in range(1, steps + 1):
         p = part_of(10 + at)
-        expected = fill(store, p, tmp_path, parts=3)
-        check = invariant(store, p, expected)
+        expected = fill(store, p, tmp_path, parts=3, room=room)
+        check = invariant(store, p, expected, room=room)
         with pytest.raises(Crash):
-            compact(Watched(store, check, crash_at=at), p)  # type: ignore[arg-type]
+            compact(Watched(store, check, crash_at=at), p, room=room)  # type: ignore[arg-type]
         check()
         # the next pass (another process) finishes it, still checked at every step
-        compact(Watched(twin(store), check), p, run="c2")  # type: ignore[arg-type]
-        settled(store, p, expected)
-        assert len(cp.load(store, ROOM, p).compactions()) == 1, f"crash at {at}: one compaction, finished"
+        compact(Watched(twin(store), check), p, run="c2", room=room)  # type: ignore[arg-type]
+        settled(store, p, expected, room=room)
+        assert len(cp.load(store, room, p).compactions()) == 1, f"crash at {at}: one compaction, finished"
+    other = cp.REVIEWS if room is cp.RESULTS else cp.RESULTS
+    assert not list(store.list(other.output)), "a room's compaction never touches the other room"
 
 
 def test_a_writer_committing_during_compaction_is_folded_next_time(store: ObjectStore, tmp_path: Any) -> None:

@@ -512,7 +512,7 @@ def demo_command(recordings: int, store_url: str | None, as_json: bool) -> None:
 @click.option("--until", default=None, help="Last upload day to compact, included (default: the last closed hour).")
 @click.option("--json", "as_json", is_flag=True, help="The counts as JSON on stdout.")
 def compact_command(since: str | None, until: str | None, as_json: bool) -> None:
-    """Fold the small parts of every closed hour of a range into one or two (all days without a range).
+    """Fold the small parts of every closed hour of results/ and reviews/ into one or two (all days without a range).
 
     Safe while harvests and callbacks run, and after a crash: readers never see a result twice, and
     a compaction left halfway is finished first. The harvest pass does this for recent hours."""
@@ -520,7 +520,7 @@ def compact_command(since: str | None, until: str | None, as_json: bool) -> None
     from datetime import datetime, timedelta, timezone
 
     from qcflow.config import load_settings
-    from qcflow.harvest.compact import RESULTS, compact_range
+    from qcflow.harvest.compact import RESULTS, REVIEWS, CompactStats, compact_range
     from qcflow.store import open_store
     from qcflow.tools.timerange import TimeRange
 
@@ -535,19 +535,23 @@ def compact_command(since: str | None, until: str | None, as_json: bool) -> None
     now = datetime.now(timezone.utc)
     store = require_existing_store(open_store(settings.store.url, settings=settings))
     last = wanted.until - timedelta(microseconds=1) if wanted.until is not None else None
-    stats = compact_range(
-        store,
-        RESULTS,
-        zone=zone,
-        now=now,
-        settle_seconds=harvest.settle_seconds,
-        lookback_seconds=harvest.lookback_seconds,
-        run_id=f"{now:%Y%m%dT%H%M%SZ}-compact-{uuid.uuid4().hex[:8]}",
-        gzip=harvest.gzip,
-        max_bytes=harvest.compact_max_bytes,
-        since=wanted.since.astimezone(zone) if wanted.since is not None else None,
-        until=last.astimezone(zone) if last is not None else None,
-    )
+    stats = CompactStats()
+    for room in (RESULTS, REVIEWS):
+        compact_range(
+            store,
+            room,
+            stats=stats,
+            unfinished_rule=room is RESULTS,
+            zone=zone,
+            now=now,
+            settle_seconds=harvest.settle_seconds,
+            lookback_seconds=harvest.lookback_seconds,
+            run_id=f"{now:%Y%m%dT%H%M%SZ}-compact-{uuid.uuid4().hex[:8]}",
+            gzip=harvest.gzip,
+            max_bytes=harvest.compact_max_bytes,
+            since=wanted.since.astimezone(zone) if wanted.since is not None else None,
+            until=last.astimezone(zone) if last is not None else None,
+        )
     if as_json:
         import json
 
