@@ -77,6 +77,8 @@ STAGED_DIR = "_compact"
 #: A compaction that keeps meeting another finisher gives up after this many tries (next pass).
 FINISH_ATTEMPTS = 5
 _CHUNK = 1024 * 1024
+#: Commit records read at once while loading a partition's log.
+_LOAD_BATCH = 512
 _SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
@@ -158,7 +160,7 @@ class Partition:
             keys = list(rec["outputs"]) if rec.get("kind") == "compact" else [str(rec.get("part", ""))]
             if not all(key in self.present for key in keys):
                 continue  # being written, or a compaction not finished: not an input now
-            count = int(rec.get("count", len(rec.get("results") or [])))
+            count = int(rec.get("count") or 0)
             found.append(Item(seq, keys, count, sum(self.present[key] for key in keys)))
         return found
 
@@ -175,12 +177,15 @@ def load(store: ObjectStore, room: Room, partition: str) -> Partition:
         head = info.key[len(prefix) :].removesuffix(".json")
         if head.isdigit():
             keys.append((int(head), info.key))
-    bodies = _get_many(store, [key for _, key in keys])
     records = []
-    for (seq, key), body in zip(keys, bodies, strict=False):
-        if body is None:
-            raise RetryableError(f"commit record {key!r} was listed but cannot be read")
-        records.append((seq, body))
+    for start in range(0, len(keys), _LOAD_BATCH):  # a batch at a time, result ids dropped: memory stays flat
+        batch = keys[start : start + _LOAD_BATCH]
+        for (seq, key), body in zip(batch, _get_many(store, [key for _, key in batch]), strict=True):
+            if body is None:
+                raise RetryableError(f"commit record {key!r} was listed but cannot be read")
+            count = int(body.get("count", len(body.get("results") or [])))
+            body["results"], body["count"] = None, count
+            records.append((seq, body))
     pending: set[int] = set()
     pprefix = f"{room.pending}{partition}/"
     for info in store.list(pprefix):
