@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 import zlib
@@ -102,43 +103,45 @@ def output_key(room: Room, partition: str, seq: int, index: int, gzip: bool) -> 
 # ------------------------------------------------------------------------ the log's view
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """What one uncovered commit record contributes to the hour: its part (a write) or its
     outputs (a compaction), with their stored sizes as listed."""
 
     seq: int
-    keys: list[str]
+    keys: tuple[str, ...]
     count: int
     size: int = 0
 
 
 @dataclass
 class Partition:
-    """A partition's commit log, what its listing shows, and what is left to do."""
+    """A partition's commit log (the writers' records as ``seq → (part, count)``, the
+    compaction records whole), what its listing shows, and what is left to do."""
 
     room: Room
     name: str
-    records: list[tuple[int, dict[str, Any]]]
+    writes: dict[int, tuple[str, int]]
+    compacts: list[tuple[int, dict[str, Any]]]
     present: dict[str, int]  # key → size, the visible parts and the staged ones
     pending: set[int] = field(default_factory=set)
 
     @property
     def last_seq(self) -> int:
-        return self.records[-1][0] if self.records else 0
+        return max(max(self.writes, default=0), max((seq for seq, _ in self.compacts), default=0))
 
     def compactions(self) -> list[tuple[int, dict[str, Any]]]:
-        return [(seq, rec) for seq, rec in self.records if rec.get("kind") == "compact"]
+        return list(self.compacts)
 
     def covered(self) -> set[int]:
-        return {seq for _, rec in self.compactions() for seq in rec.get("covers", [])}
+        return {seq for _, rec in self.compacts for seq in rec.get("covers", [])}
 
     def unfinished(self) -> list[tuple[int, dict[str, Any]]]:
         """Compactions whose steps are not all done (a crash, or one in flight elsewhere). A
         compaction folded by a later one was complete (its outputs were all there) and is done."""
         left = []
         covered = self.covered()
-        for seq, rec in self.compactions():
+        for seq, rec in self.compacts:
             if seq in covered:
                 continue
             inputs = [key for group in rec["groups"] for key in group]
@@ -151,16 +154,20 @@ class Partition:
         return left
 
     def items(self) -> list[Item]:
-        """The uncovered records whose parts are complete: what a new compaction may fold."""
+        """The uncovered records whose parts are complete, in log order: what a new compaction
+        may fold."""
         covered = self.covered()
         found = []
-        for seq, rec in self.records:
+        entries: list[tuple[int, tuple[str, ...], int]] = [
+            (seq, (part,), count) for seq, (part, count) in self.writes.items()
+        ]
+        entries += [(seq, tuple(rec["outputs"]), int(rec.get("count") or 0)) for seq, rec in self.compacts]
+        entries.sort(key=lambda entry: entry[0])
+        for seq, keys, count in entries:
             if seq in covered or seq in self.pending:
                 continue
-            keys = list(rec["outputs"]) if rec.get("kind") == "compact" else [str(rec.get("part", ""))]
             if not all(key in self.present for key in keys):
                 continue  # being written, or a compaction not finished: not an input now
-            count = int(rec.get("count") or 0)
             found.append(Item(seq, keys, count, sum(self.present[key] for key in keys)))
         return found
 
@@ -170,22 +177,32 @@ class Partition:
 
 def load(store: ObjectStore, room: Room, partition: str) -> Partition:
     """Read the log first, then the pending markers, then the listing: a record seen without a
-    marker after it has its part uploaded (the writer drops its marker only after that)."""
+    marker after it has its part uploaded (the writer drops its marker only after that). The
+    log is read a batch at a time and only what compaction needs is kept: memory stays flat."""
     prefix = f"{room.commits}{partition}/"
-    keys: list[tuple[int, str]] = []
-    for info in store.list(prefix):
-        head = info.key[len(prefix) :].removesuffix(".json")
-        if head.isdigit():
-            keys.append((int(head), info.key))
-    records = []
-    for start in range(0, len(keys), _LOAD_BATCH):  # a batch at a time, result ids dropped: memory stays flat
-        batch = keys[start : start + _LOAD_BATCH]
+    writes: dict[int, tuple[str, int]] = {}
+    compacts: list[tuple[int, dict[str, Any]]] = []
+
+    def read(batch: list[tuple[int, str]]) -> None:
         for (seq, key), body in zip(batch, _get_many(store, [key for _, key in batch]), strict=True):
             if body is None:
                 raise RetryableError(f"commit record {key!r} was listed but cannot be read")
             count = int(body.get("count", len(body.get("results") or [])))
-            body["results"], body["count"] = None, count
-            records.append((seq, body))
+            if body.get("kind") == "compact":
+                body["results"], body["count"] = None, count
+                compacts.append((seq, body))
+            else:  # a writer's record: only its part and count matter here
+                writes[seq] = (sys.intern(str(body.get("part", ""))), count)
+
+    batch: list[tuple[int, str]] = []
+    for info in store.list(prefix):
+        head = info.key[len(prefix) :].removesuffix(".json")
+        if head.isdigit():
+            batch.append((int(head), info.key))
+        if len(batch) >= _LOAD_BATCH:
+            read(batch)
+            batch = []
+    read(batch)
     pending: set[int] = set()
     pprefix = f"{room.pending}{partition}/"
     for info in store.list(pprefix):
@@ -193,7 +210,7 @@ def load(store: ObjectStore, room: Room, partition: str) -> Partition:
         if head.isdigit():
             pending.add(int(head))
     present = {info.key: info.size for info in store.list(_prefix(room, partition)) if info.key.endswith(_SUFFIXES)}
-    return Partition(room, partition, records, present, pending)
+    return Partition(room, partition, writes, compacts, present, pending)
 
 
 # ------------------------------------------------------------------------ planning
@@ -257,6 +274,7 @@ def compact_partition(
     for seq, rec in part.unfinished():
         finish(store, room, partition, seq, rec, gzip=gzip, spill_dir=spill_dir, stats=stats)
         stats.finished += 1
+    del part
     for _ in range(MAX_RACES):
         part = load(store, room, partition)
         if part.unfinished():
@@ -279,6 +297,7 @@ def compact_partition(
             "count": sum(item.count for group in groups for item in group),
             "results": [],
         }
+        del part, groups  # the record holds what finishing needs; the log's view may be large
         commit = f"{room.commits}{partition}/{seq:010d}.json"
         if not journal.write_once(store, commit, record, token=f"compact-{run_id}-{seq}"):
             continue  # a writer or another compactor took this number: plan again from the log
@@ -297,8 +316,14 @@ def compact_partition(
             },
         )
         break
-    stats.parts_after += load(store, room, partition).visible_parts()
+    stats.parts_after += visible_parts(store, room, partition)
     return stats
+
+
+def visible_parts(store: ObjectStore, room: Room, partition: str) -> int:
+    """What a Hive-style reader lists in one partition (one listing)."""
+    prefix = _prefix(room, partition)
+    return sum(1 for info in store.list(prefix) if info.key.endswith(_SUFFIXES) and "/" not in info.key[len(prefix) :])
 
 
 # ------------------------------------------------------------------------ the steps
