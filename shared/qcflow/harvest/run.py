@@ -401,8 +401,8 @@ class _Pass:
         (a backfill: of its range, in its room). A failure is logged, not raised: the results
         are written, and the next pass compacts again."""
         harvest = self.settings.harvest
-        if not harvest.compact or self.mode == "tasks":
-            return None
+        if not harvest.compact or self.mode == "tasks" or self.budget.stopped:
+            return None  # a pass its deadline stopped has no time to spare: the next one compacts
         deadline -= min(COMPACT_MARGIN_SECONDS, max(0.0, deadline - time.monotonic()) / 2)
         since, until = self.started_at - timedelta(hours=harvest.compact_hours), None
         rooms = [RESULTS_ROOM, REVIEWS_ROOM]
