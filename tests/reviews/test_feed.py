@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from qcflow import layout
+from qcflow import journal, layout
 from qcflow.harvest import HarvestReport, harvest_task_ids, run_harvest
 from qcflow.harvest import state as st
 from qcflow.store import ObjectStore
@@ -114,16 +115,35 @@ async def test_a_crash_between_commit_and_review_checkpoint_then_a_rerun(store: 
         env.preload(800, MONTHS_AGO, MONTHS_AGO + timedelta(hours=1))
         review_backlog(env, 800, NOW - timedelta(hours=5), NOW - timedelta(minutes=10))  # from the first window
         settings = harvest_settings(**SETTINGS)
-        crashing = dead_after(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.REVIEW_CHECKPOINT))
+        pin = layout.REVIEW_CHECKPOINT + journal.seq_name(1)  # the first pass's start, saved before reading
+        crashing = dead_after(twin(store), lambda method, key: method == "create_if_absent"
+                              and key.startswith(layout.REVIEW_CHECKPOINT) and key != pin)
         with pytest.raises(Crash):
             await harvest(env, crashing, settings)
         assert read_reviews(store), "the first window's reviews were committed before the crash"
-        assert st.read_checkpoint(store, layout.REVIEW_CHECKPOINT) is None, "no checkpoint before its commit"
+        checkpoint = st.read_checkpoint(store, layout.REVIEW_CHECKPOINT)
+        assert checkpoint is not None and checkpoint.through == NOW - timedelta(hours=4), "only the start, kept"
         env.clock.advance(settings.harvest.lease_seconds)
         rerun = await harvest(env, twin(store), settings)
     lines = read_reviews(store)
     assert len(lines) == 800 and rerun.reviews["reviews_duplicates_skipped"] > 0
     assert_reviews_once(lines)
+
+
+async def test_a_first_pass_cut_before_its_first_review_window_leaves_its_start_to_the_next(store: ObjectStore) -> None:
+    """Like the harvest's checkpoint: with none yet, a first pass cut before it finished a
+    review window keeps its start, else the next pass would start later by the gap between
+    the two and never read the reviews saved in that gap (no lookback here)."""
+    with sandbox_env() as env:
+        env.preload(100, MONTHS_AGO, MONTHS_AGO + timedelta(hours=1))
+        review_backlog(env, 100, NOW - timedelta(hours=4), NOW - timedelta(minutes=10))  # the first at NOW - 4 h
+        settings = harvest_settings(**SETTINGS, harvest_lookback_seconds=0)
+        first = await harvest(env, store, settings, deadline=time.monotonic() - 1)
+        assert first.reviews["reviews_windows"] == 0 and first.reviews["reviews_stopped_by_deadline"]
+        env.clock.advance(600)  # the next timer pass
+        second = await harvest(env, store, settings)
+    assert first.reviews["review_checkpoint"] == (NOW - timedelta(hours=4)).isoformat()
+    assert second.reviews["reviews_written"] == 100 == len(read_reviews(store))
 
 
 async def test_two_concurrent_runs_and_a_review_backfill_write_each_review_once(store: ObjectStore) -> None:
