@@ -435,7 +435,7 @@ class HarvestSettings(_Slice):
         default=86400.0,
         gt=0,
         alias="harvest_start_seconds",
-        description="With no checkpoint yet, start this long ago.",
+        description="With no checkpoint yet, start this long ago (the first pass saves that start as its checkpoint).",
     )
     required_fields: tuple[str, ...] = Field(
         default=(

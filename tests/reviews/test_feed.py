@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,12 +18,22 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from qcflow import layout
+from qcflow import journal, layout
 from qcflow.harvest import HarvestReport, harvest_task_ids, run_harvest
 from qcflow.harvest import state as st
 from qcflow.store import ObjectStore
 
-from tests.harvest.conftest import NOW, Crash, Env, RequestLog, far_deadline, harvest_settings, make_sca, sandbox_env, twin
+from tests.harvest.conftest import (
+    NOW,
+    Crash,
+    Env,
+    RequestLog,
+    far_deadline,
+    harvest_settings,
+    make_sca,
+    sandbox_env,
+    twin,
+)
 from tests.harvest.test_run import dead_after
 
 pytestmark = pytest.mark.anyio
@@ -32,14 +43,20 @@ SETTINGS = dict(harvest_start_seconds=4 * 3600)
 
 
 async def harvest(env: Env, store: ObjectStore, settings: Any = None, **kw: Any) -> HarvestReport:
-    return await run_harvest(settings or harvest_settings(**SETTINGS), env.sca, store,
-                             deadline=kw.pop("deadline", far_deadline()), now=env.now, **kw)
+    return await run_harvest(
+        settings or harvest_settings(**SETTINGS),
+        env.sca,
+        store,
+        deadline=kw.pop("deadline", far_deadline()),
+        now=env.now,
+        **kw,
+    )
 
 
 def review_backlog(env: Env, count: int, start: datetime, end: datetime, *, offset: int = 0) -> list[Any]:
     """Review ``count`` of the pre-loaded tasks (from ``offset``), saved evenly over ``[start, end)``."""
     state = env.state
-    tasks = state._tasks[offset:offset + count]  # noqa: SLF001 - the sandbox's own task list
+    tasks = state._tasks[offset : offset + count]  # noqa: SLF001 - the sandbox's own task list
     lo = int(start.timestamp() * 1000)
     span = int((end - start).total_seconds() * 1000)
     with state._lock:  # noqa: SLF001
@@ -99,7 +116,9 @@ async def test_overlapping_passes_write_each_review_once_even_of_tasks_uploaded_
             latest[line["task_id"]] = line
     assert {task: line["score"] for task, line in latest.items()} == final, "the latest row's score is the console's"
     reread = [line for line in lines if len(line["review_history"]) == 2]
-    assert len(reread) == 50 and all(line["review_history"][1]["old_score"] == line["review_history"][0]["score"] for line in reread)
+    assert len(reread) == 50 and all(
+        line["review_history"][1]["old_score"] == line["review_history"][0]["score"] for line in reread
+    )
     checkpoint = st.read_checkpoint(store, layout.REVIEW_CHECKPOINT)
     assert checkpoint is not None and checkpoint.through > NOW
     assert third.reviews["review_checkpoint"] == checkpoint.through.isoformat()
@@ -114,16 +133,39 @@ async def test_a_crash_between_commit_and_review_checkpoint_then_a_rerun(store: 
         env.preload(800, MONTHS_AGO, MONTHS_AGO + timedelta(hours=1))
         review_backlog(env, 800, NOW - timedelta(hours=5), NOW - timedelta(minutes=10))  # from the first window
         settings = harvest_settings(**SETTINGS)
-        crashing = dead_after(twin(store), lambda method, key: method == "create_if_absent" and key.startswith(layout.REVIEW_CHECKPOINT))
+        pin = layout.REVIEW_CHECKPOINT + journal.seq_name(1)  # the first pass's start, saved before reading
+        crashing = dead_after(
+            twin(store),
+            lambda method, key: (
+                method == "create_if_absent" and key.startswith(layout.REVIEW_CHECKPOINT) and key != pin
+            ),
+        )
         with pytest.raises(Crash):
             await harvest(env, crashing, settings)
         assert read_reviews(store), "the first window's reviews were committed before the crash"
-        assert st.read_checkpoint(store, layout.REVIEW_CHECKPOINT) is None, "no checkpoint before its commit"
+        checkpoint = st.read_checkpoint(store, layout.REVIEW_CHECKPOINT)
+        assert checkpoint is not None and checkpoint.through == NOW - timedelta(hours=4), "only the start, kept"
         env.clock.advance(settings.harvest.lease_seconds)
         rerun = await harvest(env, twin(store), settings)
     lines = read_reviews(store)
     assert len(lines) == 800 and rerun.reviews["reviews_duplicates_skipped"] > 0
     assert_reviews_once(lines)
+
+
+async def test_a_first_pass_cut_before_its_first_review_window_leaves_its_start_to_the_next(store: ObjectStore) -> None:
+    """Like the harvest's checkpoint: with none yet, a first pass cut before it finished a
+    review window keeps its start, else the next pass would start later by the gap between
+    the two and never read the reviews saved in that gap (no lookback here)."""
+    with sandbox_env() as env:
+        env.preload(100, MONTHS_AGO, MONTHS_AGO + timedelta(hours=1))
+        review_backlog(env, 100, NOW - timedelta(hours=4), NOW - timedelta(minutes=10))  # the first at NOW - 4 h
+        settings = harvest_settings(**SETTINGS, harvest_lookback_seconds=0)
+        first = await harvest(env, store, settings, deadline=time.monotonic() - 1)
+        assert first.reviews["reviews_windows"] == 0 and first.reviews["reviews_stopped_by_deadline"]
+        env.clock.advance(600)  # the next timer pass
+        second = await harvest(env, store, settings)
+    assert first.reviews["review_checkpoint"] == (NOW - timedelta(hours=4)).isoformat()
+    assert second.reviews["reviews_written"] == 100 == len(read_reviews(store))
 
 
 async def test_two_concurrent_runs_and_a_review_backfill_write_each_review_once(store: ObjectStore) -> None:
@@ -157,10 +199,16 @@ async def test_a_callback_racing_the_timer_writes_each_review_once(store: Object
         task_ids = [t.task_id for t in tasks]
 
         async def callbacks() -> list[HarvestReport]:
-            return [await harvest_task_ids(settings, env.sca, twin(store), task_ids[i:i + 100], deadline=far_deadline(), now=env.now)
-                    for i in range(0, 600, 100)]
+            return [
+                await harvest_task_ids(
+                    settings, env.sca, twin(store), task_ids[i : i + 100], deadline=far_deadline(), now=env.now
+                )
+                for i in range(0, 600, 100)
+            ]
 
-        early = await harvest_task_ids(settings, env.sca, twin(store), task_ids[:50], deadline=far_deadline(), now=env.now)
+        early = await harvest_task_ids(
+            settings, env.sca, twin(store), task_ids[:50], deadline=far_deadline(), now=env.now
+        )
         timer, hints = await asyncio.gather(harvest(env, twin(store), settings), callbacks())
         hints.append(early)
         env.clock.advance(300)
@@ -215,7 +263,9 @@ async def test_more_than_10000_reviews_in_one_hour_land_all_once(store: ObjectSt
         report = await harvest(env, store)
         reads = [q for q in env.log.queries if q.get("reviewStartTime")]
     assert report.reviews["reviews_written"] == 10_500
-    assert max(q.get("pageNumber", 1) * q.get("pageSize", 10) for q in reads) <= 10_000 or any(q.get("lastDataId") for q in reads)
+    assert max(q.get("pageNumber", 1) * q.get("pageSize", 10) for q in reads) <= 10_000 or any(
+        q.get("lastDataId") for q in reads
+    )
     lines = read_reviews(store)
     assert len(lines) == 10_500
     assert_reviews_once(lines)

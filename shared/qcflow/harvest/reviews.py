@@ -16,7 +16,8 @@ handed to the same ``pipeline.Pipeline`` (``feed.py``), never switched on a flag
   review land once across overlapping passes, crashes, retries, backfills and callbacks;
 - its checkpoint is its own (``state/reviews/checkpoint/``): never backwards, advanced to a
   window's end only once the window is committed; a first pass starts
-  ``QCFLOW_HARVEST_START_SECONDS`` ago, like the harvest's; each pass re-reads
+  ``QCFLOW_HARVEST_START_SECONDS`` ago and saves that start as the checkpoint at once, like
+  the harvest's (``state.origin``); each pass re-reads
   ``QCFLOW_HARVEST_LOOKBACK_SECONDS`` before it and stops ``QCFLOW_HARVEST_SETTLE_SECONDS``
   before now (the harvest's settings: a review is indexed like an upload);
 - nothing is "unfinished": a reviewed result is finished. A result met in a review window
@@ -208,10 +209,12 @@ class ReviewFeed:
     async def incremental(self, lease_holds: Callable[[], bool]) -> dict[str, Any]:
         """From the review checkpoint (less the lookback) to ``now - settle``."""
         harvest = self.settings.harvest
-        current = await asyncio.to_thread(st.read_checkpoint, self.store, layout.REVIEW_CHECKPOINT)
-        self.checkpoint = current.through if current else None
-        origin = current.through if current else self.started_at - timedelta(seconds=harvest.start_seconds)
-        start = origin - timedelta(seconds=harvest.lookback_seconds)
+        first = self.started_at - timedelta(seconds=harvest.start_seconds)
+        current = await asyncio.to_thread(
+            st.origin, self.store, first, owner=self.run_id, now=self.wall(), prefix=layout.REVIEW_CHECKPOINT
+        )
+        self.checkpoint = current.through
+        start = current.through - timedelta(seconds=harvest.lookback_seconds)
         end = self.started_at - timedelta(seconds=harvest.settle_seconds)
         await self.pipeline.read_windows(chunks(start, end), lease_holds=lease_holds, after_commit=self.advance)
         return {"reviews_since": start.isoformat(), "reviews_until": end.isoformat()}

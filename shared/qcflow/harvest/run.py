@@ -9,7 +9,10 @@
    whole hours (``pipeline.chunks``): finished and failed results go to the writer, running
    ones are remembered in ``state/harvest/unfinished/`` (``unfinished.py``). The checkpoint
    advances to a chunk's end only once the chunk's parts are committed *and* its running
-   results are remembered — and never backwards. The next chunks are already being fetched
+   results are remembered — and never backwards. A first pass (no checkpoint yet) starts
+   ``harvest_start_seconds`` ago and saves that start as the checkpoint before reading
+   (``state.origin``): cut before its first chunk, it must not leave the next pass to start
+   later by the time between them. The next chunks are already being fetched
    while one is written, and a chunk's commit overlaps the next one's reading, so that the
    quota is not left idle at chunk boundaries or while parts upload (``pipeline.py``);
 4. polls the remembered unfinished results the windows did not meet, by taskId: finished
@@ -361,10 +364,10 @@ class _Pass:
     async def incremental(self, lease_holds: Callable[[], bool]) -> dict[str, Any]:
         """From the checkpoint (less the lookback) to ``now - settle``, then the unfinished."""
         settings = self.settings.harvest
-        current = await asyncio.to_thread(st.read_checkpoint, self.store)
-        self.report.checkpoint = current.through if current else None
-        origin = current.through if current else self.started_at - timedelta(seconds=settings.start_seconds)
-        start = origin - timedelta(seconds=settings.lookback_seconds)
+        first = self.started_at - timedelta(seconds=settings.start_seconds)
+        current = await asyncio.to_thread(st.origin, self.store, first, owner=self.run_id, now=self.wall())
+        self.report.checkpoint = current.through
+        start = current.through - timedelta(seconds=settings.lookback_seconds)
         end = self.started_at - timedelta(seconds=settings.settle_seconds)
         self._range(start, end, settings.settle_seconds)
         await self.pipeline.read_windows(chunks(start, end), lease_holds=lease_holds, after_commit=self.advance)

@@ -182,6 +182,23 @@ def advance_checkpoint(
     raise RetryableError(f"could not advance the harvest checkpoint in {store.url}: lost {MAX_RACES} races")
 
 
+def origin(
+    store: ObjectStore, first: datetime, *, owner: str, now: float, prefix: str = layout.HARVEST_CHECKPOINT
+) -> Checkpoint:
+    """Where a pass starts reading (before its lookback): the checkpoint, or — with none yet —
+    ``first`` (``QCFLOW_HARVEST_START_SECONDS`` before the pass), saved as the checkpoint at
+    once. Why saved before anything is read: a first pass stopped (deadline, crash) before
+    its first window is finished would leave no checkpoint, and the next pass would start
+    ``start_seconds`` before *its* own start — later, by the time between the two: the
+    results uploaded in between would never be read (the lookback only hides it while it is
+    longer than that gap). Nothing before ``first`` is wanted, so the checkpoint's promise
+    ("every result before ``through`` is read") holds for it."""
+    current = read_checkpoint(store, prefix)
+    if current is not None:
+        return current
+    return advance_checkpoint(store, first, owner=owner, now=now, prefix=prefix)
+
+
 # ------------------------------------------------------------------ unfinished, stuck
 
 
