@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qcflow import journal, layout
+from qcflow.config import HarvestSettings
 from qcflow.errors import NotFoundError, RetryableError
 from qcflow.journal import MAX_RACES
 from qcflow.store import ObjectStore
@@ -316,6 +317,32 @@ class ResultWriter:
     ``on_committed(spill)`` runs (in the committing thread) after a part is visible, e.g. to
     delete the unfinished markers of its results and record taskIds in the push ledger.
     """
+
+    @classmethod
+    def for_harvest(
+        cls,
+        store: ObjectStore,
+        harvest: HarvestSettings,
+        *,
+        run_id: str,
+        grace_seconds: float,
+        wall: Callable[[], float],
+        on_committed: Callable[[Spill], None] | None,
+        room: Room = RESULTS_ROOM,
+    ) -> ResultWriter:
+        """A pass's writer for ``room``, its part format and sizes from the harvest settings
+        (one place for both feeds and the unredacted copy's store)."""
+        return cls(
+            store,
+            run_id=run_id,
+            gzip=harvest.gzip,
+            max_records=harvest.part_max_records,
+            max_bytes=harvest.part_max_bytes,
+            grace_seconds=grace_seconds,
+            wall=wall,
+            on_committed=on_committed,
+            room=room,
+        )
 
     def __init__(
         self,

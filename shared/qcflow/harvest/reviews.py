@@ -166,13 +166,10 @@ class ReviewFeed:
         return self._writer(None, self.raw_store)
 
     def _writer(self, on_committed: Callable[[Spill], None] | None, store: ObjectStore | None = None) -> ResultWriter:
-        harvest = self.settings.harvest
-        return ResultWriter(
+        return ResultWriter.for_harvest(
             store or self.store,
+            self.settings.harvest,
             run_id=self.run_id,
-            gzip=harvest.gzip,
-            max_records=harvest.part_max_records,
-            max_bytes=harvest.part_max_bytes,
             grace_seconds=self.grace_seconds,
             wall=self.wall,
             on_committed=on_committed,
