@@ -47,12 +47,15 @@
 #     manifests, unfinished) and qcflow.ledger (state/push/records/<rid>/task-id.json: a
 #     taskId learnt for a submission whose answer was lost).
 #  3. oss:DeleteObject on state/push/unknown-task/*, state/harvest/{lease,backfill-lease,
-#     checkpoint,pending,unfinished}/*, state/reviews/{checkpoint,pending}/*
+#     checkpoint,pending,unfinished}/*, state/reviews/{checkpoint,pending}/*, results/*, reviews/*
+#     compaction (qcflow.harvest.compact) deletes the parts of a closed hour it folded, only after
+#     their replacement is committed, and its hidden _compact/ copies once published;
 #     superseded leases and checkpoints are pruned, pending-part and unfinished-result
 #     markers retired, unknown-task markers retired once their taskId is known. Commit
 #     records, manifests and the ledger's records are never deleted.
-#  4. oss:ListObjects on <bucket>, only for prefixes under state/
-#     the harvest state and the ledger's unknown-task markers are listed.
+#  4. oss:ListObjects on <bucket>, only for prefixes under state/, results/ and reviews/
+#     the harvest state and the ledger's unknown-task markers are listed; compaction lists the
+#     parts of the hours it folds.
 #  5. oss:GetObject, oss:PutObject, oss:AbortMultipartUpload on <bucket>/<store_prefix>/results/*
 #     and reviews/* (the review feed's rows)
 #     qcflow.harvest.output writes each JSONL part once: one PutObject, or a multipart upload

@@ -300,6 +300,22 @@ def run_every_path(world: PushWorld, tracer: Tracer) -> dict[str, Any]:
         with tracer.running("harvest"):
             passes.append(harvest.handler(timer_event({"since": since}), context_for("harvest", FC_CREDS, timeout=120)))
     answers["harvest"] = passes
+    # the pass's compaction, as a later timer pass runs it once these hours are closed (here: now + 3 h)
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from qcflow.harvest import compact as cp
+
+    later = datetime.now(timezone.utc) + timedelta(hours=3)
+    compacted = []
+    with tracer.running("harvest"):
+        for room in (cp.RESULTS, cp.REVIEWS):
+            stats = cp.compact_range(
+                world.state, room, zone=ZoneInfo("Asia/Shanghai"), now=later, settle_seconds=0, lookback_seconds=0,
+                run_id="compact-trace", gzip=False, max_bytes=256 << 20, unfinished_rule=False,
+            )
+            compacted.append(stats)
+    answers["compacted"] = compacted
     return answers
 
 

@@ -260,7 +260,9 @@ def test_a_junk_result_page_ends_the_timer_pass_cleanly_and_writes_nothing(hosti
     hostile.check(outcome, expect_events={"harvest_failed", "harvest_done"})
     assert outcome.error is not None or outcome.value["written"] == 0
     assert not (hostile.store_root / "results").exists()
-    assert not list((hostile.store_root / "state" / "harvest" / "checkpoint").glob("*.json")), "the checkpoint did not move"
+    # the first pass saves its start before reading (record 1); a checkpoint that moved is a later record
+    saved = sorted(p.name for p in (hostile.store_root / "state" / "harvest" / "checkpoint").glob("*.json"))
+    assert saved in ([], ["000000000001.json"]), f"the checkpoint did not move: {saved}"
 
 
 @pytest.mark.parametrize("answer", list(GET_RESULT_JUNK.values()), ids=list(GET_RESULT_JUNK))
