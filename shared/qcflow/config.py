@@ -18,8 +18,9 @@ from one source (the environment FC fills from ``s.yaml``), which ``load_setting
 a few lines, while importing ``pydantic-settings`` costs ~16 ms of every cold start (and
 python-dotenv in the layer). Validation, coercion and the error messages are pydantic's.
 
-Why ~560 lines: every setting with its description and validation lives here, once (the
-docs are generated from it); each slice is a short model of its own.
+Why ~800 lines: every setting with its description and validation lives here, once (the
+docs are generated from it); each slice (push, harvest, callback, secrets, pii, ...) is a short
+model of its own, and splitting them across modules would split the one generated page.
 """
 
 from __future__ import annotations

@@ -49,6 +49,10 @@ incremental pass of either feed reads it any more) and, in ``results/``, no unfi
 no late finisher lands in an old review hour). Correctness never depends on it: a backfill, a
 late finisher or a review that still writes into a compacted hour adds a part, and the next
 compaction folds it.
+
+Why one module of ~590 lines: the compaction record, its steps, the finishing of one left
+halfway and the closed-hour rule are one protocol over the commit log; apart, each step's
+safety argument would point into another file.
 """
 
 from __future__ import annotations

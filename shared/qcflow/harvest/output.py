@@ -37,7 +37,7 @@ A *room* (``Room``) is where one feed's parts and records live: the harvest's re
 records under ``state/reviews/``). The protocol is the same in both; only the prefixes differ,
 so a review and a result never share a commit sequence.
 
-Why ~560 lines: the commit protocol (intent, commit record, spill, upload, recovery of
+Why ~630 lines: the commit protocol (intent, commit record, spill, upload, recovery of
 what a crash left) is one mechanism; its invariants are easier to check in one place.
 """
 
